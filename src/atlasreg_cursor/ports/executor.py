@@ -1,0 +1,90 @@
+"""The executor port (DESIGN §6 Executor): sources, processing, Gold."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Protocol
+
+import attrs
+
+from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
+from atlasreg_cursor.domain.gold import GoldDocument
+from atlasreg_cursor.domain.messages import MessageType
+from atlasreg_cursor.domain.sources import SourceConfig
+
+__all__ = ["Document", "Executor", "ProcessingResult", "RunContext", "SourceResult"]
+
+
+@attrs.frozen(kw_only=True)
+class RunContext:
+    """What an executor needs to know of the run it works for."""
+
+    run_id: str
+    date: dt.date
+    message_type: MessageType
+    message_id: str
+    attempts: int = 1
+
+
+class Executor(Protocol):
+    """
+    Protocol: runs sources and processing on AtlasReg Core or in-process.
+
+    Raises :class:`ExecutorError` subclasses only.
+    """
+
+    def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
+        """
+        Run one source through its handler within ``source.timeout_seconds``.
+
+        Raises:
+            SourceFailed: this source failed (``error_type`` says how).
+            ExecutorUnavailable: Core cannot be reached (transient).
+        """
+        ...
+
+    def process(
+        self, documents: Sequence[Document], run: RunContext, *, timeout_seconds: float
+    ) -> ProcessingResult:
+        """
+        Process the run's documents (AI processing / enrichment).
+
+        Raises:
+            ProcessingFailed: processing failed for the run as a whole.
+            ExecutorUnavailable: Core cannot be reached (transient).
+        """
+        ...
+
+    def build_gold(
+        self,
+        run: RunContext,
+        results: Sequence[SourceResult],
+        processing: ProcessingResult,
+    ) -> GoldDocument:
+        """
+        Build the run's Gold document.
+
+        Raises:
+            InvalidGold: what Core produced is not Gold 2.0.
+            ProcessingFailed: Gold generation failed.
+            ExecutorUnavailable: Core cannot be reached (transient).
+        """
+        ...
+
+    def reprocess(
+        self, run: RunContext, sources: Sequence[SourceConfig], *, timeout_seconds: float
+    ) -> ProcessingResult:
+        """
+        Reprocess the run's date (Core's ``reprocess_date``; locally, the
+        date's sources again through the same enrichment).
+
+        Raises:
+            ProcessingFailed: reprocessing failed.
+            ExecutorUnavailable: Core cannot be reached (transient).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release clients and subprocesses."""
+        ...

@@ -1,0 +1,24 @@
+"""Test-wide settings: hypothesis profiles, stamina in testing mode."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import stamina
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=300, deadline=None)
+settings.register_profile(
+    "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture(autouse=True)
+def _stamina_testing() -> Iterator[None]:
+    """No backoff sleeps and at most three attempts in tests."""
+    stamina.set_testing(True, attempts=3)
+    yield
+    stamina.set_testing(False)
