@@ -59,7 +59,11 @@ class CachingConfigSource:
         """Return the watchlist (cached, or the last good one on failure)."""
         with self._lock:
             now = self._clock()
-            if self._good is not None and self._good_at is not None and now - self._good_at < self._ttl:
+            if (
+                self._good is not None
+                and self._good_at is not None
+                and now - self._good_at < self._ttl
+            ):
                 return self._good
             try:
                 config = parse_watchlist_bytes(self._fetch(), known_handlers=self._handlers)

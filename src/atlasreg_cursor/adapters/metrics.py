@@ -22,5 +22,7 @@ CONFIG_STALE_SECONDS = Gauge(
     "cursor_config_stale_seconds", "Age of the config served after a failed fetch (0 = fresh)"
 )
 NOTIFICATIONS = Counter(
-    "cursor_notifications_total", "Webhooks sent, by event type and result", ["event_type", "result"]
+    "cursor_notifications_total",
+    "Webhooks sent, by event type and result",
+    ["event_type", "result"],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+
 import attrs
 
 from .documents import Document, ProcessingResult
@@ -75,6 +76,17 @@ def journal_key(run_id: str) -> str:
 
 
 @attrs.frozen(kw_only=True)
+class RunContext:
+    """What an executor needs to know of the run it works for."""
+
+    run_id: str
+    date: dt.date
+    message_type: MessageType
+    message_id: str
+    attempts: int = 1
+
+
+@attrs.frozen(kw_only=True)
 class Lease:
     """Who works a run, until when (UTC)."""
 
@@ -124,6 +136,7 @@ class NotificationRecord:
     path: str
     body: str
     delivered: bool = False
+    rejected: bool = False
     status_code: int | None = None
     attempts: int = 0
 
@@ -151,13 +164,13 @@ class RunJournal:
     notification: NotificationRecord | None = None
     failure: NotificationRecord | None = None
     status: RunStatus | None = None
+    error: str | None = None
+    finished_at: dt.datetime | None = None
 
     @property
     def complete(self) -> bool:
-        """A run is complete once its notification is delivered."""
-        return (
-            self.notification is not None and self.notification.delivered
-        ) or (self.failure is not None and self.failure.delivered)
+        """A run is complete once it has finished (published and notified, or failed)."""
+        return self.finished_at is not None
 
     def source_outcome(self, source_id: str) -> SourceOutcome | None:
         """Return the recorded outcome for *source_id*, if any."""

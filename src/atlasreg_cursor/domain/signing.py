@@ -25,7 +25,7 @@ _WHSEC = "whsec_"
 def standard_key(secret: str) -> bytes:
     """Return the HMAC key Standard Webhooks uses for *secret*."""
     if secret.startswith(_WHSEC):
-        encoded = secret[len(_WHSEC):]
+        encoded = secret[len(_WHSEC) :]
         try:
             return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         except (binascii.Error, ValueError):

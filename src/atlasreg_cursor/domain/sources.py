@@ -19,9 +19,22 @@ DEFAULT_SOURCE_TIMEOUT = 600.0
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SOURCE_KEYS = frozenset(
     {
-        "id", "name", "handler_id", "url_feed", "enabled", "schedule", "player_id",
-        "spider_id", "dag_id", "task_name", "xcom_task_id", "timeout_seconds",
-        "keywords", "selectors", "api", "csv",
+        "id",
+        "name",
+        "handler_id",
+        "url_feed",
+        "enabled",
+        "schedule",
+        "player_id",
+        "spider_id",
+        "dag_id",
+        "task_name",
+        "xcom_task_id",
+        "timeout_seconds",
+        "keywords",
+        "selectors",
+        "api",
+        "csv",
     }
 )
 
@@ -78,9 +91,7 @@ class WatchlistConfig:
 
     def enabled_sources(self, only: frozenset[str] | None = None) -> tuple[SourceConfig, ...]:
         """Enabled sources, restricted to the ids in *only* when given."""
-        return tuple(
-            s for s in self.sources if s.enabled and (only is None or s.id in only)
-        )
+        return tuple(s for s in self.sources if s.enabled and (only is None or s.id in only))
 
 
 def parse_watchlist_bytes(
@@ -126,7 +137,9 @@ def parse_watchlist(
             continue
         if source.id in seen:
             invalid.append(
-                InvalidSource(index=index, source_id=source.id, reason=f"duplicate id {source.id!r}")
+                InvalidSource(
+                    index=index, source_id=source.id, reason=f"duplicate id {source.id!r}"
+                )
             )
             continue
         seen.add(source.id)
@@ -155,7 +168,11 @@ def _parse_source(item: object, handlers: frozenset[str]) -> SourceConfig:
     if handler == "AIRFLOW_DAG" and not _opt_str(item, "dag_id"):
         raise ValueError("handler AIRFLOW_DAG needs a dag_id")
     timeout = item.get("timeout_seconds", DEFAULT_SOURCE_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 86400:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout <= 86400
+    ):
         raise ValueError(f"timeout_seconds must be a number in (0, 86400], got {timeout!r}")
     keywords = item.get("keywords") or []
     if not isinstance(keywords, list) or not all(isinstance(k, str) and k for k in keywords):

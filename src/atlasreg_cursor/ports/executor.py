@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol
 
-import attrs
-
 from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
 from atlasreg_cursor.domain.gold import GoldDocument
-from atlasreg_cursor.domain.messages import MessageType
+from atlasreg_cursor.domain.runs import RunContext
 from atlasreg_cursor.domain.sources import SourceConfig
 
 __all__ = ["Document", "Executor", "ProcessingResult", "RunContext", "SourceResult"]
-
-
-@attrs.frozen(kw_only=True)
-class RunContext:
-    """What an executor needs to know of the run it works for."""
-
-    run_id: str
-    date: dt.date
-    message_type: MessageType
-    message_id: str
-    attempts: int = 1
 
 
 class Executor(Protocol):
