@@ -1,0 +1,132 @@
+"""``atlasreg-cursor demo``: the whole flow on the embedded default.
+
+Serves the bundled sample site on a free loopback port, writes a watchlist
+pointing at it, enqueues today's ``start_daily_ingest``, runs the daemon
+until the queue is drained, receives the webhook on a loopback receiver that
+verifies both signatures, and prints what happened and the JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import json
+import os
+import secrets
+import sys
+from collections import Counter
+from pathlib import Path
+
+from atlasreg_cursor.domain.hashing import canonical_bytes, sha256_hex
+from atlasreg_cursor.domain.ingest import read_journal
+from atlasreg_cursor.domain.messages import MessageType
+from atlasreg_cursor.domain.runs import derive_run_id
+
+from .bootstrap import build
+from .cli import EXIT_FAILED, EXIT_OK, new_message
+from .daemon import run_daemon
+from .log import configure_logging
+from .receiver import WebhookReceiver
+from .settings import load_settings
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo; 0 when a Gold was published and the webhook verified."""
+    from atlasreg_cursor.sample_site import demo_watchlist, start_sample_site
+
+    home = Path(args.home or os.environ.get("CURSOR_HOME_DEMO", "var/demo")).resolve()
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    receiver = WebhookReceiver((secret,))
+    site = start_sample_site()
+    err = sys.stderr
+    try:
+        watchlist_path = home / "config" / "news_watchlist_config.json"
+        watchlist_path.parent.mkdir(parents=True, exist_ok=True)
+        watchlist_path.write_text(
+            json.dumps(demo_watchlist(site.base_url), indent=2, ensure_ascii=False),
+            encoding="utf-8",
+        )
+        settings = load_settings(
+            {
+                "MODE": "local",
+                "CURSOR_HOME": str(home),
+                "WATCHLIST_FILE": str(watchlist_path),
+                "HOOK_ENDPOINT": receiver.url,
+                "HOOK_HMAC_SECRET": secret,
+                "ALLOW_PRIVATE_SOURCES": "true",
+                "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+                "POLL_SECONDS": "1",
+            },
+            env_file=None,
+        )
+        configure_logging("console", settings.log_level, stream=err)
+        print(f"sample site   {site.base_url}", file=err)
+        print(f"webhook       {receiver.url}", file=err)
+        print(f"CURSOR_HOME   {home}", file=err)
+        app = build(settings)
+        today = dt.date.today().isoformat()
+        message = new_message("start_daily_ingest", today, None)
+        app.queue.send(canonical_bytes(message))
+        print(f"enqueued      start_daily_ingest {today} ({message['message_id']})\n", file=err)
+        try:
+            run_daemon(app, until_empty=True, serve_http=False)
+            run_id = derive_run_id(MessageType.START_DAILY_INGEST, message["message_id"])
+            journal = read_journal(app.store, run_id)
+        finally:
+            app.close()
+        return _report(journal, home, receiver)
+    finally:
+        site.stop()
+        receiver.stop()
+
+
+def _report(journal: object, home: Path, receiver: WebhookReceiver) -> int:
+    from atlasreg_cursor.domain.runs import RunJournal
+
+    err = sys.stderr
+    if not isinstance(journal, RunJournal) or journal.gold is None:
+        print("\nthe demo run did not publish a Gold document", file=err)
+        return EXIT_FAILED
+    gold_path = home / "store" / journal.gold.key
+    body = gold_path.read_bytes()
+    gold = json.loads(body)
+    by_type = Counter(e["event_type"] for e in gold["events"])
+    print("\n== sources", file=err)
+    for outcome in sorted(journal.sources, key=lambda o: o.source_id):
+        state = (
+            f"{outcome.documents_count} documents"
+            if outcome.ok
+            else f"{outcome.error_type}: {outcome.error_message}"
+        )
+        print(f"  {'ok  ' if outcome.ok else 'FAIL'} {outcome.source_id:<22} {state}", file=err)
+    print("== events by type", file=err)
+    for kind, count in sorted(by_type.items()):
+        print(f"  {kind:<10} {count}", file=err)
+    verified = [w for w in receiver.received if w.standard_ok and w.legacy_ok]
+    print("== result", file=err)
+    print(f"  status      {journal.gold.status.value}", file=err)
+    print(f"  gold        {gold_path}", file=err)
+    print(
+        f"  sha256      {journal.gold.sha256} (recomputed: {'match' if sha256_hex(body) == journal.gold.sha256 else 'MISMATCH'})",
+        file=err,
+    )
+    print(
+        f"  webhook     {len(receiver.received)} received, {len(verified)} verified "
+        "(Standard Webhooks + X-Signature)",
+        file=err,
+    )
+    summary = {
+        "run_id": journal.run_id,
+        "status": journal.gold.status.value,
+        "gold_key": journal.gold.key,
+        "sha256": journal.gold.sha256,
+        "size": journal.gold.size,
+        "documents_count": journal.gold.documents_count,
+        "events_count": journal.gold.events_count,
+        "errors_count": journal.gold.errors_count,
+        "notified": bool(journal.notification and journal.notification.delivered and verified),
+    }
+    print(json.dumps(summary, separators=(", ", ": ")), flush=True)
+    ok = sha256_hex(body) == journal.gold.sha256 and bool(verified)
+    return EXIT_OK if ok else EXIT_FAILED

@@ -1,0 +1,75 @@
+"""The daemon's HTTP side: ``/healthz``, ``/readyz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+
+class HealthServer:
+    """
+    Serves health and metrics on a background thread.
+
+    Args:
+        host: address to bind (``METRICS_HOST``).
+        port: port to bind (``METRICS_PORT``; 0 picks a free one).
+        ready: returns ``(ready, detail)`` for ``/readyz``.
+    """
+
+    def __init__(
+        self, host: str, port: int, ready: Callable[[], tuple[bool, dict[str, Any]]]
+    ) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/healthz":
+                    outer._send(self, 200, {"status": "ok"})
+                elif self.path == "/readyz":
+                    ok, detail = ready()
+                    outer._send(self, 200 if ok else 503, {"ready": ok, **detail})
+                elif self.path == "/metrics":
+                    body = generate_latest()
+                    self.send_response(200)
+                    self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                else:
+                    outer._send(self, 404, {"error": "not found"})
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> HealthServer:
+        """Start serving."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, data: dict[str, Any]) -> None:
+        body = json.dumps(data).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)

@@ -1,0 +1,89 @@
+"""A loopback webhook receiver that verifies both signature schemes.
+
+Used by the demo to show the whole flow; the verifier is the library's own
+:class:`~atlasreg_cursor.domain.signing.WebhookVerifier`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import attrs
+
+from atlasreg_cursor.domain.errors import SignatureMismatch
+from atlasreg_cursor.domain.signing import verify_legacy, verify_standard
+
+
+@attrs.frozen(kw_only=True)
+class ReceivedWebhook:
+    """One request the receiver got, and what verification said."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    standard_ok: bool
+    legacy_ok: bool
+
+    @property
+    def json(self) -> Any:
+        """The body, parsed."""
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """Listens on 127.0.0.1; answers 204 when both signatures verify, else 401."""
+
+    def __init__(self, secrets: tuple[str, ...], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.received: list[ReceivedWebhook] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                headers = dict(self.headers.items())
+                standard_ok = legacy_ok = True
+                try:
+                    verify_standard(body, headers, secrets)
+                except SignatureMismatch:
+                    standard_ok = False
+                try:
+                    verify_legacy(body, headers, secrets)
+                except SignatureMismatch:
+                    legacy_ok = False
+                with outer._lock:
+                    outer.received.append(
+                        ReceivedWebhook(
+                            path=self.path,
+                            headers=headers,
+                            body=body,
+                            standard_ok=standard_ok,
+                            legacy_ok=legacy_ok,
+                        )
+                    )
+                self.send_response(204 if standard_ok and legacy_ok else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """Base URL to use as ``HOOK_ENDPOINT``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,305 @@
+"""Settings: one frozen attrs class built with cattrs from the environment.
+
+This is the only module that reads ``os.environ``. Every field's variable is
+its name in upper case (``hook_endpoint`` ← ``HOOK_ENDPOINT``). An optional
+``.env`` file (``KEY=VALUE`` lines) fills what the environment does not set.
+A bad value is a :class:`SettingsError` naming the variable; secrets never
+appear in reprs, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import attrs
+import cattrs
+
+from atlasreg_cursor.domain.errors import CursorError
+
+Mode = Literal["local", "standalone", "cloudflare"]
+LogFormat = Literal["json", "console"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+AirflowVersion = Literal["auto", "v1", "v2"]
+
+QUEUE_BACKENDS = ("sqlite", "redis", "cloudflare")
+CONFIG_BACKENDS = ("file", "kv")
+STORAGE_BACKENDS = ("file", "minio", "r2")
+NOTIFIER_BACKENDS = ("webhook", "outbox")
+EXECUTOR_BACKENDS = ("local", "core")
+
+MODE_DEFAULTS: dict[str, dict[str, str]] = {
+    "local": {"queue": "sqlite", "config": "file", "storage": "file", "executor": "local"},
+    "standalone": {"queue": "redis", "config": "file", "storage": "minio", "executor": "core"},
+    "cloudflare": {"queue": "cloudflare", "config": "kv", "storage": "r2", "executor": "core"},
+}
+
+_SECRET = {"secret": True}
+
+
+class SettingsError(CursorError):
+    """Raised at start-up when a setting is missing or malformed."""
+
+
+def _secret(default: Any = None) -> Any:
+    return attrs.field(default=default, repr=False, metadata=_SECRET)
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Every setting of DESIGN §9 (documented in ``.env.example``)."""
+
+    mode: Mode = "local"
+    queue_backend: str | None = None
+    config_backend: str | None = None
+    storage_backend: str | None = None
+    notifier_backend: str | None = None
+    executor_backend: str | None = None
+
+    cursor_home: Path = Path("var")
+    watchlist_file: Path | None = None
+    watchlist_key: str = "NEWS_WATCHLIST_CONFIG"
+    config_ttl_seconds: float = 300.0
+    queue_name: str = "ingest-queue"
+
+    cf_api_endpoint: str = "https://api.cloudflare.com"
+    cf_api_token: str | None = _secret()
+    cf_account_id: str | None = None
+    cf_queue_endpoint: str | None = None
+    cf_kv_api_endpoint: str | None = None
+    cf_kv_namespace_id: str | None = None
+    cf_queue_id: str | None = None
+    cf_dlq_queue_id: str | None = None
+
+    r2_endpoint: str | None = None
+    r2_access_key: str | None = _secret()
+    r2_secret_key: str | None = _secret()
+    r2_bucket_name: str = "atlasreg-gold"
+    gold_bucket: str | None = None
+    minio_endpoint: str | None = None
+    minio_access_key: str | None = _secret()
+    minio_secret_key: str | None = _secret()
+    minio_secure: bool = False
+    s3_create_bucket: bool = True
+
+    hook_endpoint: str | None = None
+    hook_hmac_secret: str | None = _secret()
+    hook_hmac_additional_secrets: str | None = _secret()
+    hook_standard_signature: bool = True
+    hook_legacy_signature: bool = True
+    hook_timeout_seconds: float = 15.0
+    hook_attempts: int = 6
+
+    database_url: str | None = _secret()
+    redis_url: str = attrs.field(default="redis://127.0.0.1:6379/2", repr=False, metadata=_SECRET)
+    celery_broker_url: str | None = _secret()
+    celery_result_backend: str | None = _secret()
+    airflow_api_url: str | None = None
+    airflow_username: str | None = None
+    airflow_password: str | None = _secret()
+    airflow_api_version: AirflowVersion = "auto"
+    elasticsearch_url: str | None = None
+    scrapy_project_path: Path | None = None
+    allow_private_sources: bool = False
+    processing_concurrency: int = 16
+
+    log_format: LogFormat = "json"
+    log_level: LogLevel = "INFO"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9108
+    consumer_id: str | None = None
+
+    max_attempts: int = 5
+    visibility_timeout_seconds: float = 1800.0
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 3600.0
+    lease_seconds: float = 300.0
+    poll_seconds: float = 5.0
+
+    def backend(self, port: str) -> str:
+        """The backend for *port*: its override, else what ``MODE`` implies."""
+        override = getattr(self, f"{port}_backend")
+        if override:
+            return str(override)
+        if port == "notifier":
+            return "webhook" if self.hook_endpoint else "outbox"
+        return MODE_DEFAULTS[self.mode][port]
+
+    @property
+    def home(self) -> Path:
+        """``CURSOR_HOME``, absolute."""
+        return self.cursor_home.expanduser().resolve()
+
+    @property
+    def watchlist_path(self) -> Path:
+        """The local watchlist file."""
+        if self.watchlist_file is not None:
+            return self.watchlist_file.expanduser()
+        return self.home / "config" / "news_watchlist_config.json"
+
+    @property
+    def bucket(self) -> str:
+        """``GOLD_BUCKET``, else ``R2_BUCKET_NAME``."""
+        return self.gold_bucket or self.r2_bucket_name
+
+    @property
+    def hook_secrets(self) -> tuple[str, ...]:
+        """The primary secret then the rotation extras."""
+        extra = [s.strip() for s in (self.hook_hmac_additional_secrets or "").split(",")]
+        primary = (self.hook_hmac_secret,) if self.hook_hmac_secret else ()
+        return (*primary, *(s for s in extra if s))
+
+    @property
+    def worker_id(self) -> str:
+        """Who this process is, for journal leases."""
+        return self.consumer_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting by variable name, secrets replaced by ``***``."""
+        out: dict[str, Any] = {}
+        for field in attrs.fields(Settings):
+            value = getattr(self, field.name)
+            if field.metadata.get("secret") and value:
+                value = redact_url(value) if "://" in str(value) else "***"
+            out[field.name.upper()] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL (``redis://:pw@host`` → ``redis://:***@host``)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _bool(value: Any, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook(bool, _bool)
+    conv.register_structure_hook(Path, lambda v, _: Path(str(v)))
+    return conv
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """
+    Read ``KEY=VALUE`` lines (``#`` comments, optional quotes, ``export`` prefix).
+
+    Raises:
+        SettingsError: a line is not ``KEY=VALUE``.
+    """
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        text = text.removeprefix("export ").strip()
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, env_file: Path | None = Path(".env")
+) -> Settings:
+    """
+    Build :class:`Settings` from *environ* (default ``os.environ``) and *env_file*.
+
+    Raises:
+        SettingsError: naming the variable whose value is wrong.
+    """
+    env = dict(os.environ if environ is None else environ)
+    merged: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        merged.update(read_env_file(env_file))
+    merged.update(env)
+    known = {f.name.upper(): f for f in attrs.fields(Settings)}
+    data = {
+        known[name].name: value for name, value in merged.items() if name in known and value != ""
+    }
+    try:
+        settings = _converter().structure(data, Settings)
+    except cattrs.ClassValidationError as exc:
+        raise SettingsError(_describe(exc, known)) from None
+    _check(settings)
+    return settings
+
+
+def _describe(exc: cattrs.ClassValidationError, known: Mapping[str, Any]) -> str:
+    problems = []
+    for sub in exc.exceptions:
+        note = getattr(sub, "__notes__", [""])
+        field_name = note[0].split("attribute ")[-1].split(" ")[0] if note else ""
+        name = field_name.strip("'\"").upper() if field_name else "?"
+        field = known.get(name)
+        if field is not None and field.metadata.get("secret"):
+            problems.append(f"{name}: invalid value")
+            continue
+        allowed = (
+            get_args(field.type)
+            if field is not None and isinstance(field.type, str) is False
+            else ()
+        )
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        problems.append(f"{name}: {_message(sub)}{hint}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError) and exc.exceptions:
+        return _message(exc.exceptions[0])
+    return str(exc) or type(exc).__name__
+
+
+def _check(settings: Settings) -> None:
+    problems = []
+    checks = [
+        ("queue", QUEUE_BACKENDS),
+        ("config", CONFIG_BACKENDS),
+        ("storage", STORAGE_BACKENDS),
+        ("notifier", NOTIFIER_BACKENDS),
+        ("executor", EXECUTOR_BACKENDS),
+    ]
+    for port, allowed in checks:
+        value = settings.backend(port)
+        if value not in allowed:
+            problems.append(f"{port.upper()}_BACKEND: {value!r} is not one of {', '.join(allowed)}")
+    numbers = {
+        "MAX_ATTEMPTS": settings.max_attempts >= 1,
+        "VISIBILITY_TIMEOUT_SECONDS": 1 <= settings.visibility_timeout_seconds <= 43200,
+        "LEASE_SECONDS": settings.lease_seconds >= 5,
+        "PROCESSING_CONCURRENCY": settings.processing_concurrency >= 1,
+        "METRICS_PORT": 0 <= settings.metrics_port <= 65535,
+        "HOOK_ATTEMPTS": settings.hook_attempts >= 1,
+        "CONFIG_TTL_SECONDS": settings.config_ttl_seconds >= 0,
+    }
+    problems += [f"{name}: out of range" for name, ok in numbers.items() if not ok]
+    if settings.backend("notifier") == "webhook":
+        if not settings.hook_endpoint:
+            problems.append("HOOK_ENDPOINT: required by the webhook notifier")
+        if not settings.hook_hmac_secret:
+            problems.append("HOOK_HMAC_SECRET: required when HOOK_ENDPOINT is set")
+    if settings.hook_endpoint and not settings.hook_endpoint.startswith(("http://", "https://")):
+        problems.append("HOOK_ENDPOINT: must be an http(s) URL")
+    if problems:
+        raise SettingsError("invalid settings: " + "; ".join(problems))
