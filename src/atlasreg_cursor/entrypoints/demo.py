@@ -107,10 +107,8 @@ def _report(journal: object, home: Path, receiver: WebhookReceiver) -> int:
     print("== result", file=err)
     print(f"  status      {journal.gold.status.value}", file=err)
     print(f"  gold        {gold_path}", file=err)
-    print(
-        f"  sha256      {journal.gold.sha256} (recomputed: {'match' if sha256_hex(body) == journal.gold.sha256 else 'MISMATCH'})",
-        file=err,
-    )
+    match = "match" if sha256_hex(body) == journal.gold.sha256 else "MISMATCH"
+    print(f"  sha256      {journal.gold.sha256} (recomputed: {match})", file=err)
     print(
         f"  webhook     {len(receiver.received)} received, {len(verified)} verified "
         "(Standard Webhooks + X-Signature)",
