@@ -1,0 +1,98 @@
+"""Settings: environment and .env, typed errors naming the variable, secrets redacted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atlasreg_cursor.entrypoints.settings import SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_mode() -> None:
+    """No settings at all give the local mode with the outbox notifier."""
+    settings = load_settings({}, env_file=None)
+
+    assert ("sqlite", "file", "file", "outbox", "local") == tuple(
+        settings.backend(p) for p in ("queue", "config", "storage", "notifier", "executor")
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("standalone", ("redis", "file", "minio", "core")),
+        ("cloudflare", ("cloudflare", "kv", "r2", "core")),
+    ],
+)
+def test_modes_pick_adapter_sets(mode: str, expected: tuple[str, ...]) -> None:
+    """MODE picks a whole adapter set."""
+    settings = load_settings({"MODE": mode}, env_file=None)
+
+    assert expected == tuple(
+        settings.backend(p) for p in ("queue", "config", "storage", "executor")
+    )
+
+
+def test_per_port_override_wins() -> None:
+    """QUEUE_BACKEND overrides what MODE implies."""
+    assert "sqlite" == load_settings(
+        {"MODE": "standalone", "QUEUE_BACKEND": "sqlite"}, env_file=None
+    ).backend("queue")
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"MAX_ATTEMPTS": "many"}, "MAX_ATTEMPTS"),
+        ({"MODE": "cloud"}, "MODE"),
+        ({"MINIO_SECURE": "perhaps"}, "MINIO_SECURE"),
+        ({"QUEUE_BACKEND": "kafka"}, "QUEUE_BACKEND"),
+        ({"VISIBILITY_TIMEOUT_SECONDS": "0"}, "VISIBILITY_TIMEOUT_SECONDS"),
+        ({"HOOK_ENDPOINT": "http://127.0.0.1:1"}, "HOOK_HMAC_SECRET"),
+        ({"HOOK_ENDPOINT": "ftp://x", "HOOK_HMAC_SECRET": "s"}, "HOOK_ENDPOINT"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    """A bad value is a startup error that names the variable."""
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(env, env_file=None)
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    """.env fills in; the environment overrides it."""
+    env_file = tmp_path / ".env"
+    env_file.write_text('# comment\nexport QUEUE_NAME="from-file"\nMAX_ATTEMPTS=7\n')
+
+    settings = load_settings({"MAX_ATTEMPTS": "9"}, env_file=env_file)
+
+    assert ("from-file", 9) == (settings.queue_name, settings.max_attempts)
+
+
+def test_secrets_never_show() -> None:
+    """Tokens and passwords are absent from repr and the redacted view."""
+    settings = load_settings(
+        {
+            "CF_API_TOKEN": "tok-zq9x-1",
+            "HOOK_HMAC_SECRET": "hook-zq9x-2",
+            "REDIS_URL": "redis://:pw-zq9x-3@127.0.0.1:6379/2",
+            "AIRFLOW_PASSWORD": "air-zq9x-4",
+        },
+        env_file=None,
+    )
+
+    shown = repr(settings) + str(settings.redacted())
+    assert "zq9x" not in shown
+    assert "redis://:***@127.0.0.1:6379/2" == settings.redacted()["REDIS_URL"]
+
+
+def test_bad_secret_value_does_not_echo_it() -> None:
+    """Even a malformed secret is not printed in the error."""
+    from atlasreg_cursor.entrypoints.bootstrap import build_signer
+
+    settings = load_settings({"HOOK_HMAC_SECRET": "whsec_%%%notbase64%%%"}, env_file=None)
+
+    with pytest.raises(SettingsError, match="HOOK_HMAC_SECRET") as info:
+        build_signer(settings)
+
+    assert "notbase64" not in str(info.value)
