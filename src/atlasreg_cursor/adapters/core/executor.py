@@ -1,0 +1,282 @@
+"""The Core executor (``EXECUTOR_BACKEND=core``): AtlasReg Core does the work.
+
+Implements the ``Executor`` port (DESIGN §5, §6) on top of Core's Celery
+tasks, Airflow DAGs and Scrapy project:
+
+- ``run_source``: the source's handler from the registry (built-ins and
+  ``atlasreg_cursor.handlers`` plugins, see :mod:`.handlers`);
+- ``process``: Celery ``process_document(doc_id, run_id)`` for every
+  document, at most ``processing_concurrency`` in flight, within the
+  deadline; failed documents are counted and recorded as Gold errors, and
+  only a run where every document failed is ``ProcessingFailed``;
+- ``build_gold``: Celery ``generate_gold_json(run_id, date)``; what comes
+  back must be Gold 2.0 for this run (else ``InvalidGold``, and nothing is
+  published), then the run's own source and processing errors are merged in;
+- ``reprocess``: Celery ``reprocess_date(date, run_id)``.
+
+Settings read (by the composition root): ``CELERY_BROKER_URL``,
+``CELERY_RESULT_BACKEND``, ``AIRFLOW_API_URL``, ``AIRFLOW_USERNAME``,
+``AIRFLOW_PASSWORD``, ``AIRFLOW_API_VERSION``, ``SCRAPY_PROJECT_PATH``,
+``PROCESSING_CONCURRENCY``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
+from atlasreg_cursor.domain.errors import InvalidGold, ProcessingFailed, SourceFailed
+from atlasreg_cursor.domain.gold import GoldDocument, GoldError, isoformat_z, merge_errors, parse_gold
+from atlasreg_cursor.domain.runs import RunContext
+from atlasreg_cursor.domain.sources import SourceConfig
+
+from .celery import TaskError, as_processing_failed
+from .handlers import CoreServices, Handler, registry
+
+if TYPE_CHECKING:
+    from atlasreg_cursor.ports.executor import Executor
+
+    from .airflow import AirflowClient
+    from .celery import CeleryGateway
+
+log = structlog.get_logger()
+
+PROCESS_TASK = "process_document"
+GOLD_TASK = "generate_gold_json"
+REPROCESS_TASK = "reprocess_date"
+DEFAULT_GOLD_TIMEOUT = 600.0
+PROCESSING_SOURCE = "processing"
+
+
+class CoreExecutor:
+    """
+    Run sources, processing and Gold generation on AtlasReg Core.
+
+    Args:
+        celery: the gateway to Core's Celery tasks.
+        airflow: the Airflow client, or ``None`` when ``AIRFLOW_API_URL`` is unset
+            (``AIRFLOW_DAG`` sources then fail as not available).
+        scrapy_project_path: Core's Scrapy project (``SCRAPY_PROJECT_PATH``).
+        local_fallback: the local executor serving Scrapy sources that have
+            no project spider.
+        processing_concurrency: most ``process_document`` tasks in flight.
+        handlers: handlers by id (default: :func:`.handlers.registry`).
+        gold_timeout: seconds to wait for ``generate_gold_json``.
+        clock: the current UTC time (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        *,
+        celery: CeleryGateway,
+        airflow: AirflowClient | None,
+        scrapy_project_path: Path | None,
+        local_fallback: Executor | None,
+        processing_concurrency: int = 16,
+        handlers: Mapping[str, Handler] | None = None,
+        gold_timeout: float = DEFAULT_GOLD_TIMEOUT,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        if processing_concurrency < 1:
+            raise ValueError("processing_concurrency must be at least 1")
+        self._core = CoreServices(
+            celery=celery,
+            airflow=airflow,
+            scrapy_project_path=scrapy_project_path,
+            local_fallback=local_fallback,
+        )
+        self._concurrency = processing_concurrency
+        self._handlers = dict(registry() if handlers is None else handlers)
+        self._gold_timeout = gold_timeout
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return (
+            f"CoreExecutor(celery={self._core.celery!r}, airflow={self._core.airflow!r}, "
+            f"handlers={sorted(self._handlers)!r})"
+        )
+
+    @property
+    def handler_ids(self) -> frozenset[str]:
+        """The handler ids this executor serves."""
+        return frozenset(self._handlers)
+
+    def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
+        """
+        Run *source* through its handler.
+
+        Raises:
+            SourceFailed: the source failed, or no handler has its id.
+            ExecutorUnavailable: Core cannot be reached (transient).
+        """
+        handler = self._handlers.get(source.handler_id)
+        if handler is None:
+            raise SourceFailed(
+                f"no handler {source.handler_id!r} is installed; "
+                f"known: {', '.join(sorted(self._handlers))}",
+                error_type="unknown_handler",
+            )
+        log.debug("core.source_started", source_id=source.id, handler_id=source.handler_id)
+        result = handler(source, run, self._core)
+        if not isinstance(result, SourceResult):
+            raise SourceFailed(
+                f"handler {source.handler_id} returned {type(result).__name__}, not a SourceResult",
+                error_type="handler_error",
+            )
+        return result
+
+    def process(
+        self, documents: Sequence[Document], run: RunContext, *, timeout_seconds: float
+    ) -> ProcessingResult:
+        """
+        Run ``process_document`` for every document within *timeout_seconds*.
+
+        Raises:
+            ProcessingFailed: every document failed.
+            ExecutorUnavailable: Core cannot be reached (transient).
+        """
+        if not documents:
+            return ProcessingResult()
+        kwargs = [{"doc_id": d.document_id, "run_id": run.run_id} for d in documents]
+        outcomes = self._core.celery.call_many(
+            PROCESS_TASK, kwargs, concurrency=self._concurrency, timeout=timeout_seconds
+        )
+        now = isoformat_z(self._clock())
+        errors = tuple(
+            GoldError(
+                source_id=doc.source_id,
+                error_type=outcome.error.error_type,
+                error_message=f"document {doc.document_id}: {outcome.error}",
+                timestamp=now,
+            )
+            for doc, outcome in zip(documents, outcomes, strict=True)
+            if outcome.error is not None
+        )
+        failed = len(errors)
+        processed = len(documents) - failed
+        log.info(
+            "core.processed", run_id=run.run_id, processed=processed, failed=failed
+        )
+        if processed == 0:
+            first = errors[0].error_message if errors else "no result"
+            raise ProcessingFailed(
+                f"processing failed for all {len(documents)} documents (first: {first})"
+            )
+        return ProcessingResult(
+            processed_count=processed,
+            failed_count=failed,
+            errors=errors,
+            documents_count=len(documents),
+        )
+
+    def build_gold(
+        self,
+        run: RunContext,
+        results: Sequence[SourceResult],
+        processing: ProcessingResult,
+    ) -> GoldDocument:
+        """
+        Have Core generate the run's Gold, validate it and merge the run's errors.
+
+        Raises:
+            InvalidGold: Core's answer is not Gold 2.0 for this run.
+            ProcessingFailed: ``generate_gold_json`` failed or timed out.
+            ExecutorUnavailable: Core cannot be reached (transient).
+        """
+        date = run.date.isoformat()
+        try:
+            raw = self._core.celery.call(
+                GOLD_TASK, kwargs={"run_id": run.run_id, "date": date}, timeout=self._gold_timeout
+            )
+        except TaskError as exc:
+            raise as_processing_failed(exc) from None
+        gold = _parse_core_gold(raw, run)
+        now = isoformat_z(self._clock())
+        extra = [
+            GoldError(
+                source_id=r.source_id,
+                error_type=r.error_type or "handler_error",
+                error_message=r.error_message or "",
+                timestamp=now,
+            )
+            for r in results
+            if not r.ok
+        ]
+        extra.extend(processing.errors)
+        merged = merge_errors(gold, extra)
+        log.info(
+            "core.gold_built",
+            run_id=run.run_id,
+            events=len(merged.events),
+            errors=len(merged.errors),
+        )
+        return merged
+
+    def reprocess(
+        self, run: RunContext, sources: Sequence[SourceConfig], *, timeout_seconds: float
+    ) -> ProcessingResult:
+        """
+        Run Core's ``reprocess_date(date, run_id)`` and wait for it.
+
+        Raises:
+            ProcessingFailed: the task failed, timed out or reported an error.
+            ExecutorUnavailable: Core cannot be reached (transient).
+        """
+        kwargs = {"date": run.date.isoformat(), "run_id": run.run_id}
+        try:
+            result = self._core.celery.call(REPROCESS_TASK, kwargs=kwargs, timeout=timeout_seconds)
+        except TaskError as exc:
+            raise as_processing_failed(exc) from None
+        if isinstance(result, Mapping) and result.get("error"):
+            raise ProcessingFailed(f"task {REPROCESS_TASK} reported an error: {result['error']}")
+        counts = result if isinstance(result, Mapping) else {}
+        processed = _count(counts, "processed_count")
+        failed = _count(counts, "failed_count")
+        documents = _count(counts, "documents_count") or processed + failed
+        log.info("core.reprocessed", run_id=run.run_id, processed=processed, failed=failed)
+        return ProcessingResult(
+            processed_count=processed, failed_count=failed, documents_count=documents
+        )
+
+    def close(self) -> None:
+        """Close the Celery app, the Airflow pool and the local executor."""
+        self._core.celery.close()
+        if self._core.airflow is not None:
+            self._core.airflow.close()
+        if self._core.local_fallback is not None:
+            self._core.local_fallback.close()
+
+
+def _count(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _parse_core_gold(raw: Any, run: RunContext) -> GoldDocument:
+    """Validate what ``generate_gold_json`` returned as this run's Gold 2.0."""
+    if isinstance(raw, str | bytes):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidGold(f"{GOLD_TASK} returned a string that is not JSON: {exc}") from None
+    try:
+        gold = parse_gold(raw)
+    except InvalidGold as exc:
+        log.warning("core.gold_invalid", run_id=run.run_id, reason=str(exc))
+        raise InvalidGold(f"{GOLD_TASK} for run {run.run_id} returned {exc}") from None
+    if gold.metadata.run_id != run.run_id:
+        raise InvalidGold(
+            f"{GOLD_TASK} for run {run.run_id} returned the Gold of run {gold.metadata.run_id}"
+        )
+    if gold.metadata.date != run.date.isoformat():
+        raise InvalidGold(
+            f"{GOLD_TASK} for run {run.run_id} returned Gold dated {gold.metadata.date}, "
+            f"not {run.date.isoformat()}"
+        )
+    return gold

@@ -1,0 +1,299 @@
+"""Source handlers of the Core executor, and the registry that finds them.
+
+A handler runs one source on AtlasReg Core and says what it collected::
+
+    handler(source: SourceConfig, run: RunContext, core: CoreServices) -> SourceResult
+
+Built-in handlers (DESIGN §6 Executor):
+
+- ``SCRAPY_CVM_API`` / ``SCRAPY_NEWSROOM_PLAYER``: spider ``spider_id`` of the
+  Scrapy project at ``SCRAPY_PROJECT_PATH``, run in a subprocess with
+  ``-a url=<url_feed> -a run_id=<run_id>`` (and ``-a player_id=`` when set);
+  without such a spider, the generic local spiders serve the source.
+- ``DOWNLOAD_CSV``: Celery task ``download_csv(url_feed, run_id)``.
+- ``AIRFLOW_DAG``: triggers ``dag_id`` as run ``<run_id>_<dag_id>`` with
+  ``conf={"run_id", "source_config"}`` and waits for it (the source's
+  timeout); documents come from the ``return_value`` XCom of
+  ``xcom_task_id`` when set.
+- ``CUSTOM_SCRAPER``: Celery task ``task_name`` (default ``custom_scrape``)
+  with ``source_config`` and ``run_id``.
+
+A Celery handler task returns ``{"document_ids": [...], "items_count": n,
+"error": "..."}``; a non-empty ``error`` fails the source.
+
+Third-party handlers register under the entry-point group
+``atlasreg_cursor.handlers`` (name = ``handler_id``, object = the handler,
+or a class made with no arguments); built-in ids cannot be replaced.
+
+Settings read (by the composition root): ``SCRAPY_PROJECT_PATH``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+import structlog
+
+from atlasreg_cursor.domain.documents import Document, SourceResult
+from atlasreg_cursor.domain.errors import HandlerNotAvailable, SourceFailed
+from atlasreg_cursor.domain.runs import RunContext
+from atlasreg_cursor.domain.sources import BUILTIN_HANDLERS, SourceConfig
+
+from .celery import TaskError, as_source_failed
+
+if TYPE_CHECKING:
+    from atlasreg_cursor.ports.executor import Executor
+
+    from .airflow import AirflowClient
+    from .celery import CeleryGateway
+
+log = structlog.get_logger()
+
+ENTRY_POINT_GROUP = "atlasreg_cursor.handlers"
+DEFAULT_CUSTOM_TASK = "custom_scrape"
+SPIDER_LIST_TIMEOUT = 60.0
+
+
+class Handler(Protocol):
+    """Protocol: run one source on Core and return what it collected."""
+
+    def __call__(self, source: SourceConfig, run: RunContext, core: CoreServices) -> SourceResult:
+        """
+        Run *source* for *run*.
+
+        Raises:
+            SourceFailed: the source failed (``error_type`` says how).
+            ExecutorUnavailable: Core cannot be reached (transient).
+        """
+        ...
+
+
+@attrs.define(kw_only=True)
+class CoreServices:
+    """What handlers may use: Celery, Airflow, the Scrapy project, local spiders."""
+
+    celery: CeleryGateway
+    airflow: AirflowClient | None = None
+    scrapy_project_path: Path | None = None
+    local_fallback: Executor | None = None
+    _spiders: frozenset[str] | None = attrs.field(default=None, init=False, repr=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+
+    def project_spiders(self) -> frozenset[str]:
+        """
+        Names of the spiders of the Scrapy project (``scrapy list``, once).
+
+        Returns:
+            An empty set when there is no project or it cannot be listed.
+        """
+        if self.scrapy_project_path is None:
+            return frozenset()
+        with self._lock:
+            if self._spiders is None:
+                self._spiders = _list_spiders(self.scrapy_project_path)
+            return self._spiders
+
+
+def _list_spiders(project: Path) -> frozenset[str]:
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "scrapy", "list"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=SPIDER_LIST_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("scrapy.list_failed", project=str(project), error=type(exc).__name__)
+        return frozenset()
+    if done.returncode != 0:
+        log.warning("scrapy.list_failed", project=str(project), returncode=done.returncode)
+        return frozenset()
+    return frozenset(line.strip() for line in done.stdout.splitlines() if line.strip())
+
+
+# --- results of Core tasks -------------------------------------------------------
+
+
+def documents_from_result(
+    result: Any, source: SourceConfig, *, origin: str
+) -> tuple[tuple[Document, ...], int]:
+    """
+    Read ``document_ids`` / ``items_count`` / ``error`` from what Core returned.
+
+    A bare list is taken as the document ids.
+
+    Returns:
+        The documents and the items count.
+
+    Raises:
+        SourceFailed: ``core_error`` when it reports an error, ``invalid_result``
+            when it has the wrong shape.
+    """
+    if isinstance(result, list):
+        result = {"document_ids": result}
+    if not isinstance(result, Mapping):
+        raise SourceFailed(
+            f"{origin} returned {type(result).__name__}, expected an object with document_ids",
+            error_type="invalid_result",
+        )
+    error = result.get("error")
+    if error:
+        raise SourceFailed(f"{origin} reported an error: {error}", error_type="core_error")
+    ids = result.get("document_ids", [])
+    if not isinstance(ids, list) or not all(
+        isinstance(i, str | int) and not isinstance(i, bool) for i in ids
+    ):
+        raise SourceFailed(
+            f"{origin} returned document_ids that are not a list of ids",
+            error_type="invalid_result",
+        )
+    count = result.get("items_count", len(ids))
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        count = len(ids)
+    documents = tuple(
+        Document(document_id=str(i), source_id=source.id, player_id=source.player_id)
+        for i in ids
+    )
+    return documents, count
+
+
+def _celery_source(
+    core: CoreServices, source: SourceConfig, name: str, kwargs: Mapping[str, Any]
+) -> SourceResult:
+    try:
+        result = core.celery.call(name, kwargs=kwargs, timeout=source.timeout_seconds)
+    except TaskError as exc:
+        raise as_source_failed(exc) from None
+    documents, count = documents_from_result(result, source, origin=f"task {name}")
+    log.debug("core.source_done", source_id=source.id, task_name=name, documents=len(documents))
+    return SourceResult(source_id=source.id, documents=documents, items_count=count)
+
+
+# --- built-in handlers -----------------------------------------------------------
+
+
+def scrapy_handler(source: SourceConfig, run: RunContext, core: CoreServices) -> SourceResult:
+    """Run the project's spider ``spider_id``, or the generic local spiders."""
+    project = core.scrapy_project_path
+    if project is not None and source.spider_id and source.spider_id in core.project_spiders():
+        from .scrapy import items_to_documents, judge, run_project_spider
+
+        spider_args = {"url": source.url_feed or "", "run_id": run.run_id}
+        if source.player_id:
+            spider_args["player_id"] = source.player_id
+        outcome = run_project_spider(
+            project, source.spider_id, spider_args, timeout=source.timeout_seconds
+        )
+        items = judge(outcome, source.id)
+        documents = items_to_documents(items, source)
+        log.debug("core.spider_done", source_id=source.id, spider=source.spider_id)
+        return SourceResult(source_id=source.id, documents=documents, items_count=len(items))
+    if core.local_fallback is None:
+        raise HandlerNotAvailable(
+            f"no spider {source.spider_id!r} in the Scrapy project and no local spiders "
+            f"configured for {source.handler_id}"
+        )
+    return core.local_fallback.run_source(source, run)
+
+
+def download_csv_handler(source: SourceConfig, run: RunContext, core: CoreServices) -> SourceResult:
+    """Celery ``download_csv(url_feed, run_id)``."""
+    return _celery_source(
+        core, source, "download_csv", {"url_feed": source.url_feed, "run_id": run.run_id}
+    )
+
+
+def custom_scraper_handler(
+    source: SourceConfig, run: RunContext, core: CoreServices
+) -> SourceResult:
+    """Celery ``task_name`` (default ``custom_scrape``) with the source's config."""
+    name = source.task_name or DEFAULT_CUSTOM_TASK
+    return _celery_source(
+        core, source, name, {"source_config": dict(source.raw), "run_id": run.run_id}
+    )
+
+
+def airflow_dag_handler(source: SourceConfig, run: RunContext, core: CoreServices) -> SourceResult:
+    """Trigger ``dag_id`` (idempotently) and wait; documents from its XCom."""
+    if core.airflow is None:
+        raise HandlerNotAvailable("AIRFLOW_DAG needs AIRFLOW_API_URL, which is not set")
+    if not source.dag_id:
+        raise SourceFailed("AIRFLOW_DAG source has no dag_id", error_type="invalid_source")
+    dag_id = source.dag_id
+    dag_run_id = f"{run.run_id}_{dag_id}"
+    conf = {"run_id": run.run_id, "source_config": dict(source.raw)}
+    core.airflow.trigger(dag_id, dag_run_id, conf)
+    finished = core.airflow.wait(dag_id, dag_run_id, timeout=source.timeout_seconds)
+    if finished.state != "success":
+        failed = core.airflow.failed_tasks(dag_id, dag_run_id)
+        which = f" (failed tasks: {', '.join(failed)})" if failed else ""
+        raise SourceFailed(
+            f"DAG run {dag_run_id} of {dag_id} ended {finished.state}{which}",
+            error_type="dag_failed",
+        )
+    if not source.xcom_task_id:
+        return SourceResult(source_id=source.id)
+    value = core.airflow.xcom_return_value(dag_id, dag_run_id, source.xcom_task_id)
+    origin = f"task {source.xcom_task_id} of DAG {dag_id}"
+    documents, count = documents_from_result(value, source, origin=origin)
+    return SourceResult(source_id=source.id, documents=documents, items_count=count)
+
+
+BUILTIN: Mapping[str, Handler] = {
+    "SCRAPY_CVM_API": scrapy_handler,
+    "SCRAPY_NEWSROOM_PLAYER": scrapy_handler,
+    "DOWNLOAD_CSV": download_csv_handler,
+    "AIRFLOW_DAG": airflow_dag_handler,
+    "CUSTOM_SCRAPER": custom_scraper_handler,
+}
+
+
+# --- the registry ----------------------------------------------------------------
+
+
+def _entry_points() -> Sequence[importlib.metadata.EntryPoint]:
+    return tuple(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def registry(extra_entry_points: bool = True) -> dict[str, Handler]:
+    """
+    Return the handlers by ``handler_id``: built-ins plus installed plugins.
+
+    A plugin that fails to load, is not callable, or reuses a built-in id is
+    skipped with a warning.
+    """
+    handlers: dict[str, Handler] = dict(BUILTIN)
+    if not extra_entry_points:
+        return handlers
+    for ep in _entry_points():
+        if ep.name in BUILTIN:
+            log.warning("handlers.builtin_id_taken", handler_id=ep.name, value=ep.value)
+            continue
+        try:
+            loaded = ep.load()
+            handler = loaded() if isinstance(loaded, type) else loaded
+        except Exception as exc:  # a broken plugin must not stop the others
+            log.warning(
+                "handlers.plugin_failed", handler_id=ep.name, value=ep.value, error=repr(exc)
+            )
+            continue
+        if not callable(handler):
+            log.warning("handlers.plugin_not_callable", handler_id=ep.name, value=ep.value)
+            continue
+        handlers[ep.name] = handler
+        log.debug("handlers.plugin_loaded", handler_id=ep.name, value=ep.value)
+    return handlers
+
+
+def known_handler_ids() -> frozenset[str]:
+    """Built-in handler ids plus the names of installed plugins (not loaded)."""
+    return BUILTIN_HANDLERS | {ep.name for ep in _entry_points()}

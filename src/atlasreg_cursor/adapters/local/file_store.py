@@ -1,0 +1,331 @@
+"""ObjectStore in a directory on disk: the ``local`` store.
+
+Objects live at ``<root>/<key>``; each has a JSON sidecar at
+``<root>/.meta/<key>.json`` (size, sha256, etag, content type, metadata) and a
+lock file at ``<root>/.locks/<key>.lock``. Writes are atomic (a temp file in
+the object's directory, fsync, ``os.replace``) and hold an exclusive
+``flock`` on the key's lock file, so ``if_none_match`` / ``if_match`` hold
+under concurrent writers in threads and processes; readers take a shared
+lock. The etag is the unquoted SHA-256 hex of the bytes. ``presign_get``
+returns a ``file://`` URL, or ``<public_base>/<key>`` when a base is set.
+
+Settings read (by the composition root): ``CURSOR_HOME`` (the root lives
+under it).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import secrets
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import structlog
+
+from atlasreg_cursor.adapters._keys import validate_key
+from atlasreg_cursor.domain.errors import (
+    IntegrityError,
+    InvalidKey,
+    ObjectNotFound,
+    PreconditionFailed,
+    StorageUnavailable,
+)
+from atlasreg_cursor.domain.hashing import sha256_hex
+from atlasreg_cursor.ports.storage import StoredObject
+
+log = structlog.get_logger()
+
+_META_DIR = ".meta"
+_LOCK_DIR = ".locks"
+_RESERVED = frozenset({_META_DIR, _LOCK_DIR})
+_TMP_PREFIX = ".~tmp."
+
+
+@attrs.frozen
+class _Paths:
+    key: str
+    obj: Path
+    meta: Path
+    lock: Path
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write *data* to *path* via a synced temp file in the same directory."""
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(6)}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _strip_quotes(etag: str) -> str:
+    return etag.strip().removeprefix("W/").strip('"')
+
+
+class FileObjectStore:
+    """
+    Objects as files under *root*.
+
+    Args:
+        root: the store's directory (created if missing).
+        public_base: when set, ``presign_get`` returns ``<public_base>/<key>``
+            (a web server serving *root*) instead of a ``file://`` URL.
+
+    Raises:
+        StorageUnavailable: the root cannot be created.
+    """
+
+    def __init__(self, root: Path, *, public_base: str | None = None) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.public_base = public_base
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot create store root {self.root}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"FileObjectStore(root={str(self.root)!r})"
+
+    # --- paths and locks --------------------------------------------------------
+
+    def _paths(self, key: str) -> _Paths:
+        validate_key(key)
+        parts = key.split("/")
+        if parts[0] in _RESERVED:
+            raise InvalidKey(f"object key uses a reserved name: {key[:80]!r}")
+        if any(p.startswith(_TMP_PREFIX) for p in parts):
+            raise InvalidKey(f"object key uses a reserved name: {key[:80]!r}")
+        obj = self.root / key
+        if os.path.commonpath([self.root, os.path.realpath(obj)]) != str(self.root):
+            raise InvalidKey(f"object key escapes the store root: {key[:80]!r}")
+        return _Paths(
+            key=key,
+            obj=obj,
+            meta=self.root / _META_DIR / f"{key}.json",
+            lock=self.root / _LOCK_DIR / f"{key}.lock",
+        )
+
+    @contextlib.contextmanager
+    def _locked(self, paths: _Paths, *, exclusive: bool) -> Iterator[None]:
+        """Hold the key's flock; a reader of a never-written key takes none."""
+        if exclusive:
+            paths.lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        else:
+            try:
+                fd = os.open(paths.lock, os.O_RDONLY)
+            except (FileNotFoundError, NotADirectoryError):
+                yield
+                return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    # --- descriptions -----------------------------------------------------------
+
+    def _describe(self, paths: _Paths, data: bytes | None = None) -> StoredObject | None:
+        """Read the sidecar; repair it from the bytes if it does not match them."""
+        try:
+            size = paths.obj.stat().st_size if data is None else len(data)
+            if not paths.obj.is_file():
+                return None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            raw: dict[str, Any] = json.loads(paths.meta.read_bytes())
+            obj = StoredObject(
+                key=paths.key,
+                size=int(raw["size"]),
+                etag=str(raw["etag"]),
+                sha256=str(raw["sha256"]),
+                metadata={str(k): str(v) for k, v in raw.get("metadata", {}).items()},
+                content_type=raw.get("content_type"),
+                last_modified=dt.datetime.fromisoformat(raw["last_modified"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            obj = None
+        if (
+            obj is not None
+            and obj.size == size
+            and (data is None or obj.sha256 == sha256_hex(data))
+        ):
+            return obj
+        return self._repair(paths, data, obj)
+
+    def _repair(
+        self, paths: _Paths, data: bytes | None, stale: StoredObject | None
+    ) -> StoredObject:
+        """Describe an object whose sidecar is missing or stale (a crash mid-write)."""
+        body = paths.obj.read_bytes() if data is None else data
+        digest = sha256_hex(body)
+        log.warning("store.meta_repaired", key=paths.key, sha256=digest)
+        modified = dt.datetime.fromtimestamp(paths.obj.stat().st_mtime, dt.UTC)
+        return StoredObject(
+            key=paths.key,
+            size=len(body),
+            etag=digest,
+            sha256=digest,
+            metadata=dict(stale.metadata) if stale else {},
+            content_type=stale.content_type if stale else None,
+            last_modified=modified,
+        )
+
+    # --- ObjectStore ------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        metadata: Mapping[str, str] | None = None,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        sha256: str | None = None,
+    ) -> StoredObject:
+        """
+        Store *body* at *key* atomically.
+
+        Raises:
+            PreconditionFailed: ``if_none_match`` and the key exists, or
+                ``if_match`` and the current etag differs (or no object).
+            IntegrityError: *sha256* does not match *body*.
+            InvalidKey: the key is invalid or clashes with a directory.
+            StorageUnavailable: the disk refused the write.
+        """
+        paths = self._paths(key)
+        digest = sha256_hex(body)
+        if sha256 is not None and sha256.strip().lower() != digest:
+            raise IntegrityError(f"sha256 of the body does not match the one given for {key}")
+        try:
+            with self._locked(paths, exclusive=True):
+                current = self._describe(paths)
+                if if_none_match and current is not None:
+                    raise PreconditionFailed(f"{key} already exists")
+                if if_match is not None and (
+                    current is None or current.etag != _strip_quotes(if_match)
+                ):
+                    raise PreconditionFailed(f"{key} does not have the expected etag")
+                stored = StoredObject(
+                    key=key,
+                    size=len(body),
+                    etag=digest,
+                    sha256=digest,
+                    metadata=dict(metadata or {}),
+                    content_type=content_type,
+                    last_modified=dt.datetime.now(dt.UTC),
+                )
+                self._write(paths, body, stored)
+        except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+            raise InvalidKey(f"object key clashes with another object: {key[:80]!r}") from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write {key}: {exc}") from exc
+        log.debug("store.put", key=key, size=len(body), sha256=digest)
+        return stored
+
+    def _write(self, paths: _Paths, body: bytes, stored: StoredObject) -> None:
+        meta = {
+            "key": stored.key,
+            "size": stored.size,
+            "etag": stored.etag,
+            "sha256": stored.sha256,
+            "content_type": stored.content_type,
+            "metadata": dict(stored.metadata),
+            "last_modified": stored.last_modified.isoformat() if stored.last_modified else None,
+        }
+        paths.obj.parent.mkdir(parents=True, exist_ok=True)
+        paths.meta.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(paths.meta, json.dumps(meta, sort_keys=True).encode("utf-8"))
+        _write_atomic(paths.obj, body)
+
+    def get(self, key: str) -> tuple[bytes, StoredObject]:
+        """
+        Return the bytes at *key* and their description.
+
+        Raises:
+            ObjectNotFound: nothing is stored at *key*.
+            StorageUnavailable: the disk refused the read.
+        """
+        paths = self._paths(key)
+        try:
+            with self._locked(paths, exclusive=False):
+                try:
+                    data = paths.obj.read_bytes()
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                    raise ObjectNotFound(key) from None
+                stored = self._describe(paths, data)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {key}: {exc}") from exc
+        if stored is None:
+            raise ObjectNotFound(key)
+        return data, stored
+
+    def head(self, key: str) -> StoredObject | None:
+        """Describe the object at *key*, or ``None``."""
+        paths = self._paths(key)
+        try:
+            with self._locked(paths, exclusive=False):
+                return self._describe(paths)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {key}: {exc}") from exc
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        """Yield the objects whose key starts with *prefix*, in key order."""
+        for key in self._keys(prefix):
+            with contextlib.suppress(InvalidKey):
+                stored = self.head(key)
+                if stored is not None:
+                    yield stored
+
+    def _keys(self, prefix: str) -> builtins.list[str]:
+        """Every key under *prefix*, sorted, from the deepest directory it names."""
+        directory = prefix.rpartition("/")[0]
+        start = self.root / directory if directory else self.root
+        if os.path.commonpath([self.root, os.path.realpath(start)]) != str(self.root):
+            return []
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            if rel_dir == ".":
+                dirnames[:] = [d for d in dirnames if d not in _RESERVED]
+                rel_dir = ""
+            for name in filenames:
+                if name.startswith(_TMP_PREFIX):
+                    continue
+                key = f"{rel_dir}/{name}" if rel_dir else name
+                key = key.replace(os.sep, "/")
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def presign_get(self, key: str, expires_s: int = 3600) -> str:
+        """Return a URL reading *key*: ``file://`` or under ``public_base``."""
+        paths = self._paths(key)
+        if self.public_base:
+            return f"{self.public_base.rstrip('/')}/{urllib.parse.quote(key)}"
+        return paths.obj.as_uri()
