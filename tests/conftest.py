@@ -22,3 +22,12 @@ def _stamina_testing() -> Iterator[None]:
     stamina.set_testing(True, attempts=3)
     yield
     stamina.set_testing(False)
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """A test that configured logging (the CLI does) must not leak it to the next."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()

@@ -50,7 +50,9 @@ def test_success_run_with_xcom_documents(client):
     conf = {"run_id": "run_0123456789ab", "source_config": {"id": "sigel", "documents": 3}}
 
     triggered = client.trigger("atlasreg_success", run_id, conf)
-    finished = client.wait("atlasreg_success", run_id, timeout=RUN_TIMEOUT, poll_initial=0.5, poll_max=2)
+    finished = client.wait(
+        "atlasreg_success", run_id, timeout=RUN_TIMEOUT, poll_initial=0.5, poll_max=2
+    )
     value = client.xcom_return_value("atlasreg_success", run_id, "collect")
 
     assert (run_id, False) == (triggered.dag_run_id, triggered.adopted)
@@ -67,7 +69,9 @@ def test_failed_run_is_reported_with_its_failed_task(client):
     run_id = _run_id()
 
     client.trigger("atlasreg_failing", run_id, {})
-    finished = client.wait("atlasreg_failing", run_id, timeout=RUN_TIMEOUT, poll_initial=0.5, poll_max=2)
+    finished = client.wait(
+        "atlasreg_failing", run_id, timeout=RUN_TIMEOUT, poll_initial=0.5, poll_max=2
+    )
 
     assert "failed" == finished.state
     assert ["explode"] == client.failed_tasks("atlasreg_failing", run_id)
@@ -94,7 +98,9 @@ def test_retrigger_adopts_the_existing_run(client):
 
     first = client.trigger("atlasreg_success", run_id, conf)
     second = client.trigger("atlasreg_success", run_id, conf)
-    finished = client.wait("atlasreg_success", run_id, timeout=RUN_TIMEOUT, poll_initial=0.5, poll_max=2)
+    finished = client.wait(
+        "atlasreg_success", run_id, timeout=RUN_TIMEOUT, poll_initial=0.5, poll_max=2
+    )
     third = client.trigger("atlasreg_success", run_id, conf)
 
     assert not first.adopted
@@ -102,7 +108,7 @@ def test_retrigger_adopts_the_existing_run(client):
     assert (run_id, run_id) == (second.dag_run_id, third.dag_run_id)
     assert "success" == finished.state
     assert ("success", True) == (third.state, third.adopted)
-    response = client._api("GET", f"/dags/atlasreg_success/dagRuns?limit=100")
+    response = client._api("GET", "/dags/atlasreg_success/dagRuns?limit=100")
     ids = [r["dag_run_id"] for r in response.data["dag_runs"]]
     assert 1 == ids.count(run_id)
 
@@ -172,16 +178,20 @@ def _expired_copy(token: str, secret: str) -> str:
     payload = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
     now = int(time.time())
     payload.update(exp=now - 3600, iat=now - 7200, nbf=now - 7200)
-    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[header["alg"]]
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[
+        header["alg"]
+    ]
     signing_input = f"{header_b64}.{_b64(json.dumps(payload).encode())}"
     signature = hmac.new(secret.encode(), signing_input.encode(), digest).digest()
     return f"{signing_input}.{_b64(signature)}"
 
 
 @pytest.fixture
-def client3(airflow3: AirflowStack):
+def client3(airflow3: AirflowStack):  # noqa: F811
     """A client of the Airflow 3 stack."""
-    c = AirflowClient(base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password)
+    c = AirflowClient(
+        base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password
+    )
     yield c
     c.close()
 
@@ -198,7 +208,7 @@ def test_invalid_token_is_renewed(client3):
     assert "not-a-jwt" != client3._token
 
 
-def test_expired_token_is_renewed(client3, airflow3):
+def test_expired_token_is_renewed(client3, airflow3):  # noqa: F811
     """A 401 "Token Expired" (a genuinely expired token) makes the client re-authenticate."""
     client3.check_dag("atlasreg_success")
     expired = _expired_copy(client3._token, airflow3.jwt_secret)
@@ -236,10 +246,35 @@ def test_nothing_listening_is_executor_unavailable():
 @pytest.mark.parametrize(
     ("status", "body", "expected"),
     [
-        (404, {"detail": "Dag with dag_id: 'nope' not found"}, "HTTP 404: Dag with dag_id: 'nope' not found"),
-        (409, {"detail": {"reason": "Unique constraint violation", "statement": "hidden"}}, "HTTP 409: Unique constraint violation"),
-        (422, {"detail": [{"type": "missing", "loc": ["body", "logical_date"], "msg": "Field required"}]}, "HTTP 422: body.logical_date: Field required"),
-        (404, {"detail": "The DAG with dag_id nope", "status": 404, "title": "DAG not found", "type": "x"}, "HTTP 404: DAG not found: The DAG with dag_id nope"),
+        (
+            404,
+            {"detail": "Dag with dag_id: 'nope' not found"},
+            "HTTP 404: Dag with dag_id: 'nope' not found",
+        ),
+        (
+            409,
+            {"detail": {"reason": "Unique constraint violation", "statement": "hidden"}},
+            "HTTP 409: Unique constraint violation",
+        ),
+        (
+            422,
+            {
+                "detail": [
+                    {"type": "missing", "loc": ["body", "logical_date"], "msg": "Field required"}
+                ]
+            },
+            "HTTP 422: body.logical_date: Field required",
+        ),
+        (
+            404,
+            {
+                "detail": "The DAG with dag_id nope",
+                "status": 404,
+                "title": "DAG not found",
+                "type": "x",
+            },
+            "HTTP 404: DAG not found: The DAG with dag_id nope",
+        ),
         (401, {"detail": None, "status": 401, "title": "Unauthorized"}, "HTTP 401: Unauthorized"),
         (500, None, "HTTP 500"),
     ],
@@ -251,7 +286,9 @@ def test_error_bodies_of_both_versions_are_normalised(status, body, expected):
 
 def test_v1_xcom_repr_is_parsed_safely():
     """v1's repr strings are literals; code is refused, never run."""
-    assert {"echo": {"k": "v"}, "n": (1, 2)} == parse_xcom_value("{'echo': {'k': 'v'}, 'n': (1, 2)}", repr_string=True)
+    assert {"echo": {"k": "v"}, "n": (1, 2)} == parse_xcom_value(
+        "{'echo': {'k': 'v'}, 'n': (1, 2)}", repr_string=True
+    )
     assert {"a": None} == parse_xcom_value('{"a": null}', repr_string=True)
     with pytest.raises(SourceFailed) as info:
         parse_xcom_value("__import__('os').system('true')", repr_string=True)

@@ -25,14 +25,16 @@ pytestmark = [pytest.mark.celery, pytest.mark.redis]
 
 
 @pytest.fixture
-def gateway(celery_worker: CeleryWorker):
+def gateway(celery_worker: CeleryWorker):  # noqa: F811
     """A gateway on the worker's broker and backend."""
-    gw = CeleryGateway(broker_url=celery_worker.broker_url, result_backend=celery_worker.backend_url)
+    gw = CeleryGateway(
+        broker_url=celery_worker.broker_url, result_backend=celery_worker.backend_url
+    )
     yield gw
     gw.close()
 
 
-def test_call_returns_the_result_and_the_worker_got_the_arguments(gateway, core_calls):
+def test_call_returns_the_result_and_the_worker_got_the_arguments(gateway, core_calls):  # noqa: F811
     """A task sent by name returns its JSON result; the worker saw the kwargs."""
     result = gateway.call("atlasreg_test.add", kwargs={"x": 2, "y": 3}, timeout=10)
 
@@ -70,7 +72,7 @@ def test_failing_task_with_a_class_only_the_worker_knows(gateway):
     assert "stage 3" == info.value.remote_message
 
 
-def test_timeout_revokes_the_running_task(gateway, celery_worker):
+def test_timeout_revokes_the_running_task(gateway, celery_worker):  # noqa: F811
     """Past the deadline the call raises TaskTimeout and the task is terminated."""
     marker = uuid.uuid4().hex
     records = redis.Redis.from_url(celery_worker.backend_url, decode_responses=True)
@@ -133,7 +135,7 @@ def test_broker_down_is_executor_unavailable():
     assert info.value.transient
 
 
-def test_result_backend_down_is_executor_unavailable(celery_worker):
+def test_result_backend_down_is_executor_unavailable(celery_worker):  # noqa: F811
     """A reachable broker with a dead result backend fails fast, not after ~20 s."""
     backend = f"redis://127.0.0.1:{free_port()}/0"
     gw = CeleryGateway(broker_url=celery_worker.broker_url, result_backend=backend)
@@ -147,7 +149,7 @@ def test_result_backend_down_is_executor_unavailable(celery_worker):
     assert time.monotonic() - started < 10
 
 
-def test_call_many_bounds_concurrency_and_reports_each_outcome(gateway, core_calls):
+def test_call_many_bounds_concurrency_and_reports_each_outcome(gateway, core_calls):  # noqa: F811
     """Every call gets its own outcome; failures do not stop the others."""
     kwargs = [{"doc_id": f"doc-{n}", "run_id": "run_0123456789ab"} for n in range(6)]
     kwargs.append({"doc_id": "doc-fail", "run_id": "run_0123456789ab"})
@@ -180,7 +182,9 @@ def test_call_many_broker_down_raises_executor_unavailable():
     gw = CeleryGateway(broker_url=url, result_backend=url)
     try:
         with pytest.raises(ExecutorUnavailable):
-            gw.call_many("process_document", [{"doc_id": "a", "run_id": "r"}] * 3, concurrency=2, timeout=30)
+            gw.call_many(
+                "process_document", [{"doc_id": "a", "run_id": "r"}] * 3, concurrency=2, timeout=30
+            )
     finally:
         gw.close()
 
@@ -188,7 +192,8 @@ def test_call_many_broker_down_raises_executor_unavailable():
 def test_repr_hides_the_password():
     """Credentials in the broker URL never show in the repr."""
     gw = CeleryGateway(
-        broker_url="redis://:s3cret-pw@127.0.0.1:6379/0", result_backend="redis://:s3cret-pw@127.0.0.1:6379/1"
+        broker_url="redis://:s3cret-pw@127.0.0.1:6379/0",
+        result_backend="redis://:s3cret-pw@127.0.0.1:6379/1",
     )
     try:
         text = repr(gw)

@@ -59,9 +59,11 @@ def site() -> Iterator[SampleSite]:
 
 
 @pytest.fixture
-def gateway(celery_worker: CeleryWorker) -> CeleryGateway:
+def gateway(celery_worker: CeleryWorker) -> CeleryGateway:  # noqa: F811
     """A gateway to the real worker (closed by the executor)."""
-    return CeleryGateway(broker_url=celery_worker.broker_url, result_backend=celery_worker.backend_url)
+    return CeleryGateway(
+        broker_url=celery_worker.broker_url, result_backend=celery_worker.backend_url
+    )
 
 
 @pytest.fixture
@@ -75,16 +77,18 @@ def executor(gateway: CeleryGateway) -> Iterator[CoreExecutor]:
 def _local_executor(tmp_path: Path):
     from atlasreg_cursor.adapters.local.executor import LocalExecutor
 
-    return LocalExecutor(work_dir=tmp_path, scrapy_project_path=SCRAPY_PROJECT, allow_private_sources=True)
+    return LocalExecutor(
+        work_dir=tmp_path, scrapy_project_path=SCRAPY_PROJECT, allow_private_sources=True
+    )
 
 
 @pytest.mark.airflow
 @pytest.mark.scrapy
-def test_all_five_handlers_then_processing_and_gold(
-    gateway, airflow3, site, core_calls, tmp_path
-):
+def test_all_five_handlers_then_processing_and_gold(gateway, airflow3, site, core_calls, tmp_path):  # noqa: F811
     """Every built-in handler runs on Core; a failing source does not sink the others."""
-    airflow = AirflowClient(base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password)
+    airflow = AirflowClient(
+        base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password
+    )
     executor = CoreExecutor(
         celery=gateway,
         airflow=airflow,
@@ -94,16 +98,44 @@ def test_all_five_handlers_then_processing_and_gold(
     )
     base = site.base_url
     sources = _sources(
-        {"id": "newsroom", "handler_id": "SCRAPY_NEWSROOM_PLAYER", "spider_id": "sample_news",
-         "url_feed": f"{base}/noticias/", "player_id": "aneel", "timeout_seconds": 120},
-        {"id": "cvm_avisos", "handler_id": "SCRAPY_CVM_API", "url_feed": f"{base}/api/avisos",
-         "timeout_seconds": 120,
-         "api": {"items_path": "data.items",
-                 "fields": {"id": "id", "title": "titulo", "url": "link", "date": "data", "summary": "resumo"}}},
-        {"id": "ons_csv", "handler_id": "DOWNLOAD_CSV", "url_feed": f"{base}/dados/ocorrencias.csv",
-         "timeout_seconds": 60},
-        {"id": "sigel", "handler_id": "AIRFLOW_DAG", "dag_id": "atlasreg_success",
-         "xcom_task_id": "collect", "documents": 2, "timeout_seconds": 120},
+        {
+            "id": "newsroom",
+            "handler_id": "SCRAPY_NEWSROOM_PLAYER",
+            "spider_id": "sample_news",
+            "url_feed": f"{base}/noticias/",
+            "player_id": "aneel",
+            "timeout_seconds": 120,
+        },
+        {
+            "id": "cvm_avisos",
+            "handler_id": "SCRAPY_CVM_API",
+            "url_feed": f"{base}/api/avisos",
+            "timeout_seconds": 120,
+            "api": {
+                "items_path": "data.items",
+                "fields": {
+                    "id": "id",
+                    "title": "titulo",
+                    "url": "link",
+                    "date": "data",
+                    "summary": "resumo",
+                },
+            },
+        },
+        {
+            "id": "ons_csv",
+            "handler_id": "DOWNLOAD_CSV",
+            "url_feed": f"{base}/dados/ocorrencias.csv",
+            "timeout_seconds": 60,
+        },
+        {
+            "id": "sigel",
+            "handler_id": "AIRFLOW_DAG",
+            "dag_id": "atlasreg_success",
+            "xcom_task_id": "collect",
+            "documents": 2,
+            "timeout_seconds": 120,
+        },
         {"id": "b3_fatos", "handler_id": "CUSTOM_SCRAPER", "documents": 3, "timeout_seconds": 60},
         {"id": "b3_broken", "handler_id": "CUSTOM_SCRAPER", "mode": "fail", "timeout_seconds": 60},
     )
@@ -135,35 +167,55 @@ def test_all_five_handlers_then_processing_and_gold(
     assert "task_failed" == results["b3_broken"].error_type
     assert "scraper for b3_broken exploded" in (results["b3_broken"].error_message or "")
 
-    assert [{"task": "download_csv", "arguments": {"url_feed": f"{base}/dados/ocorrencias.csv", "run_id": run.run_id}}] == core_calls("download_csv")
+    assert [
+        {
+            "task": "download_csv",
+            "arguments": {"url_feed": f"{base}/dados/ocorrencias.csv", "run_id": run.run_id},
+        }
+    ] == core_calls("download_csv")
     custom = core_calls("custom_scrape")
-    assert ["b3_broken", "b3_fatos"] == sorted(c["arguments"]["source_config"]["id"] for c in custom)
+    assert ["b3_broken", "b3_fatos"] == sorted(
+        c["arguments"]["source_config"]["id"] for c in custom
+    )
     assert {run.run_id} == {c["arguments"]["run_id"] for c in custom}
     processed = sorted(c["arguments"]["doc_id"] for c in core_calls("process_document"))
     assert sorted(d.document_id for d in documents) == processed
-    assert [{"task": "generate_gold_json", "arguments": {"run_id": run.run_id, "date": "2026-11-24"}}] == core_calls("generate_gold_json")
+    assert [
+        {"task": "generate_gold_json", "arguments": {"run_id": run.run_id, "date": "2026-11-24"}}
+    ] == core_calls("generate_gold_json")
 
-    assert ProcessingResult(processed_count=len(documents), documents_count=len(documents)) == processing
+    assert (
+        ProcessingResult(processed_count=len(documents), documents_count=len(documents))
+        == processing
+    )
     assert run.run_id == gold.metadata.run_id
     assert len(set(processed)) == gold.metadata.events_count
     assert [("b3_broken", "task_failed")] == [(e.source_id, e.error_type) for e in gold.errors]
     assert 64 == len(serialize_gold(gold).sha256)
 
 
-def test_processing_failures_are_counted_not_fatal(executor, core_calls):
+def test_processing_failures_are_counted_not_fatal(executor, core_calls):  # noqa: F811
     """Failed documents become Gold errors; the run goes on."""
     run = _run()
     docs = [Document(document_id=f"doc-{n}", source_id="s1") for n in range(5)]
     docs.append(Document(document_id="doc-fail-9", source_id="s2"))
 
     processing = executor.process(docs, run, timeout_seconds=30)
-    gold = executor.build_gold(run, [SourceResult(source_id="s3", error_type="timeout", error_message="slow")], processing)
+    gold = executor.build_gold(
+        run, [SourceResult(source_id="s3", error_type="timeout", error_message="slow")], processing
+    )
 
-    assert (5, 1, 6) == (processing.processed_count, processing.failed_count, processing.documents_count)
+    assert (5, 1, 6) == (
+        processing.processed_count,
+        processing.failed_count,
+        processing.documents_count,
+    )
     assert [("s2", "task_failed")] == [(e.source_id, e.error_type) for e in processing.errors]
     assert "cannot process document doc-fail-9" in processing.errors[0].error_message
     assert 5 == gold.metadata.events_count
-    assert [("s2", "task_failed"), ("s3", "timeout")] == [(e.source_id, e.error_type) for e in gold.errors]
+    assert [("s2", "task_failed"), ("s3", "timeout")] == [
+        (e.source_id, e.error_type) for e in gold.errors
+    ]
     assert 6 == len(core_calls("process_document"))
 
 
@@ -177,7 +229,7 @@ def test_processing_fails_when_every_document_fails(executor):
     assert "all 3 documents" in str(info.value)
 
 
-def test_no_documents_means_nothing_to_process(executor, core_calls):
+def test_no_documents_means_nothing_to_process(executor, core_calls):  # noqa: F811
     """An empty run sends no task."""
     assert ProcessingResult() == executor.process([], _run(), timeout_seconds=5)
     assert [] == core_calls(None)
@@ -200,7 +252,7 @@ def test_gold_task_failure_is_processing_failed(executor):
     assert "RuntimeError: gold generation crashed" in str(info.value)
 
 
-def test_reprocess_calls_core_and_reads_counts(executor, core_calls):
+def test_reprocess_calls_core_and_reads_counts(executor, core_calls):  # noqa: F811
     """``reprocess_date`` gets the date and run id; its counts come back."""
     run = _run(f"reprocess_{uuid.uuid4().hex[:12]}")
 
@@ -208,7 +260,9 @@ def test_reprocess_calls_core_and_reads_counts(executor, core_calls):
     gold = executor.build_gold(run, (), result)
 
     assert ProcessingResult(processed_count=2, failed_count=1, documents_count=3) == result
-    assert [{"task": "reprocess_date", "arguments": {"date": "2026-11-24", "run_id": run.run_id}}] == core_calls("reprocess_date")
+    assert [
+        {"task": "reprocess_date", "arguments": {"date": "2026-11-24", "run_id": run.run_id}}
+    ] == core_calls("reprocess_date")
     assert 2 == gold.metadata.events_count
 
 
@@ -245,13 +299,23 @@ def test_airflow_source_without_airflow_is_not_available(executor):
 @pytest.mark.airflow
 @pytest.mark.parametrize(
     ("dag_id", "error_type"),
-    [("atlasreg_failing", "dag_failed"), ("atlasreg_paused", "dag_paused"), ("no_such_dag", "dag_not_found")],
+    [
+        ("atlasreg_failing", "dag_failed"),
+        ("atlasreg_paused", "dag_paused"),
+        ("no_such_dag", "dag_not_found"),
+    ],
 )
-def test_airflow_source_failures(gateway, airflow3, dag_id, error_type):
+def test_airflow_source_failures(gateway, airflow3, dag_id, error_type):  # noqa: F811
     """A failed, paused or unknown DAG fails its source with a clear type."""
-    airflow = AirflowClient(base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password)
-    executor = CoreExecutor(celery=gateway, airflow=airflow, scrapy_project_path=None, local_fallback=None)
-    source = _sources({"id": "sigel", "handler_id": "AIRFLOW_DAG", "dag_id": dag_id, "timeout_seconds": 120})[0]
+    airflow = AirflowClient(
+        base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password
+    )
+    executor = CoreExecutor(
+        celery=gateway, airflow=airflow, scrapy_project_path=None, local_fallback=None
+    )
+    source = _sources(
+        {"id": "sigel", "handler_id": "AIRFLOW_DAG", "dag_id": dag_id, "timeout_seconds": 120}
+    )[0]
     try:
         with pytest.raises(SourceFailed) as info:
             executor.run_source(source, _run())
@@ -264,12 +328,24 @@ def test_airflow_source_failures(gateway, airflow3, dag_id, error_type):
 
 
 @pytest.mark.airflow
-def test_airflow_source_resumed_adopts_the_run(gateway, airflow3):
+def test_airflow_source_resumed_adopts_the_run(gateway, airflow3):  # noqa: F811
     """Running the same source of the same run twice triggers the DAG once."""
-    airflow = AirflowClient(base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password)
-    executor = CoreExecutor(celery=gateway, airflow=airflow, scrapy_project_path=None, local_fallback=None)
-    source = _sources({"id": "sigel", "handler_id": "AIRFLOW_DAG", "dag_id": "atlasreg_success",
-                       "xcom_task_id": "collect", "documents": 1, "timeout_seconds": 120})[0]
+    airflow = AirflowClient(
+        base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password
+    )
+    executor = CoreExecutor(
+        celery=gateway, airflow=airflow, scrapy_project_path=None, local_fallback=None
+    )
+    source = _sources(
+        {
+            "id": "sigel",
+            "handler_id": "AIRFLOW_DAG",
+            "dag_id": "atlasreg_success",
+            "xcom_task_id": "collect",
+            "documents": 1,
+            "timeout_seconds": 120,
+        }
+    )[0]
     run = _run()
     try:
         first = executor.run_source(source, run)

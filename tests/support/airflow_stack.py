@@ -21,6 +21,7 @@ process group at the end of the session.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -145,7 +146,12 @@ def _run(cmd: list[str], env: dict[str, str], home: Path, name: str) -> None:
     log_path = home / f"{name}.log"
     with log_path.open("wb") as log_file:
         done = subprocess.run(
-            cmd, env=env, cwd=home, stdout=log_file, stderr=subprocess.STDOUT, timeout=300,
+            cmd,
+            env=env,
+            cwd=home,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            timeout=300,
             check=False,
         )
     if done.returncode != 0:
@@ -155,7 +161,11 @@ def _run(cmd: list[str], env: dict[str, str], home: Path, name: str) -> None:
 def _spawn(cmd: list[str], env: dict[str, str], home: Path, name: str) -> subprocess.Popen[bytes]:
     with (home / f"{name}.log").open("wb") as log_file:
         return subprocess.Popen(
-            cmd, env=env, cwd=home, stdout=log_file, stderr=subprocess.STDOUT,
+            cmd,
+            env=env,
+            cwd=home,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -238,18 +248,52 @@ def _start(kind: str) -> AirflowStack:
     procs: list[subprocess.Popen[bytes]] = []
     _procs[kind] = procs
     if kind == "v3":
-        procs.append(_spawn([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port)], env, home, "api-server"))
-        procs.append(_spawn([str(airflow), "scheduler", "--skip-serve-logs"], env, home, "scheduler"))
+        procs.append(
+            _spawn(
+                [str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port)],
+                env,
+                home,
+                "api-server",
+            )
+        )
+        procs.append(
+            _spawn([str(airflow), "scheduler", "--skip-serve-logs"], env, home, "scheduler")
+        )
         procs.append(_spawn([str(airflow), "dag-processor"], env, home, "dag-processor"))
     else:
         _run(
-            [str(airflow), "users", "create", "--username", USERNAME, "--password", PASSWORD,
-             "--firstname", "Atlas", "--lastname", "Reg", "--role", "Admin",
-             "--email", "admin@example.invalid"],
-            env, home, "users",
+            [
+                str(airflow),
+                "users",
+                "create",
+                "--username",
+                USERNAME,
+                "--password",
+                PASSWORD,
+                "--firstname",
+                "Atlas",
+                "--lastname",
+                "Reg",
+                "--role",
+                "Admin",
+                "--email",
+                "admin@example.invalid",
+            ],
+            env,
+            home,
+            "users",
         )
-        procs.append(_spawn([str(airflow), "webserver", "-H", "127.0.0.1", "-p", str(port), "-w", "1"], env, home, "webserver"))
-        procs.append(_spawn([str(airflow), "scheduler", "--skip-serve-logs"], env, home, "scheduler"))
+        procs.append(
+            _spawn(
+                [str(airflow), "webserver", "-H", "127.0.0.1", "-p", str(port), "-w", "1"],
+                env,
+                home,
+                "webserver",
+            )
+        )
+        procs.append(
+            _spawn([str(airflow), "scheduler", "--skip-serve-logs"], env, home, "scheduler")
+        )
     try:
         _wait_ready(kind, base, procs, home)
     except RuntimeError as exc:
@@ -277,14 +321,10 @@ def _stop(kind: str) -> None:
             except ProcessLookupError:
                 continue
     for proc in procs:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever the group left behind
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=10)
     if stack is not None:
         shutil.rmtree(stack.home, ignore_errors=True)

@@ -157,7 +157,9 @@ def celery_worker() -> Iterator[CeleryWorker]:
 
 
 @pytest.fixture
-def core_calls(celery_worker: CeleryWorker) -> Iterator[Callable[[str | None], list[dict[str, Any]]]]:
+def core_calls(
+    celery_worker: CeleryWorker,
+) -> Iterator[Callable[[str | None], list[dict[str, Any]]]]:
     """Forget recorded calls; return a function listing the calls since (by task)."""
     import redis
 

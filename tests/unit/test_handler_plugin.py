@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from atlasreg_cursor.adapters.core.executor import CoreExecutor
-from atlasreg_cursor.adapters.core.handlers import BUILTIN, ENTRY_POINT_GROUP, known_handler_ids, registry
+from atlasreg_cursor.adapters.core.handlers import (
+    BUILTIN,
+    ENTRY_POINT_GROUP,
+    known_handler_ids,
+    registry,
+)
 from atlasreg_cursor.domain.documents import SourceResult
 from atlasreg_cursor.domain.errors import SourceFailed
 from atlasreg_cursor.domain.messages import MessageType
@@ -48,7 +53,9 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     site = tmp_path / "site"
     dist = site / "atlasreg_echo_plugin-0.1.dist-info"
     dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: atlasreg-echo-plugin\nVersion: 0.1\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: atlasreg-echo-plugin\nVersion: 0.1\n"
+    )
     (dist / "entry_points.txt").write_text(
         textwrap.dedent(
             f"""\
@@ -79,10 +86,17 @@ def test_plugin_handlers_are_loaded_and_run(plugin):
     """An entry-point handler runs through the executor like a built-in."""
     handlers = registry()
     watchlist = parse_watchlist(
-        {"sources": [{"id": "echoed", "handler_id": "ECHO"}, {"id": "counted", "handler_id": "COUNTING", "items": [1, 2, 3]}]},
+        {
+            "sources": [
+                {"id": "echoed", "handler_id": "ECHO"},
+                {"id": "counted", "handler_id": "COUNTING", "items": [1, 2, 3]},
+            ]
+        },
         known_handlers=known_handler_ids(),
     )
-    executor = CoreExecutor(celery=None, airflow=None, scrapy_project_path=None, local_fallback=None, handlers=handlers)
+    executor = CoreExecutor(
+        celery=None, airflow=None, scrapy_project_path=None, local_fallback=None, handlers=handlers
+    )
 
     echoed = executor.run_source(watchlist.sources[0], RUN)
     counted = executor.run_source(watchlist.sources[1], RUN)
@@ -116,8 +130,12 @@ def test_without_plugins_only_builtins(plugin):
 
 def test_unknown_handler_is_a_source_failure():
     """A source whose handler is not installed fails clearly."""
-    executor = CoreExecutor(celery=None, airflow=None, scrapy_project_path=None, local_fallback=None, handlers={})
-    source = parse_watchlist({"sources": [{"id": "x", "handler_id": "GHOST"}]}, known_handlers={"GHOST"}).sources[0]
+    executor = CoreExecutor(
+        celery=None, airflow=None, scrapy_project_path=None, local_fallback=None, handlers={}
+    )
+    source = parse_watchlist(
+        {"sources": [{"id": "x", "handler_id": "GHOST"}]}, known_handlers={"GHOST"}
+    ).sources[0]
 
     with pytest.raises(SourceFailed) as info:
         executor.run_source(source, RUN)

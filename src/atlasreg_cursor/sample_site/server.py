@@ -109,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         for start in range(0, len(body), 64):
             self.wfile.write(body[start : start + 64])
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("sample_site.request", line=format % args)
 
 

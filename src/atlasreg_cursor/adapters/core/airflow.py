@@ -494,8 +494,9 @@ def _q(segment: str) -> str:
 
 def _dag_run(data: Any, dag_id: str) -> DagRun:
     if not isinstance(data, Mapping) or not isinstance(data.get("dag_run_id"), str):
-        raise SourceFailed("Airflow answered with something that is not a DAG run",
-                           error_type="airflow_error")
+        raise SourceFailed(
+            "Airflow answered with something that is not a DAG run", error_type="airflow_error"
+        )
     conf = data.get("conf")
     return DagRun(
         dag_id=str(data.get("dag_id") or dag_id),

@@ -13,7 +13,9 @@ Outcomes are translated at this edge:
   them);
 - no worker knows the name: :class:`TaskNotRegistered`;
 - the deadline passed: :class:`TaskTimeout`, after revoking the task with
-  ``terminate=True`` so it does not go on working for nobody;
+  ``terminate=True`` so it does not go on working for nobody (tasks are
+  also sent with ``expires`` at the deadline, so a worker that picks one up
+  late discards it);
 - the broker or the result backend cannot be reached (kombu
   ``OperationalError``, redis errors, Celery's "Retry limit exceeded"
   ``RuntimeError``): ``ExecutorUnavailable`` (transient).
@@ -136,7 +138,7 @@ def _safe_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _connection_errors() -> tuple[type[BaseException], ...]:
+def _connection_errors() -> tuple[type[Exception], ...]:
     """Library errors that mean the broker or the backend cannot be reached."""
     import kombu.exceptions
     import redis.exceptions
@@ -161,7 +163,9 @@ class CeleryGateway:
 
         self._broker_url = broker_url
         self._backend_url = result_backend
-        self._app = Celery(app_name, broker=broker_url, backend=result_backend, set_as_current=False)
+        self._app = Celery(
+            app_name, broker=broker_url, backend=result_backend, set_as_current=False
+        )
         self._app.conf.update(
             task_serializer="json",
             result_serializer="json",
@@ -176,6 +180,7 @@ class CeleryGateway:
             redis_retry_on_timeout=False,
         )
         self._errors = _connection_errors()
+        self._best_effort_errors: tuple[type[Exception], ...] = (*self._errors, RuntimeError)
         self._closed = threading.Event()
 
     def __repr__(self) -> str:
@@ -301,7 +306,13 @@ class CeleryGateway:
         ctx = {"task_name": name, "broker": _safe_url(self._broker_url)}
         started = time.monotonic()
         try:
-            result = self._app.send_task(name, args=args, kwargs=kwargs, task_id=task_id)
+            result = self._app.send_task(
+                name,
+                args=args,
+                kwargs=kwargs,
+                task_id=task_id,
+                expires=max(deadline - started, 1.0),
+            )
         except self._errors as exc:
             raise self._unavailable("send", exc, ctx) from None
         except RuntimeError as exc:
@@ -356,7 +367,7 @@ class CeleryGateway:
     def _revoke(self, tid: str, ctx: Mapping[str, str]) -> None:
         try:
             self._app.control.revoke(tid, terminate=True, signal="SIGTERM")
-        except (*self._errors, RuntimeError) as exc:
+        except self._best_effort_errors as exc:
             log.warning("celery.revoke_failed", task_id=tid, error=type(exc).__name__, **ctx)
         else:
             log.debug("celery.revoked", task_id=tid, **ctx)
@@ -388,7 +399,7 @@ class CeleryGateway:
         self._closed.set()
         try:
             self._app.close()
-        except (*self._errors, RuntimeError) as exc:  # pragma: no cover - best effort
+        except self._best_effort_errors as exc:  # pragma: no cover - best effort
             log.debug("celery.close_failed", error=type(exc).__name__)
 
 

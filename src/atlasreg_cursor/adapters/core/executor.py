@@ -32,7 +32,13 @@ import structlog
 
 from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
 from atlasreg_cursor.domain.errors import InvalidGold, ProcessingFailed, SourceFailed
-from atlasreg_cursor.domain.gold import GoldDocument, GoldError, isoformat_z, merge_errors, parse_gold
+from atlasreg_cursor.domain.gold import (
+    GoldDocument,
+    GoldError,
+    isoformat_z,
+    merge_errors,
+    parse_gold,
+)
 from atlasreg_cursor.domain.runs import RunContext
 from atlasreg_cursor.domain.sources import SourceConfig
 
@@ -160,9 +166,7 @@ class CoreExecutor:
         )
         failed = len(errors)
         processed = len(documents) - failed
-        log.info(
-            "core.processed", run_id=run.run_id, processed=processed, failed=failed
-        )
+        log.info("core.processed", run_id=run.run_id, processed=processed, failed=failed)
         if processed == 0:
             first = errors[0].error_message if errors else "no result"
             raise ProcessingFailed(

@@ -160,8 +160,7 @@ def documents_from_result(
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         count = len(ids)
     documents = tuple(
-        Document(document_id=str(i), source_id=source.id, player_id=source.player_id)
-        for i in ids
+        Document(document_id=str(i), source_id=source.id, player_id=source.player_id) for i in ids
     )
     return documents, count
 

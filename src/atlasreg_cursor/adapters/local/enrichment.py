@@ -99,7 +99,7 @@ _DESIGNATORS = frozenset({"s.a.", "s.a", "s/a", "sa", "ltda.", "ltda", "eireli",
 _CONNECTORS = frozenset({"de", "do", "da", "dos", "das", "e", "&"})
 _LEADING_ARTICLES = frozenset({"a", "o", "as", "os", "à", "ao", "às", "aos", "e", "&"})
 _NAME_TAIL = re.compile(
-    r"(?:\s|[(,:–-]|\bCNPJ\b|\bn[º°o]\.?|\binscrit[ao]\s+(?:no|sob\s+o)\b)*$", re.IGNORECASE
+    r"(?:\s|[(,:\u2013-]|\bCNPJ\b|\bn[º°o]\.?|\binscrit[ao]\s+(?:no|sob\s+o)\b)*$", re.IGNORECASE
 )
 _MAX_NAME_WORDS = 8
 
@@ -293,12 +293,11 @@ def company_name_before(text: str, position: int) -> str | None:
         lowered = bare.casefold()
         if bare != word and name:
             break
-        if lowered in _DESIGNATORS or lowered in _CONNECTORS:
-            name.append(bare)
-        elif bare[:1].isupper() and (not bare.endswith(".") or not name):
-            name.append(bare)
-        else:
+        known = lowered in _DESIGNATORS or lowered in _CONNECTORS
+        capitalised = bare[:1].isupper() and not (bare.endswith(".") and name)
+        if not (known or capitalised):
             break
+        name.append(bare)
         if len(name) >= _MAX_NAME_WORDS:
             break
     name.reverse()

@@ -42,17 +42,17 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response, TextResponse
 
 from atlasreg_cursor.adapters._netguard import check_source_url
+from atlasreg_cursor.adapters.core.scrapy import FORBIDDEN_STAT, ITEMS_FILE, STATS_FILE
 from atlasreg_cursor.domain.errors import SourceFailed
 
-ITEMS_FILE = "items.jsonl"
-STATS_FILE = "stats.json"
 DEFAULT_MAX_PAGES = 10
 MAX_PAGES_CAP = 200
 MAX_RECORDED_ERRORS = 10
-FORBIDDEN_STAT = "atlasreg/forbidden_address"
 EXIT_BAD_SPEC = 2
 EXIT_NOT_STARTED = 3
 _NEWSROOM_FIELDS = ("title", "date", "summary", "player_id", "document_id")
+
+
 class SpiderNotFound(Exception):
     """Raised when a project has no spider of the name asked for."""
 
@@ -283,7 +283,10 @@ def _write_stats(out_dir: Path, payload: Mapping[str, Any]) -> None:
     tmp.replace(out_dir / STATS_FILE)
 
 
-def _plan(spec: Mapping[str, Any]) -> tuple[CrawlerProcess, str | type[scrapy.Spider], dict[str, Any]]:
+_Plan = tuple[CrawlerProcess, str | type[scrapy.Spider], dict[str, Any]]
+
+
+def _plan(spec: Mapping[str, Any]) -> _Plan:
     """Return the process, the spider (name or class) and its arguments."""
     kind = spec.get("kind")
     if kind == "project":
@@ -295,7 +298,8 @@ def _plan(spec: Mapping[str, Any]) -> tuple[CrawlerProcess, str | type[scrapy.Sp
         process = CrawlerProcess(settings)
         name = str(spec.get("spider") or "")
         if name in process.spider_loader.list():
-            return process, name, {str(k): str(v) for k, v in (spec.get("spider_args") or {}).items()}
+            args = {str(k): str(v) for k, v in (spec.get("spider_args") or {}).items()}
+            return process, name, args
         fallback = spec.get("fallback")
         if not isinstance(fallback, Mapping):
             raise SpiderNotFound(f"spider {name!r} not found in the Scrapy project")
@@ -310,6 +314,14 @@ def _plan(spec: Mapping[str, Any]) -> tuple[CrawlerProcess, str | type[scrapy.Sp
     else:
         args["api"] = dict(spec.get("api") or {})
     return CrawlerProcess(generic_settings(spec)), spider, args
+
+
+def _stats_of(crawler: Crawler) -> dict[str, Any]:
+    try:
+        stats = crawler.stats
+    except RuntimeError:  # the crawl never started
+        return {}
+    return dict(stats.get_stats()) if stats is not None else {}
 
 
 def run(spec: Mapping[str, Any], out_dir: Path) -> int:
@@ -345,8 +357,7 @@ def run(spec: Mapping[str, Any], out_dir: Path) -> int:
         if failures:
             result["runner_error"] = f"spider {result['spider']!r} failed: {failures[0]}"
             code = EXIT_NOT_STARTED
-        if crawler.stats is not None:
-            result["stats"] = crawler.stats.get_stats()
+        result["stats"] = _stats_of(crawler)
         return code
     finally:
         recorder.close()

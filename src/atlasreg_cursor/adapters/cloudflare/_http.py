@@ -1,0 +1,404 @@
+"""A small Cloudflare REST API v4 client over urllib3, shared by Queues and KV.
+
+One pooled ``urllib3.PoolManager``, ``Authorization: Bearer <token>``, the
+JSON envelope (``success``, ``errors``, ``messages``, ``result``) parsed.
+``/client/v4`` is appended when the endpoint URL has no path (DESIGN §9).
+
+Failures become :class:`CloudflareAPIError` (HTTP status, error codes and
+messages; never the token):
+
+- connection errors, 429 and 5xx (and the Queues 1025x "overloaded" codes)
+  are retried with stamina (exponential backoff, ``Retry-After`` honoured up
+  to :data:`MAX_RETRY_AFTER`), then :class:`CloudflareUnavailable`;
+- 401/403, unknown or malformed queue (10104, 10106, 10107), unknown KV
+  namespace (10013) and "no route" (7003) are
+  :class:`CloudflareConfigurationError`, with a hint naming the setting to check;
+- anything else (a 404 for a missing KV key, a 400) is a plain
+  :class:`CloudflareAPIError`.
+
+Port adapters translate these into the port's errors; they never leave the
+adapter package.
+
+Settings read (by the composition root): ``CF_API_ENDPOINT``,
+``CF_QUEUE_ENDPOINT``, ``CF_KV_API_ENDPOINT``, ``CF_API_TOKEN``, ``CF_ACCOUNT_ID``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import stamina
+import structlog
+import urllib3
+
+log = structlog.get_logger()
+
+DEFAULT_ENDPOINT = "https://api.cloudflare.com"
+API_PATH = "/client/v4"
+USER_AGENT = "atlasreg-cursor"
+MAX_RETRY_AFTER = 60.0
+RETRY_TIMEOUT = 120.0
+
+#: Error codes Cloudflare answers when a queue is overloaded or paused for a while.
+TRANSIENT_CODES = frozenset({10250, 10251, 10252, 15000})
+AUTH_HINT = (
+    "authentication failed: check CF_API_TOKEN (it needs Queues Edit and Workers KV "
+    "Storage permissions) and CF_ACCOUNT_ID"
+)
+#: Error codes that mean a setting is wrong, with the hint given to the operator.
+CONFIGURATION_HINTS: Mapping[int, str] = {
+    10000: AUTH_HINT,
+    10106: AUTH_HINT,
+    10104: "queue not found: check CF_QUEUE_ID (and CF_DLQ_QUEUE_ID)",
+    10107: "malformed queue id: check CF_QUEUE_ID (and CF_DLQ_QUEUE_ID)",
+    10013: "KV namespace not found: check CF_KV_NAMESPACE_ID",
+    7003: "no route for the URI: check CF_API_ENDPOINT (CF_QUEUE_ENDPOINT, "
+    "CF_KV_API_ENDPOINT) and CF_ACCOUNT_ID",
+}
+
+
+class CloudflareAPIError(Exception):
+    """Raised when the Cloudflare API answers with an error.
+
+    Attributes:
+        status: HTTP status, ``None`` when no response came.
+        codes: the envelope's error codes.
+        messages: the envelope's error messages.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        codes: tuple[int, ...] = (),
+        messages: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.codes = codes
+        self.messages = messages
+
+
+class CloudflareUnavailable(CloudflareAPIError):
+    """Raised when the API cannot be reached or keeps answering 429/5xx."""
+
+
+class CloudflareConfigurationError(CloudflareAPIError):
+    """Raised when a setting is wrong (token, account, queue, namespace, endpoint)."""
+
+
+@attrs.frozen
+class RawResponse:
+    """A 2xx response whose body is not the JSON envelope (a KV value)."""
+
+    status: int
+    headers: Mapping[str, str]
+    data: bytes = attrs.field(repr=False)
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way worth retrying."""
+
+    def __init__(self, error: CloudflareAPIError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _backoff_hook(exc: Exception) -> bool | float:
+    """Retry transient failures; a ``Retry-After`` replaces the computed backoff."""
+    if not isinstance(exc, _Retryable):
+        return False
+    return exc.retry_after if exc.retry_after is not None else True
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """
+    Read a ``Retry-After`` header (seconds or an HTTP date), capped.
+
+    Returns:
+        Seconds between 0 and :data:`MAX_RETRY_AFTER`, ``None`` if absent or unreadable.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def api_base(endpoint: str) -> str:
+    """
+    Return the API base URL: *endpoint*, with ``/client/v4`` when it has no path.
+
+    Raises:
+        ValueError: *endpoint* is not an http(s) URL with a host.
+    """
+    parts = urllib.parse.urlsplit(endpoint.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"Cloudflare API endpoint must be an http(s) URL, not {endpoint!r}")
+    path = parts.path.rstrip("/") or API_PATH
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _envelope_errors(data: bytes) -> tuple[dict[str, Any] | None, tuple[int, ...], tuple[str, ...]]:
+    """Parse an envelope; return it with its error codes and messages."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None, (), ()
+    if not isinstance(doc, dict):
+        return None, (), ()
+    codes: list[int] = []
+    messages: list[str] = []
+    for err in doc.get("errors") or []:
+        if isinstance(err, dict):
+            if isinstance(err.get("code"), int):
+                codes.append(err["code"])
+            if err.get("message"):
+                messages.append(str(err["message"])[:300])
+    return doc, tuple(codes), tuple(messages)
+
+
+class CloudflareClient:
+    """
+    Account-scoped Cloudflare API v4 client.
+
+    Paths given to the request methods are relative to
+    ``/accounts/{account_id}/`` (``"queues/<id>/messages/pull"``).
+
+    Args:
+        api_endpoint: ``CF_API_ENDPOINT`` (or the queue/KV override).
+        token: the API token; never logged nor shown in reprs or errors.
+        account_id: ``CF_ACCOUNT_ID``.
+        timeout: seconds per request (read; connect at most 10).
+        attempts: most requests per call when retrying transient failures.
+        retry_timeout: most seconds spent retrying one call.
+        pool: a urllib3 pool to share (one is made otherwise).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_endpoint: str = DEFAULT_ENDPOINT,
+        token: str,
+        account_id: str,
+        timeout: float = 30.0,
+        attempts: int = 5,
+        retry_timeout: float = RETRY_TIMEOUT,
+        pool: urllib3.PoolManager | None = None,
+    ) -> None:
+        if not token:
+            raise ValueError("a Cloudflare API token is required (CF_API_TOKEN)")
+        if not account_id or "/" in account_id:
+            raise ValueError("a Cloudflare account id is required (CF_ACCOUNT_ID)")
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.base_url = api_base(api_endpoint)
+        self.account_id = account_id
+        self._token = token
+        self._timeout = urllib3.Timeout(connect=min(timeout, 10.0), read=timeout)
+        self._attempts = attempts
+        self._retry_timeout = retry_timeout
+        self._pool = pool or urllib3.PoolManager(num_pools=4, maxsize=8)
+
+    def __repr__(self) -> str:
+        return f"CloudflareClient(base_url={self.base_url!r}, account_id={self.account_id!r})"
+
+    def url(self, path: str) -> str:
+        """Return the full URL of an account-relative *path*."""
+        return f"{self.base_url}/accounts/{self.account_id}/{path.lstrip('/')}"
+
+    # --- public calls ------------------------------------------------------
+
+    def request_envelope(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str | int] | None = None,
+    ) -> dict[str, Any]:
+        """
+        Send a JSON request and return the whole success envelope.
+
+        Raises:
+            CloudflareConfigurationError: a setting is wrong (fatal).
+            CloudflareUnavailable: the API could not be reached or kept failing.
+            CloudflareAPIError: any other error answer.
+        """
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        response = self._call(method, path, payload, headers, query)
+        doc, _, _ = _envelope_errors(response.data)
+        if doc is None:
+            raise CloudflareUnavailable(
+                f"Cloudflare API {method} {path}: response is not a JSON envelope",
+                status=response.status,
+            )
+        return doc
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str | int] | None = None,
+    ) -> Any:
+        """
+        Send a JSON request and return the envelope's ``result`` (``None`` if absent).
+
+        Raises:
+            CloudflareConfigurationError: a setting is wrong (fatal).
+            CloudflareUnavailable: the API could not be reached or kept failing.
+            CloudflareAPIError: any other error answer.
+        """
+        return self.request_envelope(method, path, body=body, query=query).get("result")
+
+    def request_raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        fields: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str | int] | None = None,
+    ) -> RawResponse:
+        """
+        Send raw bytes (or multipart *fields*) and return the 2xx response as is.
+
+        Raises:
+            CloudflareConfigurationError: a setting is wrong (fatal).
+            CloudflareUnavailable: the API could not be reached or kept failing.
+            CloudflareAPIError: any other error answer (a 404 for a missing key).
+        """
+        sent_headers = dict(headers or {})
+        if fields is not None:
+            body, content_type = urllib3.encode_multipart_formdata(fields)
+            sent_headers["Content-Type"] = content_type
+        return self._call(method, path, body, sent_headers, query)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._pool.clear()
+
+    # --- internals ---------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        query: Mapping[str, str | int] | None,
+    ) -> RawResponse:
+        url = self.url(path)
+        if query:
+            url += "?" + urllib.parse.urlencode({k: str(v) for k, v in query.items()})
+        try:
+            for attempt in stamina.retry_context(
+                on=_backoff_hook,
+                attempts=self._attempts,
+                timeout=self._retry_timeout,
+                wait_initial=0.5,
+                wait_max=30.0,
+            ):
+                with attempt:
+                    return self._once(method, path, url, body, headers)
+        except _Retryable as exc:
+            raise CloudflareUnavailable(
+                f"{exc.error} (gave up after retries)",
+                status=exc.error.status,
+                codes=exc.error.codes,
+                messages=exc.error.messages,
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+    ) -> RawResponse:
+        sent = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            **headers,
+        }
+        started = time.monotonic()
+        try:
+            response = self._pool.request(
+                method,
+                url,
+                body=body,
+                headers=sent,
+                timeout=self._timeout,
+                retries=False,
+                redirect=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            log.debug(
+                "cloudflare.request_failed", method=method, path=path, error=type(exc).__name__
+            )
+            raise _Retryable(
+                CloudflareUnavailable(
+                    f"Cloudflare API {method} {path}: {type(exc).__name__}", status=None
+                )
+            ) from None
+        status = response.status
+        log.debug(
+            "cloudflare.request",
+            method=method,
+            path=path,
+            status_code=status,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        data = response.data
+        resp_headers = {k.lower(): v for k, v in response.headers.items()}
+        if 200 <= status < 300:
+            doc, codes, messages = _envelope_errors(data)
+            if doc is not None and doc.get("success") is False:
+                raise self._error(method, path, status, codes, messages)
+            return RawResponse(status=status, headers=resp_headers, data=data)
+        _, codes, messages = _envelope_errors(data)
+        error = self._error(method, path, status, codes, messages)
+        if status == 429 or status >= 500 or TRANSIENT_CODES.intersection(codes):
+            raise _Retryable(error, parse_retry_after(resp_headers.get("retry-after")))
+        raise error
+
+    @staticmethod
+    def _error(
+        method: str, path: str, status: int, codes: tuple[int, ...], messages: tuple[str, ...]
+    ) -> CloudflareAPIError:
+        """Build the typed error of one error answer."""
+        detail = "; ".join(f"{c}: {m}" for c, m in zip(codes, messages, strict=False))
+        text = f"Cloudflare API {method} {path} answered HTTP {status}" + (
+            f" ({detail})" if detail else ""
+        )
+        hints = [CONFIGURATION_HINTS[c] for c in codes if c in CONFIGURATION_HINTS]
+        if status in {401, 403} and not hints:
+            hints = [AUTH_HINT]
+        if hints and status not in {429} and status < 500:
+            return CloudflareConfigurationError(
+                f"{text}: {hints[0]}", status=status, codes=codes, messages=messages
+            )
+        if status == 429 or status >= 500:
+            return CloudflareUnavailable(text, status=status, codes=codes, messages=messages)
+        return CloudflareAPIError(text, status=status, codes=codes, messages=messages)

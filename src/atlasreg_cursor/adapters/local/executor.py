@@ -1,0 +1,299 @@
+"""The ``local`` executor: built-in spiders, CSV download, rule-based Gold.
+
+Handlers, by ``handler_id`` (DESIGN §2a):
+
+- ``SCRAPY_NEWSROOM_PLAYER`` and ``CUSTOM_SCRAPER``: the generic newsroom
+  spider driven by the source's ``selectors`` (optional ``max_pages``, 10);
+- ``SCRAPY_CVM_API``: the generic JSON-API spider driven by ``api``;
+- ``DOWNLOAD_CSV``: a streamed download parsed with ``csv``;
+- ``AIRFLOW_DAG``: no local meaning, fails with ``handler_not_available``.
+
+A ``spider_id`` naming a spider of the project at ``SCRAPY_PROJECT_PATH`` runs
+that spider instead (with ``-a url=… run_id=… player_id=… source_id=…``); a
+crawl runs in its own process group and is stopped at the source's
+``timeout_seconds``. URLs pass the SSRF guard first. Items are kept when
+their title or summary contains one of the source's ``keywords`` (tagged with
+the keywords matched), then enriched in-process (``enrichment.py``) and
+assembled into the Gold with ``domain.gold.build_gold``.
+
+Settings read (by the composition root): ``CURSOR_HOME`` (the work directory
+lives under it), ``SCRAPY_PROJECT_PATH``, ``ALLOW_PRIVATE_SOURCES``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import structlog
+import urllib3
+
+from atlasreg_cursor.adapters._netguard import check_source_url
+from atlasreg_cursor.adapters.core.scrapy import (
+    download_timeout_for,
+    items_to_documents,
+    judge,
+    run_crawl,
+)
+from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
+from atlasreg_cursor.domain.errors import CursorError, HandlerNotAvailable, SourceFailed
+from atlasreg_cursor.domain.gold import GoldDocument, GoldError, GoldEvent, build_gold, isoformat_z
+from atlasreg_cursor.domain.runs import RunContext
+from atlasreg_cursor.domain.sources import SourceConfig, fold_text, matches_keywords
+
+from .csv_download import DEFAULT_MAX_BYTES, download_csv
+from .enrichment import enrich
+
+log = structlog.get_logger()
+
+NEWSROOM_HANDLERS = frozenset({"SCRAPY_NEWSROOM_PLAYER", "CUSTOM_SCRAPER"})
+API_HANDLERS = frozenset({"SCRAPY_CVM_API"})
+REPROCESS_WORKERS = 4
+
+
+class LocalExecutor:
+    """
+    The Executor of ``local`` mode (see the module docstring).
+
+    Args:
+        work_dir: scratch space for crawls (one sub-directory per crawl).
+        scrapy_project_path: a Scrapy project whose spiders ``spider_id`` may name.
+        allow_private_sources: fetch from loopback/private addresses too.
+        max_download_bytes: size cap of a CSV download.
+    """
+
+    def __init__(
+        self,
+        *,
+        work_dir: Path,
+        scrapy_project_path: Path | None = None,
+        allow_private_sources: bool = False,
+        max_download_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.work_dir = Path(work_dir)
+        self.scrapy_project_path = scrapy_project_path
+        self.allow_private_sources = allow_private_sources
+        self.max_download_bytes = max_download_bytes
+        self._pool = urllib3.PoolManager(num_pools=8, maxsize=4)
+
+    # --- sources -------------------------------------------------------------
+
+    def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
+        """
+        Run one source through its local handler.
+
+        Raises:
+            HandlerNotAvailable: ``AIRFLOW_DAG`` (no local meaning).
+            SourceFailed: the handler failed (``error_type`` says how).
+        """
+        started = time.monotonic()
+        documents, items_count = self._collect(source, run)
+        kept = _keep_matching(documents, source.keywords)
+        log.debug(
+            "source.collected",
+            source_id=source.id,
+            handler_id=source.handler_id,
+            items=items_count,
+            kept=len(kept),
+        )
+        return SourceResult(
+            source_id=source.id,
+            documents=kept,
+            items_count=items_count,
+            duration_seconds=round(time.monotonic() - started, 3),
+        )
+
+    def _collect(self, source: SourceConfig, run: RunContext) -> tuple[tuple[Document, ...], int]:
+        handler = source.handler_id
+        if handler == "AIRFLOW_DAG":
+            raise HandlerNotAvailable("handler AIRFLOW_DAG is not available in local mode")
+        if handler == "DOWNLOAD_CSV":
+            return download_csv(
+                source,
+                pool=self._pool,
+                allow_private=self.allow_private_sources,
+                max_bytes=self.max_download_bytes,
+            )
+        if handler not in NEWSROOM_HANDLERS | API_HANDLERS:
+            raise HandlerNotAvailable(f"handler {handler} is not available in local mode")
+        generic = self._generic_spec(source)
+        if source.url_feed:
+            check_source_url(source.url_feed, allow_private=self.allow_private_sources)
+        if source.spider_id and self.scrapy_project_path is not None:
+            spec: dict[str, Any] = {
+                "kind": "project",
+                "spider": source.spider_id,
+                "spider_args": _spider_args(source, run),
+                "allow_private": self.allow_private_sources,
+                "download_timeout": download_timeout_for(source.timeout_seconds),
+            }
+            if generic is not None:
+                spec["fallback"] = generic
+            cwd: Path | None = self.scrapy_project_path
+        elif generic is not None:
+            spec, cwd = generic, None
+        else:
+            raise SourceFailed(_missing_config(source), error_type="invalid_config")
+        outcome = run_crawl(
+            spec, timeout=source.timeout_seconds, cwd=cwd, work_dir=self.work_dir / "crawls"
+        )
+        items = judge(outcome, source.id)
+        return items_to_documents(items, source), len(items)
+
+    def _generic_spec(self, source: SourceConfig) -> dict[str, Any] | None:
+        """The built-in spider's crawl spec, or ``None`` without its config."""
+        if not source.url_feed:
+            return None
+        spec: dict[str, Any] = {
+            "url": source.url_feed,
+            "allow_private": self.allow_private_sources,
+            "download_timeout": download_timeout_for(source.timeout_seconds),
+            "max_pages": source.raw.get("max_pages"),
+        }
+        if source.handler_id in NEWSROOM_HANDLERS and source.selectors:
+            if not source.selectors.get("item"):
+                raise SourceFailed("selectors need an 'item' selector", error_type="invalid_config")
+            return {**spec, "kind": "newsroom", "selectors": dict(source.selectors)}
+        if source.handler_id in API_HANDLERS:
+            return {**spec, "kind": "api", "api": dict(source.api or {})}
+        return None
+
+    # --- processing ----------------------------------------------------------
+
+    def process(
+        self, documents: Sequence[Document], run: RunContext, *, timeout_seconds: float
+    ) -> ProcessingResult:
+        """Enrich every document by the rules; one event per ``event_id``."""
+        events: dict[str, GoldEvent] = {}
+        errors: list[GoldError] = []
+        failed = 0
+        for document in documents:
+            try:
+                event = enrich(document, run_id=run.run_id)
+            except Exception as exc:  # a rule bug must not lose the other documents
+                failed += 1
+                errors.append(_gold_error(document.source_id, "processing_error", repr(exc)))
+                continue
+            events.setdefault(event.event_id, event)
+        return ProcessingResult(
+            processed_count=len(documents) - failed,
+            failed_count=failed,
+            events=tuple(events.values()),
+            errors=tuple(errors),
+            documents_count=len(documents),
+        )
+
+    def build_gold(
+        self,
+        run: RunContext,
+        results: Sequence[SourceResult],
+        processing: ProcessingResult,
+    ) -> GoldDocument:
+        """Assemble the Gold in-process: events, plus one error per failed source."""
+        errors = list(processing.errors)
+        errors += [
+            _gold_error(r.source_id, r.error_type or "error", r.error_message or "")
+            for r in results
+            if not r.ok
+        ]
+        sources = {r.source_id for r in results} or {
+            *(e.source for e in processing.events),
+            *(e.source_id for e in processing.errors),
+        }
+        return build_gold(
+            run_id=run.run_id,
+            date=run.date,
+            generated_at=dt.datetime.now(dt.UTC),
+            sources_processed=len(sources),
+            documents_count=processing.documents_count,
+            events=processing.events,
+            errors=_unique_errors(errors),
+        )
+
+    def reprocess(
+        self, run: RunContext, sources: Sequence[SourceConfig], *, timeout_seconds: float
+    ) -> ProcessingResult:
+        """Run the sources again and enrich what they yield; failures become errors."""
+        documents: list[Document] = []
+        errors: list[GoldError] = []
+        if sources:
+            pool = cf.ThreadPoolExecutor(
+                max_workers=min(REPROCESS_WORKERS, len(sources)), thread_name_prefix="reprocess"
+            )
+            try:
+                futures = {pool.submit(self.run_source, s, run): s for s in sources}
+                done, late = cf.wait(futures, timeout=timeout_seconds)
+                for future in done:
+                    source = futures[future]
+                    try:
+                        documents.extend(future.result().documents)
+                    except SourceFailed as exc:
+                        errors.append(_gold_error(source.id, exc.error_type, str(exc)))
+                    except CursorError as exc:
+                        errors.append(_gold_error(source.id, "handler_error", str(exc)))
+                for future in late:
+                    errors.append(
+                        _gold_error(futures[future].id, "timeout", "reprocessing ran out of time")
+                    )
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+        processed = self.process(documents, run, timeout_seconds=timeout_seconds)
+        return attrs.evolve(processed, errors=(*processed.errors, *errors))
+
+    def close(self) -> None:
+        """Release pooled HTTP connections."""
+        self._pool.clear()
+
+
+def _spider_args(source: SourceConfig, run: RunContext) -> dict[str, str]:
+    args = {"run_id": run.run_id, "source_id": source.id}
+    if source.url_feed:
+        args["url"] = source.url_feed
+    if source.player_id:
+        args["player_id"] = source.player_id
+    return args
+
+
+def _missing_config(source: SourceConfig) -> str:
+    if not source.url_feed:
+        return f"handler {source.handler_id} needs a url_feed in local mode"
+    if source.spider_id:
+        return (
+            f"spider {source.spider_id!r} needs SCRAPY_PROJECT_PATH, "
+            "or give the source 'selectors' for the built-in spider"
+        )
+    return f"handler {source.handler_id} needs 'selectors' in local mode"
+
+
+def _keep_matching(documents: Sequence[Document], keywords: Sequence[str]) -> tuple[Document, ...]:
+    if not keywords:
+        return tuple(documents)
+    kept = []
+    for document in documents:
+        if not matches_keywords(keywords, document.title, document.summary):
+            continue
+        haystack = fold_text(f"{document.title} {document.summary}")
+        tags = tuple(k for k in keywords if fold_text(k) in haystack)
+        kept.append(attrs.evolve(document, tags=tags))
+    return tuple(kept)
+
+
+def _gold_error(source_id: str, error_type: str, message: str) -> GoldError:
+    return GoldError(
+        source_id=source_id,
+        error_type=error_type,
+        error_message=message,
+        timestamp=isoformat_z(dt.datetime.now(dt.UTC)),
+    )
+
+
+def _unique_errors(errors: Sequence[GoldError]) -> list[GoldError]:
+    seen: dict[tuple[str, str, str], GoldError] = {}
+    for error in errors:
+        seen.setdefault((error.source_id, error.error_type, error.error_message), error)
+    return list(seen.values())
