@@ -20,7 +20,6 @@ from .domain import (
 )
 
 
-
 def __getattr__(name: str) -> Any:
     """Compute ``__version__`` lazily, so importing the package stays light."""
     if name == "__version__":
@@ -31,6 +30,7 @@ def __getattr__(name: str) -> Any:
         except PackageNotFoundError:  # pragma: no cover - running from a source tree
             return "0.0.0"
     raise AttributeError(name)
+
 
 __all__ = [
     "GoldDocument",

@@ -275,9 +275,9 @@ def _response_schema(op: Operation, status: int, body: Any) -> Mapping[str, Any]
     schema = _merge_all_of(_nullable(media["schema"]))
     if not schema["properties"]:
         return None
-    if op.op_id == "queue-v2-messages-pull" and key == "200":
-        if isinstance(body, dict) and isinstance(body.get("result"), dict):
-            return _pull_object_schema(schema)
+    object_form = isinstance(body, dict) and isinstance(body.get("result"), dict)
+    if op.op_id == "queue-v2-messages-pull" and key == "200" and object_form:
+        return _pull_object_schema(schema)
     return schema
 
 
@@ -375,7 +375,7 @@ def _form_fields(exchange: Exchange) -> dict[str, str]:
     )
     _, form, files = parse_form_data(builder.get_environ())
     fields = {k: str(v) for k, v in form.items()}
-    fields.update({k: "<file>" for k in files})
+    fields.update(dict.fromkeys(files, "<file>"))
     return fields
 
 

@@ -70,7 +70,7 @@ def process_one(app: App, state: DaemonState, wait_seconds: float) -> HandleResu
     (delivery,) = deliveries
     started = time.monotonic()
     structlog.contextvars.clear_contextvars()
-    with structlog.contextvars.bound_contextvars(message_id=delivery.message_id):
+    with structlog.contextvars.bound_contextvars(queue_message_id=delivery.message_id):
         try:
             result = _handle(app, delivery)
         except _Abort:
@@ -103,7 +103,7 @@ def _handle(app: App, delivery: Any) -> HandleResult:
     from atlasreg_cursor.domain.messages import message_identity, parse_message
     from atlasreg_cursor.domain.runs import derive_run_id
 
-    run_id = None
+    run_id = identity = None
     try:
         message = parse_message(delivery.body)
         identity = message_identity(
@@ -112,7 +112,7 @@ def _handle(app: App, delivery: Any) -> HandleResult:
         run_id = derive_run_id(message.type, identity)
     except CursorError:
         pass
-    with structlog.contextvars.bound_contextvars(run_id=run_id):
+    with structlog.contextvars.bound_contextvars(run_id=run_id, message_id=identity):
         return handle_delivery(
             delivery,
             queue=app.queue,

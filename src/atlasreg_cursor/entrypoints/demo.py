@@ -35,11 +35,14 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; 0 when a Gold was published and the webhook verified."""
     from atlasreg_cursor.sample_site import demo_watchlist, start_sample_site
 
-    home = Path(args.home or os.environ.get("CURSOR_HOME_DEMO", "var/demo")).resolve()
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    receiver = WebhookReceiver((secret,))
-    site = start_sample_site()
+    home = Path(args.home or "var/demo").resolve()
+    secret = os.environ.get("HOOK_HMAC_SECRET") or (
+        "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    )
     err = sys.stderr
+    configure_logging("console", os.environ.get("LOG_LEVEL", "INFO"), stream=err)
+    receiver = WebhookReceiver((secret,), record_to=home / "webhooks-received.jsonl")
+    site = start_sample_site()
     try:
         watchlist_path = home / "config" / "news_watchlist_config.json"
         watchlist_path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +63,6 @@ def run_demo(args: argparse.Namespace) -> int:
             },
             env_file=None,
         )
-        configure_logging("console", settings.log_level, stream=err)
         print(f"sample site   {site.base_url}", file=err)
         print(f"webhook       {receiver.url}", file=err)
         print(f"CURSOR_HOME   {home}", file=err)

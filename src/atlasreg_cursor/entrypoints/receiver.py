@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -36,7 +37,14 @@ class ReceivedWebhook:
 class WebhookReceiver:
     """Listens on 127.0.0.1; answers 204 when both signatures verify, else 401."""
 
-    def __init__(self, secrets: tuple[str, ...], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        secrets: tuple[str, ...],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        record_to: Path | None = None,
+    ) -> None:
         self.received: list[ReceivedWebhook] = []
         self._lock = threading.Lock()
         outer = self
@@ -55,16 +63,17 @@ class WebhookReceiver:
                     verify_legacy(body, headers, secrets)
                 except SignatureMismatch:
                     legacy_ok = False
+                received = ReceivedWebhook(
+                    path=self.path,
+                    headers=headers,
+                    body=body,
+                    standard_ok=standard_ok,
+                    legacy_ok=legacy_ok,
+                )
                 with outer._lock:
-                    outer.received.append(
-                        ReceivedWebhook(
-                            path=self.path,
-                            headers=headers,
-                            body=body,
-                            standard_ok=standard_ok,
-                            legacy_ok=legacy_ok,
-                        )
-                    )
+                    outer.received.append(received)
+                    if record_to is not None:
+                        outer._record(record_to, received)
                 self.send_response(204 if standard_ok and legacy_ok else 401)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -76,6 +85,19 @@ class WebhookReceiver:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _record(path: Path, received: ReceivedWebhook) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = {
+            "path": received.path,
+            "headers": received.headers,
+            "body": received.body.decode("utf-8", "replace"),
+            "standard_ok": received.standard_ok,
+            "legacy_ok": received.legacy_ok,
+        }
+        with path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
     @property
     def url(self) -> str:

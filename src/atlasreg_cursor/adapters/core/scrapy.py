@@ -359,12 +359,11 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def _environment(extra: Mapping[str, str] | None) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**os.environ, **(extra or {})}
     package_root = str(Path(__file__).resolve().parents[3])
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     if package_root not in paths:
-        env["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
-    env.update(extra or {})
+        env["PYTHONPATH"] = os.pathsep.join([*paths, package_root])
     return env
 
 

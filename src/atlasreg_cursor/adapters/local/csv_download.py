@@ -148,13 +148,18 @@ def fetch(
             raise _Transient(
                 SourceFailed(f"download of {url} failed: {exc}", error_type="network_error")
             ) from None
+        complete = False
         try:
             if response.status in _REDIRECTS and response.headers.get("Location"):
                 url = urllib.parse.urljoin(url, response.headers["Location"])
                 continue
             _check_status(response, url)
-            return _read_capped(response, url, max_bytes, deadline), url
+            body = _read_capped(response, url, max_bytes, deadline)
+            complete = True
+            return body, url
         finally:
+            if not complete:
+                response.close()  # never reuse a connection with unread bytes
             response.release_conn()
     raise SourceFailed(f"more than {MAX_REDIRECTS} redirects from {url}", error_type="http_error")
 

@@ -1,0 +1,408 @@
+"""The local executor against the bundled sample site, with real Scrapy crawls.
+
+Crawls run as real subprocesses; the CSV handler downloads over real HTTP.
+Every request goes to the sample site on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atlasreg_cursor.adapters.local.executor import LocalExecutor
+from atlasreg_cursor.domain.documents import SourceResult
+from atlasreg_cursor.domain.errors import HandlerNotAvailable, SourceFailed
+from atlasreg_cursor.domain.gold import parse_gold, serialize_gold
+from atlasreg_cursor.domain.messages import MessageType
+from atlasreg_cursor.domain.runs import RunContext
+from atlasreg_cursor.domain.sources import SourceConfig, parse_watchlist
+from atlasreg_cursor.sample_site import (
+    SampleSite,
+    demo_watchlist,
+    expected_demo_outcome,
+    start_sample_site,
+)
+
+PROJECT = Path(__file__).resolve().parents[1] / "fixtures" / "scrapy_project"
+RUN = RunContext(
+    run_id="run_0123456789ab",
+    date=dt.date(2026, 11, 24),
+    message_type=MessageType.START_DAILY_INGEST,
+    message_id="m-1",
+)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[SampleSite]:
+    """The sample site on a free loopback port."""
+    with start_sample_site() as running:
+        yield running
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> Iterator[LocalExecutor]:
+    """A local executor allowed to crawl the loopback site."""
+    local = LocalExecutor(work_dir=tmp_path / "work", allow_private_sources=True)
+    yield local
+    local.close()
+
+
+def demo_sources(site: SampleSite) -> dict[str, SourceConfig]:
+    """The demo watchlist's sources by id."""
+    config = parse_watchlist(demo_watchlist(site.base_url))
+    assert () == config.invalid
+    return {s.id: s for s in config.sources}
+
+
+def source(**fields: Any) -> SourceConfig:
+    """One source parsed from watchlist JSON."""
+    config = parse_watchlist({"sources": [fields]})
+    assert () == config.invalid, config.invalid
+    return config.sources[0]
+
+
+def run_enabled(
+    executor: LocalExecutor, sources: list[SourceConfig]
+) -> dict[str, SourceResult | SourceFailed]:
+    """Run sources in parallel as the ingest service does; keep each outcome."""
+    outcomes: dict[str, SourceResult | SourceFailed] = {}
+    with cf.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {pool.submit(executor.run_source, s, RUN): s.id for s in sources}
+        for future in cf.as_completed(futures, timeout=120):
+            try:
+                outcomes[futures[future]] = future.result()
+            except SourceFailed as exc:
+                outcomes[futures[future]] = exc
+    return outcomes
+
+
+def as_result(source_id: str, outcome: SourceResult | SourceFailed) -> SourceResult:
+    """A failure as the SourceResult the ingest service records."""
+    if isinstance(outcome, SourceResult):
+        return outcome
+    return SourceResult(
+        source_id=source_id, error_type=outcome.error_type, error_message=str(outcome)
+    )
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains *marker*."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.scrapy
+def test_demo_watchlist_yields_exactly_the_expected_events(
+    site: SampleSite, executor: LocalExecutor
+) -> None:
+    """Every enabled demo source runs; documents, events and errors are exactly as stated."""
+    expected = expected_demo_outcome()
+    sources = demo_sources(site)
+    enabled = [s for s in sources.values() if s.enabled]
+
+    outcomes = run_enabled(executor, enabled)
+    results = [as_result(sid, o) for sid, o in sorted(outcomes.items())]
+    documents = [d for r in results for d in r.documents]
+    processing = executor.process(documents, RUN, timeout_seconds=60)
+    gold = executor.build_gold(RUN, results, processing)
+
+    assert set(expected.sources) == set(outcomes)
+    for source_id, want in expected.sources.items():
+        outcome = outcomes[source_id]
+        if want.error_type is not None:
+            assert isinstance(outcome, SourceFailed)
+            assert want.error_type == outcome.error_type
+            continue
+        assert isinstance(outcome, SourceResult), outcome
+        events = [e for e in gold.events if e.source == source_id]
+        assert want.items == outcome.items_count, source_id
+        assert want.documents == len(outcome.documents), source_id
+        assert dict(want.events) == dict(Counter(e.event_type.value for e in events)), source_id
+        assert want.critical == sum(e.is_critical for e in events), source_id
+    assert expected.documents_count == gold.metadata.documents_count
+    assert expected.events_count == gold.metadata.events_count
+    assert expected.events_by_type() == dict(Counter(e.event_type.value for e in gold.events))
+    assert [("sigel_daily", "handler_not_available")] == [
+        (e.source_id, e.error_type) for e in gold.errors
+    ]
+    assert "not available in local mode" in gold.errors[0].error_message
+    assert 4 == gold.metadata.sources_processed
+    assert gold == parse_gold(json.loads(serialize_gold(gold).body))
+
+
+@pytest.mark.scrapy
+def test_newsroom_follows_pages_filters_by_keyword_and_tags(
+    site: SampleSite, executor: LocalExecutor
+) -> None:
+    """All three pages are crawled, items without a keyword dropped, matches tagged."""
+    newsroom = demo_sources(site)["portal_noticias"]
+
+    result = executor.run_source(newsroom, RUN)
+    by_title = {d.title: d for d in result.documents}
+
+    assert 11 == result.items_count
+    assert 8 == len(result.documents)
+    assert "Semana da inovação reúne estudantes em Brasília" not in by_title
+    fine = by_title["ANEEL aplica multa de R$ 1,5 milhão à Transmissora Paulista S.A."]
+    assert ("multa", "auto de infração", "transmissão") == fine.tags
+    assert f"{site.base_url}/noticias/multa-transmissora-paulista" == fine.url
+    assert "2026-11-20T10:00:00-03:00" == fine.date
+    assert "aneel" == fine.player_id
+    assert fine.summary.startswith("A agência lavrou auto de infração")
+    assert any(d.title.startswith("Transmissão: consulta") for d in result.documents)
+
+
+@pytest.mark.scrapy
+def test_max_pages_caps_pagination(site: SampleSite, executor: LocalExecutor) -> None:
+    """With ``max_pages: 1`` only the first listing page is read."""
+    fields = demo_watchlist(site.base_url)["sources"][0]
+    one_page = source(**{**fields, "keywords": [], "max_pages": 1})
+
+    result = executor.run_source(one_page, RUN)
+
+    assert 4 == result.items_count
+    assert 4 == len(result.documents)
+
+
+@pytest.mark.scrapy
+def test_broken_source_fails_while_the_others_succeed(
+    site: SampleSite, executor: LocalExecutor
+) -> None:
+    """A source answering HTTP 500 fails with http_error; its neighbours still deliver."""
+    sources = demo_sources(site)
+    broken = source(
+        id="quebrado",
+        handler_id="SCRAPY_NEWSROOM_PLAYER",
+        url_feed=f"{site.base_url}/broken",
+        timeout_seconds=30,
+        selectors={"item": "article", "title": "h2 a::text"},
+    )
+
+    outcomes = run_enabled(executor, [broken, sources["cvm_avisos"], sources["ons_ocorrencias"]])
+    results = [as_result(sid, o) for sid, o in outcomes.items()]
+    processing = executor.process(
+        [d for r in results for d in r.documents], RUN, timeout_seconds=60
+    )
+    gold = executor.build_gold(RUN, results, processing)
+
+    failure = outcomes["quebrado"]
+    assert isinstance(failure, SourceFailed)
+    assert "http_error" == failure.error_type
+    assert "HTTP 500" in str(failure)
+    assert 5 == len(as_result("cvm_avisos", outcomes["cvm_avisos"]).documents)
+    assert 3 == len(as_result("ons_ocorrencias", outcomes["ons_ocorrencias"]).documents)
+    assert 8 == gold.metadata.events_count
+    assert [("quebrado", "http_error")] == [(e.source_id, e.error_type) for e in gold.errors]
+
+
+@pytest.mark.scrapy
+def test_hanging_source_is_killed_at_its_timeout(site: SampleSite, tmp_path: Path) -> None:
+    """A crawl outliving timeout_seconds fails with timeout and leaves no process behind."""
+    work = tmp_path / "hang-work"
+    local = LocalExecutor(work_dir=work, allow_private_sources=True)
+    slow = source(
+        id="lento",
+        handler_id="SCRAPY_NEWSROOM_PLAYER",
+        url_feed=f"{site.base_url}/slow?seconds=60",
+        timeout_seconds=2,
+        selectors={"item": "article", "title": "h2 a::text"},
+    )
+    started = time.monotonic()
+
+    with pytest.raises(SourceFailed) as info:
+        local.run_source(slow, RUN)
+    elapsed = time.monotonic() - started
+
+    assert "timeout" == info.value.error_type
+    assert "within 2s" in str(info.value)
+    assert elapsed < 15
+    assert [] == processes_mentioning(str(work))
+    assert [] == list((work / "crawls").iterdir())
+
+
+@pytest.mark.scrapy
+def test_project_spider_runs_instead_of_the_generic_one(site: SampleSite, tmp_path: Path) -> None:
+    """A spider_id of SCRAPY_PROJECT_PATH runs that spider with url, run_id and player_id."""
+    local = LocalExecutor(
+        work_dir=tmp_path / "work", scrapy_project_path=PROJECT, allow_private_sources=True
+    )
+    fields = demo_watchlist(site.base_url)["sources"][0]
+    with_spider = source(**{**fields, "spider_id": "sample_news", "selectors": None})
+
+    result = local.run_source(with_spider, RUN)
+
+    assert 11 == result.items_count
+    assert 8 == len(result.documents)
+    assert all(d.document_id.startswith("sample-") for d in result.documents)
+    assert {"aneel"} == {d.player_id for d in result.documents}
+
+
+@pytest.mark.scrapy
+def test_unknown_spider_id_falls_back_to_the_selectors(site: SampleSite, tmp_path: Path) -> None:
+    """A spider_id the project does not have runs the generic spider from selectors."""
+    local = LocalExecutor(
+        work_dir=tmp_path / "work", scrapy_project_path=PROJECT, allow_private_sources=True
+    )
+    fields = demo_watchlist(site.base_url)["sources"][0]
+    with_spider = source(**{**fields, "spider_id": "aneel_news"})
+
+    result = local.run_source(with_spider, RUN)
+
+    assert 11 == result.items_count
+    assert not any(d.document_id.startswith("sample-") for d in result.documents)
+
+
+@pytest.mark.scrapy
+def test_reprocess_makes_the_same_events(site: SampleSite, executor: LocalExecutor) -> None:
+    """Reprocessing the date's sources gives the same events (ids are run-independent)."""
+    sources = demo_sources(site)
+    chosen = [sources["portal_noticias"], sources["cvm_avisos"], sources["sigel_daily"]]
+    first = executor.process(
+        [d for s in chosen[:2] for d in executor.run_source(s, RUN).documents],
+        RUN,
+        timeout_seconds=60,
+    )
+    rerun = RunContext(
+        run_id="reprocess_0123456789ab",
+        date=RUN.date,
+        message_type=MessageType.REPROCESS,
+        message_id="m-2",
+    )
+
+    again = executor.reprocess(rerun, chosen, timeout_seconds=120)
+    gold = executor.build_gold(rerun, (), again)
+
+    assert sorted(first.events, key=lambda e: e.event_id) == sorted(
+        again.events, key=lambda e: e.event_id
+    )
+    assert 13 == again.documents_count
+    assert [("sigel_daily", "handler_not_available")] == [
+        (e.source_id, e.error_type) for e in gold.errors
+    ]
+    assert 3 == gold.metadata.sources_processed
+
+
+def test_airflow_dag_is_not_available_locally(executor: LocalExecutor) -> None:
+    """AIRFLOW_DAG has no local meaning: a clear handler-not-available error."""
+    dag = source(id="sigel", handler_id="AIRFLOW_DAG", dag_id="sigel_daily")
+
+    with pytest.raises(HandlerNotAvailable) as info:
+        executor.run_source(dag, RUN)
+
+    assert "handler_not_available" == info.value.error_type
+    assert "handler AIRFLOW_DAG is not available in local mode" == str(info.value)
+
+
+def test_private_address_refused_without_allow_private(site: SampleSite, tmp_path: Path) -> None:
+    """Without ALLOW_PRIVATE_SOURCES the loopback site is refused before any crawl."""
+    local = LocalExecutor(work_dir=tmp_path / "work")
+    sources = demo_sources(site)
+
+    for source_id in ("portal_noticias", "cvm_avisos", "ons_ocorrencias"):
+        with pytest.raises(SourceFailed) as info:
+            local.run_source(sources[source_id], RUN)
+        assert "forbidden_address" == info.value.error_type
+    assert not (tmp_path / "work" / "crawls").exists()
+
+
+def test_newsroom_without_selectors_is_a_config_error(executor: LocalExecutor) -> None:
+    """A newsroom source with neither selectors nor a project spider cannot run locally."""
+    bare = source(id="b3_fatos", handler_id="CUSTOM_SCRAPER", url_feed="http://127.0.0.1:9/")
+
+    with pytest.raises(SourceFailed) as info:
+        executor.run_source(bare, RUN)
+
+    assert "invalid_config" == info.value.error_type
+    assert "selectors" in str(info.value)
+
+
+# --- DOWNLOAD_CSV ---------------------------------------------------------------
+
+
+def csv_source(
+    site: SampleSite, path: str = "/dados/ocorrencias.csv", **extra: Any
+) -> SourceConfig:
+    """The demo CSV source pointed at *path*."""
+    fields = {**demo_watchlist(site.base_url)["sources"][2], "url_feed": site.base_url + path}
+    return source(**{**fields, **extra})
+
+
+def test_csv_rows_become_documents(site: SampleSite, executor: LocalExecutor) -> None:
+    """Rows are mapped by ``fields``, quoted delimiters survive, links made absolute."""
+    result = executor.run_source(csv_source(site, keywords=[]), RUN)
+    by_title = {d.title: d for d in result.documents}
+
+    assert 4 == result.items_count
+    assert 4 == len(result.documents)
+    transformer = by_title["Falha em transformador; SE Campinas 440 kV"]
+    assert f"{site.base_url}/ocorrencias/2026-1102" == transformer.url
+    assert "2026-11-20" == transformer.date
+    assert "ons" == transformer.player_id
+
+
+@pytest.mark.parametrize("path", ["/dados/ocorrencias.csv", "/dados/ocorrencias.csv?stream=1"])
+def test_csv_over_the_size_cap_is_too_large(site: SampleSite, tmp_path: Path, path: str) -> None:
+    """A body over max_download_bytes fails with too_large (declared or streamed)."""
+    local = LocalExecutor(work_dir=tmp_path, allow_private_sources=True, max_download_bytes=100)
+
+    with pytest.raises(SourceFailed) as info:
+        local.run_source(csv_source(site, path), RUN)
+
+    assert "too_large" == info.value.error_type
+
+
+def test_csv_streamed_without_length_downloads(site: SampleSite, executor: LocalExecutor) -> None:
+    """A body sent without Content-Length is read to the end."""
+    result = executor.run_source(csv_source(site, "/dados/ocorrencias.csv?stream=1"), RUN)
+
+    assert 4 == result.items_count
+
+
+@pytest.mark.parametrize(("path", "status"), [("/dados/nada.csv", "404"), ("/broken", "500")])
+def test_csv_http_errors(site: SampleSite, executor: LocalExecutor, path: str, status: str) -> None:
+    """A non-2xx answer fails with http_error naming the status."""
+    with pytest.raises(SourceFailed) as info:
+        executor.run_source(csv_source(site, path), RUN)
+
+    assert "http_error" == info.value.error_type
+    assert f"HTTP {status}" in str(info.value)
+
+
+def test_csv_missing_column_is_a_parse_error(site: SampleSite, executor: LocalExecutor) -> None:
+    """A ``fields`` column absent from the header fails with parse_error naming it."""
+    broken_mapping = {"delimiter": ";", "fields": {"title": "titulo", "url": "link"}}
+
+    with pytest.raises(SourceFailed) as info:
+        executor.run_source(csv_source(site, csv=broken_mapping), RUN)
+
+    assert "parse_error" == info.value.error_type
+    assert "'titulo'" in str(info.value)
+
+
+def test_csv_slow_download_times_out(site: SampleSite, executor: LocalExecutor) -> None:
+    """A download slower than timeout_seconds fails with timeout."""
+    started = time.monotonic()
+
+    with pytest.raises(SourceFailed) as info:
+        executor.run_source(csv_source(site, "/slow?seconds=30", timeout_seconds=1), RUN)
+
+    assert "timeout" == info.value.error_type
+    assert time.monotonic() - started < 10

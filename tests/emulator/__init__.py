@@ -1,0 +1,1 @@
+"""Local emulators of external APIs, for tests."""
