@@ -334,7 +334,7 @@ def build(settings: Settings, **overrides: Any) -> App:
     Raises:
         SettingsError: a backend is unknown or misses a setting (on first use).
     """
-    ports = {
+    ports: dict[str, dict[str, Callable[[Settings], Any]]] = {
         "queue": QUEUES,
         "config": CONFIGS,
         "store": STORES,

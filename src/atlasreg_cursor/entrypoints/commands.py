@@ -190,7 +190,7 @@ def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
                 "updated_at": journal.updated_at.isoformat(),
             }
         )
-    rows.sort(key=lambda r: r["updated_at"], reverse=True)
+    rows.sort(key=lambda r: str(r["updated_at"]), reverse=True)
     print_json(rows[: args.limit])
     return EXIT_OK
 

@@ -199,7 +199,7 @@ def _install_signals(state: DaemonState) -> dict[int, Any]:
         if state.signals > 1:
             raise _Abort
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, on_signal)
     return previous

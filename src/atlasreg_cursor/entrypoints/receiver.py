@@ -103,7 +103,7 @@ class WebhookReceiver:
     def url(self) -> str:
         """Base URL to use as ``HOOK_ENDPOINT``."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def stop(self) -> None:
         """Stop listening."""

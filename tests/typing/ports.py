@@ -1,0 +1,36 @@
+"""Never run: mypy checks here that each adapter structurally satisfies its port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from atlasreg_cursor.adapters.local.file_config import FileConfigSource
+from atlasreg_cursor.adapters.local.file_store import FileObjectStore
+from atlasreg_cursor.adapters.local.outbox import OutboxNotifier
+from atlasreg_cursor.adapters.local.sqlite_queue import SqliteQueue
+from atlasreg_cursor.adapters.s3 import S3ObjectStore
+from atlasreg_cursor.adapters.standalone.redis_queue import RedisListQueue
+from atlasreg_cursor.adapters.webhook import WebhookNotifier
+from atlasreg_cursor.domain.signing import WebhookSigner
+from atlasreg_cursor.ports import (
+    ConfigSource,
+    DeadLetterBox,
+    MessageQueue,
+    Notifier,
+    ObjectStore,
+)
+
+
+def _ports(signer: WebhookSigner) -> None:
+    sqlite: MessageQueue = SqliteQueue(Path("q.sqlite3"))
+    sqlite_dead: DeadLetterBox = SqliteQueue(Path("q.sqlite3"))
+    redis_queue: MessageQueue = RedisListQueue("redis://127.0.0.1:6379/2")
+    redis_dead: DeadLetterBox = RedisListQueue("redis://127.0.0.1:6379/2")
+    files: ObjectStore = FileObjectStore(Path("store"))
+    s3: ObjectStore = S3ObjectStore(
+        endpoint_url="http://127.0.0.1:9000", bucket="b", access_key="a", secret_key="s"
+    )
+    config: ConfigSource = FileConfigSource(Path("watchlist.json"))
+    webhook: Notifier = WebhookNotifier("http://127.0.0.1:1", signer)
+    outbox: Notifier = OutboxNotifier(Path("outbox.jsonl"), signer)
+    del sqlite, sqlite_dead, redis_queue, redis_dead, files, s3, config, webhook, outbox
