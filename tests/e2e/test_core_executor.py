@@ -158,7 +158,11 @@ def test_all_five_handlers_then_processing_and_gold(gateway, airflow3, site, cor
     assert {"newsroom", "cvm_avisos", "ons_csv", "sigel", "b3_fatos"} == {
         sid for sid, r in results.items() if r.ok
     }
-    assert all(len(results[sid].documents) > 0 for sid in ("newsroom", "cvm_avisos"))
+    newsroom = results["newsroom"].documents
+    assert 11 == len(newsroom)  # the project spider, every page
+    assert all(d.document_id.startswith("sample-") for d in newsroom)
+    assert {"aneel"} == {d.player_id for d in newsroom}
+    assert 5 == len(results["cvm_avisos"].documents)  # the generic local API spider
     assert 4 == len(results["ons_csv"].documents)
     assert [f"{run.run_id}-sigel-0", f"{run.run_id}-sigel-1"] == [
         d.document_id for d in results["sigel"].documents

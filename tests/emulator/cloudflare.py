@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import attrs
 import pytest
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.emulator.schema import Exchange, validate_exchange
@@ -56,6 +56,13 @@ MAX_VISIBILITY_MS = 43_200_000
 _QUEUE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 ContentType = Literal["json", "text", "bytes", "v8"]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Request handling without a log line per request."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
 
 
 class ApiError(Exception):
@@ -180,8 +187,12 @@ class CloudflareEmulator:
 
     def start(self) -> CloudflareEmulator:
         """Serve on a free port of 127.0.0.1 in a background thread."""
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = make_server(
+            "127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

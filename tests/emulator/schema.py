@@ -1,7 +1,7 @@
 """Checks a recorded Cloudflare API exchange against the API's published shapes.
 
 The operations come from ``cloudflare-openapi-subset.json`` (Cloudflare's
-2024 OpenAPI, ``$ref``s inlined), read as JSON Schema with three fixes:
+2024 OpenAPI, ``$ref``s inlined), read as JSON Schema with these fixes:
 
 - OpenAPI 3.0 ``nullable: true`` becomes a ``"null"`` type;
 - an ``allOf`` whose members disagree on a property (the generic envelope
@@ -9,6 +9,8 @@ The operations come from ``cloudflare-openapi-subset.json`` (Cloudflare's
   ``success: false`` or ``result: object``) is merged with the last member
   winning per property, which is what the authors meant: as written the
   failure schemas of pull/ack and the ack success schema accept nothing;
+- ``minLength`` on a schema that is not a string (the failure envelope's
+  ``errors``) is read as ``minItems``, as meant;
 - request bodies are strict (no properties beyond the schema's), so a
   misspelt field such as ``visibility_timeout`` is caught.
 
@@ -156,6 +158,9 @@ def _nullable(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = {k: _nullable(v) for k, v in schema.items() if k != "nullable"}
+    if "minLength" in out and out.get("type") != "string":
+        # The failure envelope says ``errors`` has ``minLength: 1``: meant for the array.
+        out["minItems"] = out.pop("minLength")
     if schema.get("nullable") is True:
         if "type" in out:
             types = out["type"] if isinstance(out["type"], list) else [out["type"]]
@@ -269,7 +274,8 @@ def _response_schema(op: Operation, status: int, body: Any) -> Mapping[str, Any]
     if key is None:
         return None
     if op.op_id in SDK_SCHEMAS:
-        return SDK_SCHEMAS[op.op_id][key]
+        sdk: Mapping[str, Any] = SDK_SCHEMAS[op.op_id][key]
+        return sdk
     content = op.spec["responses"][key]["content"]
     media = next(iter(content.values()))
     schema = _merge_all_of(_nullable(media["schema"]))

@@ -8,8 +8,10 @@ Built-in handlers (DESIGN §6 Executor):
 
 - ``SCRAPY_CVM_API`` / ``SCRAPY_NEWSROOM_PLAYER``: spider ``spider_id`` of the
   Scrapy project at ``SCRAPY_PROJECT_PATH``, run in a subprocess with
-  ``-a url=<url_feed> -a run_id=<run_id>`` (and ``-a player_id=`` when set);
-  without such a spider, the generic local spiders serve the source.
+  ``-a url=<url_feed> -a run_id=<run_id>`` (and ``-a player_id=`` when set),
+  its items filtered by ``keywords``; without such a spider (the project is
+  listed with ``scrapy list``, again every 5 minutes), the generic local
+  spiders serve the source.
 - ``DOWNLOAD_CSV``: Celery task ``download_csv(url_feed, run_id)``.
 - ``AIRFLOW_DAG``: triggers ``dag_id`` as run ``<run_id>_<dag_id>`` with
   ``conf={"run_id", "source_config"}`` and waits for it (the source's
@@ -34,6 +36,7 @@ import importlib.metadata
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,7 +47,7 @@ import structlog
 from atlasreg_cursor.domain.documents import Document, SourceResult
 from atlasreg_cursor.domain.errors import HandlerNotAvailable, SourceFailed
 from atlasreg_cursor.domain.runs import RunContext
-from atlasreg_cursor.domain.sources import BUILTIN_HANDLERS, SourceConfig
+from atlasreg_cursor.domain.sources import BUILTIN_HANDLERS, SourceConfig, matches_keywords
 
 from .celery import TaskError, as_source_failed
 
@@ -59,6 +62,7 @@ log = structlog.get_logger()
 ENTRY_POINT_GROUP = "atlasreg_cursor.handlers"
 DEFAULT_CUSTOM_TASK = "custom_scrape"
 SPIDER_LIST_TIMEOUT = 60.0
+SPIDER_LIST_TTL = 300.0
 
 
 class Handler(Protocol):
@@ -84,11 +88,12 @@ class CoreServices:
     scrapy_project_path: Path | None = None
     local_fallback: Executor | None = None
     _spiders: frozenset[str] | None = attrs.field(default=None, init=False, repr=False)
+    _listed_at: float = attrs.field(default=0.0, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
 
     def project_spiders(self) -> frozenset[str]:
         """
-        Names of the spiders of the Scrapy project (``scrapy list``, once).
+        Names of the spiders of the Scrapy project (``scrapy list``, cached).
 
         Returns:
             An empty set when there is no project or it cannot be listed.
@@ -96,8 +101,10 @@ class CoreServices:
         if self.scrapy_project_path is None:
             return frozenset()
         with self._lock:
-            if self._spiders is None:
+            now = time.monotonic()
+            if self._spiders is None or now - self._listed_at > SPIDER_LIST_TTL:
                 self._spiders = _list_spiders(self.scrapy_project_path)
+                self._listed_at = now
             return self._spiders
 
 
@@ -193,8 +200,18 @@ def scrapy_handler(source: SourceConfig, run: RunContext, core: CoreServices) ->
             project, source.spider_id, spider_args, timeout=source.timeout_seconds
         )
         items = judge(outcome, source.id)
-        documents = items_to_documents(items, source)
-        log.debug("core.spider_done", source_id=source.id, spider=source.spider_id)
+        documents = tuple(
+            d
+            for d in items_to_documents(items, source)
+            if matches_keywords(source.keywords, d.title, d.summary)
+        )
+        log.debug(
+            "core.spider_done",
+            source_id=source.id,
+            spider=source.spider_id,
+            items=len(items),
+            kept=len(documents),
+        )
         return SourceResult(source_id=source.id, documents=documents, items_count=len(items))
     if core.local_fallback is None:
         raise HandlerNotAvailable(

@@ -306,8 +306,6 @@ def items_to_documents(
     """
     documents: dict[str, Document] = {}
     for item in items:
-        if not isinstance(item, Mapping):
-            continue
         url = _clean(item.get("url") or item.get("link"))
         title = _clean(item.get("title") or item.get("titulo"), MAX_TITLE) or ""
         explicit = _clean(item.get("document_id") or item.get("id"), 200)

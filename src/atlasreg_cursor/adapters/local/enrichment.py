@@ -285,7 +285,9 @@ def company_name_before(text: str, position: int) -> str | None:
     ``Ltda.``) that end right before ``(CNPJ``, ``, CNPJ`` or ``CNPJ nº``.
     """
     prefix = text[max(0, position - 160) : position]
-    prefix = prefix[: _NAME_TAIL.search(prefix).start()]  # type: ignore[union-attr]
+    tail = _NAME_TAIL.search(prefix)
+    if tail is not None:
+        prefix = prefix[: tail.start()]
     words = prefix.split()
     name: list[str] = []
     for word in reversed(words):

@@ -298,8 +298,8 @@ def _plan(spec: Mapping[str, Any]) -> _Plan:
         process = CrawlerProcess(settings)
         name = str(spec.get("spider") or "")
         if name in process.spider_loader.list():
-            args = {str(k): str(v) for k, v in (spec.get("spider_args") or {}).items()}
-            return process, name, args
+            spider_args = {str(k): str(v) for k, v in (spec.get("spider_args") or {}).items()}
+            return process, name, spider_args
         fallback = spec.get("fallback")
         if not isinstance(fallback, Mapping):
             raise SpiderNotFound(f"spider {name!r} not found in the Scrapy project")
