@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from atlasreg_cursor.adapters.cloudflare._http import CloudflareClient
+from atlasreg_cursor.adapters.cloudflare.kv import KVConfigSource
+from atlasreg_cursor.adapters.cloudflare.queue import CloudflareQueue
 from atlasreg_cursor.adapters.local.file_config import FileConfigSource
 from atlasreg_cursor.adapters.local.file_store import FileObjectStore
 from atlasreg_cursor.adapters.local.outbox import OutboxNotifier
@@ -33,4 +36,7 @@ def _ports(signer: WebhookSigner) -> None:
     config: ConfigSource = FileConfigSource(Path("watchlist.json"))
     webhook: Notifier = WebhookNotifier("http://127.0.0.1:1", signer)
     outbox: Notifier = OutboxNotifier(Path("outbox.jsonl"), signer)
-    del sqlite, sqlite_dead, redis_queue, redis_dead, files, s3, config, webhook, outbox
+    client = CloudflareClient(token="t", account_id="a")
+    cloudflare: MessageQueue = CloudflareQueue(client, queue_id="q")
+    kv: ConfigSource = KVConfigSource(client, namespace_id="n")
+    del cloudflare, kv, sqlite, sqlite_dead, redis_queue, redis_dead, files, s3, config, webhook, outbox
