@@ -187,7 +187,7 @@ def _expired_copy(token: str, secret: str) -> str:
 
 
 @pytest.fixture
-def client3(airflow3: AirflowStack):  # noqa: F811
+def client3(airflow3: AirflowStack):
     """A client of the Airflow 3 stack."""
     c = AirflowClient(
         base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password
@@ -208,7 +208,7 @@ def test_invalid_token_is_renewed(client3):
     assert "not-a-jwt" != client3._token
 
 
-def test_expired_token_is_renewed(client3, airflow3):  # noqa: F811
+def test_expired_token_is_renewed(client3, airflow3):
     """A 401 "Token Expired" (a genuinely expired token) makes the client re-authenticate."""
     client3.check_dag("atlasreg_success")
     expired = _expired_copy(client3._token, airflow3.jwt_secret)

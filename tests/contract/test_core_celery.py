@@ -17,7 +17,6 @@ from atlasreg_cursor.adapters.core.celery import (
     as_source_failed,
 )
 from atlasreg_cursor.domain.errors import ExecutorUnavailable, ProcessingFailed, SourceFailed
-from tests.fixtures.core_tasks import PREFIX
 from tests.support.celery_worker import CeleryWorker, celery_worker, core_calls  # noqa: F401
 from tests.support.services import free_port
 
@@ -25,16 +24,14 @@ pytestmark = [pytest.mark.celery, pytest.mark.redis]
 
 
 @pytest.fixture
-def gateway(celery_worker: CeleryWorker):  # noqa: F811
-    """A gateway on the worker's broker and backend."""
-    gw = CeleryGateway(
-        broker_url=celery_worker.broker_url, result_backend=celery_worker.backend_url
-    )
+def gateway(celery_worker: CeleryWorker):
+    """A gateway sending to the worker's queue."""
+    gw = celery_worker.gateway()
     yield gw
     gw.close()
 
 
-def test_call_returns_the_result_and_the_worker_got_the_arguments(gateway, core_calls):  # noqa: F811
+def test_call_returns_the_result_and_the_worker_got_the_arguments(gateway, core_calls):
     """A task sent by name returns its JSON result; the worker saw the kwargs."""
     result = gateway.call("atlasreg_test.add", kwargs={"x": 2, "y": 3}, timeout=10)
 
@@ -72,7 +69,7 @@ def test_failing_task_with_a_class_only_the_worker_knows(gateway):
     assert "stage 3" == info.value.remote_message
 
 
-def test_timeout_revokes_the_running_task(gateway, celery_worker):  # noqa: F811
+def test_timeout_revokes_the_running_task(gateway, celery_worker):
     """Past the deadline the call raises TaskTimeout and the task is terminated."""
     marker = uuid.uuid4().hex
     records = redis.Redis.from_url(celery_worker.backend_url, decode_responses=True)
@@ -89,9 +86,9 @@ def test_timeout_revokes_the_running_task(gateway, celery_worker):  # noqa: F811
     while result.state != "REVOKED" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "REVOKED" == result.state
-    assert "1" == records.get(f"{PREFIX}sleep:{marker}:started")
+    assert "1" == records.get(f"{celery_worker.prefix}sleep:{marker}:started")
     time.sleep(4.0)
-    assert None is records.get(f"{PREFIX}sleep:{marker}:finished")
+    assert None is records.get(f"{celery_worker.prefix}sleep:{marker}:finished")
     records.close()
 
 
@@ -135,10 +132,12 @@ def test_broker_down_is_executor_unavailable():
     assert info.value.transient
 
 
-def test_result_backend_down_is_executor_unavailable(celery_worker):  # noqa: F811
+def test_result_backend_down_is_executor_unavailable(celery_worker):
     """A reachable broker with a dead result backend fails fast, not after ~20 s."""
     backend = f"redis://127.0.0.1:{free_port()}/0"
-    gw = CeleryGateway(broker_url=celery_worker.broker_url, result_backend=backend)
+    gw = CeleryGateway(
+        broker_url=celery_worker.broker_url, result_backend=backend, queue=celery_worker.queue
+    )
     started = time.monotonic()
     try:
         with pytest.raises(ExecutorUnavailable):
@@ -149,7 +148,7 @@ def test_result_backend_down_is_executor_unavailable(celery_worker):  # noqa: F8
     assert time.monotonic() - started < 10
 
 
-def test_call_many_bounds_concurrency_and_reports_each_outcome(gateway, core_calls):  # noqa: F811
+def test_call_many_bounds_concurrency_and_reports_each_outcome(gateway, core_calls):
     """Every call gets its own outcome; failures do not stop the others."""
     kwargs = [{"doc_id": f"doc-{n}", "run_id": "run_0123456789ab"} for n in range(6)]
     kwargs.append({"doc_id": "doc-fail", "run_id": "run_0123456789ab"})

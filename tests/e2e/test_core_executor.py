@@ -59,11 +59,9 @@ def site() -> Iterator[SampleSite]:
 
 
 @pytest.fixture
-def gateway(celery_worker: CeleryWorker) -> CeleryGateway:  # noqa: F811
-    """A gateway to the real worker (closed by the executor)."""
-    return CeleryGateway(
-        broker_url=celery_worker.broker_url, result_backend=celery_worker.backend_url
-    )
+def gateway(celery_worker: CeleryWorker) -> CeleryGateway:
+    """A gateway to the real worker's queue (closed by the executor)."""
+    return celery_worker.gateway()
 
 
 @pytest.fixture
@@ -84,7 +82,7 @@ def _local_executor(tmp_path: Path):
 
 @pytest.mark.airflow
 @pytest.mark.scrapy
-def test_all_five_handlers_then_processing_and_gold(gateway, airflow3, site, core_calls, tmp_path):  # noqa: F811
+def test_all_five_handlers_then_processing_and_gold(gateway, airflow3, site, core_calls, tmp_path):
     """Every built-in handler runs on Core; a failing source does not sink the others."""
     airflow = AirflowClient(
         base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password
@@ -198,7 +196,7 @@ def test_all_five_handlers_then_processing_and_gold(gateway, airflow3, site, cor
     assert 64 == len(serialize_gold(gold).sha256)
 
 
-def test_processing_failures_are_counted_not_fatal(executor, core_calls):  # noqa: F811
+def test_processing_failures_are_counted_not_fatal(executor, core_calls):
     """Failed documents become Gold errors; the run goes on."""
     run = _run()
     docs = [Document(document_id=f"doc-{n}", source_id="s1") for n in range(5)]
@@ -233,7 +231,7 @@ def test_processing_fails_when_every_document_fails(executor):
     assert "all 3 documents" in str(info.value)
 
 
-def test_no_documents_means_nothing_to_process(executor, core_calls):  # noqa: F811
+def test_no_documents_means_nothing_to_process(executor, core_calls):
     """An empty run sends no task."""
     assert ProcessingResult() == executor.process([], _run(), timeout_seconds=5)
     assert [] == core_calls(None)
@@ -256,7 +254,7 @@ def test_gold_task_failure_is_processing_failed(executor):
     assert "RuntimeError: gold generation crashed" in str(info.value)
 
 
-def test_reprocess_calls_core_and_reads_counts(executor, core_calls):  # noqa: F811
+def test_reprocess_calls_core_and_reads_counts(executor, core_calls):
     """``reprocess_date`` gets the date and run id; its counts come back."""
     run = _run(f"reprocess_{uuid.uuid4().hex[:12]}")
 
@@ -309,7 +307,7 @@ def test_airflow_source_without_airflow_is_not_available(executor):
         ("no_such_dag", "dag_not_found"),
     ],
 )
-def test_airflow_source_failures(gateway, airflow3, dag_id, error_type):  # noqa: F811
+def test_airflow_source_failures(gateway, airflow3, dag_id, error_type):
     """A failed, paused or unknown DAG fails its source with a clear type."""
     airflow = AirflowClient(
         base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password
@@ -332,7 +330,7 @@ def test_airflow_source_failures(gateway, airflow3, dag_id, error_type):  # noqa
 
 
 @pytest.mark.airflow
-def test_airflow_source_resumed_adopts_the_run(gateway, airflow3):  # noqa: F811
+def test_airflow_source_resumed_adopts_the_run(gateway, airflow3):
     """Running the same source of the same run twice triggers the DAG once."""
     airflow = AirflowClient(
         base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password

@@ -406,3 +406,31 @@ def test_csv_slow_download_times_out(site: SampleSite, executor: LocalExecutor) 
 
     assert "timeout" == info.value.error_type
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.scrapy
+def test_close_stops_running_crawls(site: SampleSite, tmp_path: Path) -> None:
+    """close() stops the executor's crawls still running; their sources fail at once."""
+    work = tmp_path / "close-work"
+    local = LocalExecutor(work_dir=work, allow_private_sources=True)
+    slow = source(
+        id="lento",
+        handler_id="SCRAPY_NEWSROOM_PLAYER",
+        url_feed=f"{site.base_url}/slow?seconds=60",
+        timeout_seconds=60,
+        selectors={"item": "article", "title": "h2 a::text"},
+    )
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(local.run_source, slow, RUN)
+        deadline = time.monotonic() + 30
+        while not processes_mentioning(str(work)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+
+        local.close()
+
+        with pytest.raises(SourceFailed) as info:
+            future.result(timeout=30)
+    assert time.monotonic() - started < 10
+    assert "spider_error" == info.value.error_type
+    assert [] == processes_mentioning(str(work))

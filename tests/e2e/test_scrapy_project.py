@@ -6,8 +6,9 @@ The project lives in ``tests/fixtures/scrapy_project`` (``sample_news``,
 
 from __future__ import annotations
 
-import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,22 +37,31 @@ def site() -> Iterator[SampleSite]:
         yield running
 
 
+def _stat(pid: int | str) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name ([0] is the state)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def alive(pid: int) -> bool:
     """Tell whether *pid* is a live (non-zombie) process."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return _stat(pid)[0] != "Z"
     except OSError:
         return False
-    return state != "Z"
 
 
 def group_alive(pgid: int) -> bool:
-    """Tell whether any process is left in group *pgid*."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """Tell whether a live (non-zombie) process is left in group *pgid*."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = _stat(entry.name)
+        except OSError:
+            continue
+        if fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def test_sample_news_crawls_every_page(site: SampleSite, tmp_path: Path) -> None:
@@ -201,3 +211,34 @@ def test_unreachable_site_is_a_network_error() -> None:
 
     assert "network_error" == info.value.error_type
     assert "ConnectionRefusedError" in str(info.value)
+
+
+def test_crawl_dies_with_its_parent(tmp_path: Path) -> None:
+    """When the orchestrating process is killed, the crawl's group follows."""
+    pidfile = tmp_path / "child.pid"
+    code = (
+        "import sys; from pathlib import Path;"
+        "from atlasreg_cursor.adapters.core.scrapy import run_project_spider;"
+        "run_project_spider(Path(sys.argv[1]), 'hanger', {'pidfile': sys.argv[2]}, timeout=120,"
+        " work_dir=Path(sys.argv[3]))"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, str(PROJECT), str(pidfile), str(tmp_path / "work")]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        runner = int(_stat(child)[1])
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+
+    deadline = time.monotonic() + 10
+    while (alive(runner) or alive(child)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert not alive(runner)
+    assert not alive(child)
+    assert not group_alive(runner)

@@ -154,10 +154,16 @@ class CeleryGateway:
         broker_url: the broker (``CELERY_BROKER_URL``), e.g. ``redis://host:6379/0``.
         result_backend: where results are read (``CELERY_RESULT_BACKEND``).
         app_name: the Celery app's main name.
+        queue: the queue tasks are sent to (Celery's default ``celery`` if unset).
     """
 
     def __init__(
-        self, *, broker_url: str, result_backend: str, app_name: str = "atlasreg-cursor"
+        self,
+        *,
+        broker_url: str,
+        result_backend: str,
+        app_name: str = "atlasreg-cursor",
+        queue: str | None = None,
     ) -> None:
         from celery import Celery
 
@@ -179,6 +185,8 @@ class CeleryGateway:
             redis_socket_connect_timeout=CONNECT_TIMEOUT,
             redis_retry_on_timeout=False,
         )
+        if queue:
+            self._app.conf.task_default_queue = queue
         self._errors = _connection_errors()
         self._best_effort_errors: tuple[type[Exception], ...] = (*self._errors, RuntimeError)
         self._closed = threading.Event()

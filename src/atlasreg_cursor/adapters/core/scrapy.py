@@ -3,12 +3,14 @@
 Each crawl runs ``atlasreg_cursor.adapters.local.spider_runner`` in a new
 process (the Twisted reactor cannot restart) and in a new process group, so
 a crawl that outlives its timeout is stopped whole: SIGTERM to the group,
-then SIGKILL after a grace period. Scrapy exits 0 even when a crawl failed,
-so :func:`judge` decides from the stats the runner writes (finish reason,
-HTTP statuses, download exceptions, errors) and raises ``SourceFailed`` with
-an ``error_type`` of ``timeout``, ``spider_error``, ``http_error``,
-``network_error`` or ``forbidden_address``. :func:`items_to_documents` maps
-scraped items to Documents.
+then SIGKILL after a grace period. :func:`stop_crawls` stops an owner's
+running crawls on close, and a crawl whose parent dies kills its own group.
+
+Scrapy exits 0 even when a crawl failed, so :func:`judge` decides from the
+stats the runner writes (finish reason, HTTP statuses, download exceptions,
+errors) and raises ``SourceFailed`` with an ``error_type`` of ``timeout``,
+``spider_error``, ``http_error``, ``network_error`` or ``forbidden_address``.
+:func:`items_to_documents` maps scraped items to Documents.
 
 Settings read (by the composition root): ``SCRAPY_PROJECT_PATH`` (the project
 :func:`run_project_spider` runs in).
@@ -24,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -43,12 +46,15 @@ RUNNER_MODULE = "atlasreg_cursor.adapters.local.spider_runner"
 ITEMS_FILE = "items.jsonl"
 STATS_FILE = "stats.json"
 FORBIDDEN_STAT = "atlasreg/forbidden_address"
+PARENT_PID_ENV = "ATLASREG_CRAWL_PARENT"
 KILL_GRACE_SECONDS = 3.0
 STDERR_TAIL_BYTES = 4000
 MAX_ITEMS = 100_000
 MAX_TITLE = 1_000
 MAX_SUMMARY = 5_000
 _STATUS_PREFIX = "downloader/response_status_count/"
+_RUNNING: dict[int, tuple[subprocess.Popen[bytes], object | None]] = {}
+_RUNNING_LOCK = threading.Lock()
 _EXCEPTION_PREFIX = "downloader/exception_type_count/"
 
 
@@ -78,6 +84,7 @@ def run_crawl(
     env: Mapping[str, str] | None = None,
     work_dir: Path | None = None,
     kill_grace: float = KILL_GRACE_SECONDS,
+    owner: object | None = None,
 ) -> CrawlOutcome:
     """
     Run one crawl in a subprocess of its own process group.
@@ -89,6 +96,7 @@ def run_crawl(
         env: variables added to the inherited environment.
         work_dir: where the crawl's scratch directory is made (removed after).
         kill_grace: seconds between SIGTERM and SIGKILL.
+        owner: whom the crawl belongs to, for :func:`stop_crawls`.
 
     Returns:
         The outcome; judge it with :func:`judge`.
@@ -100,7 +108,9 @@ def run_crawl(
         work_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="crawl-", dir=work_dir))
     try:
-        return _run_in(scratch, spec, timeout=timeout, cwd=cwd, env=env, kill_grace=kill_grace)
+        return _run_in(
+            scratch, spec, timeout=timeout, cwd=cwd, env=env, kill_grace=kill_grace, owner=owner
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -113,6 +123,7 @@ def _run_in(
     cwd: Path | None,
     env: Mapping[str, str] | None,
     kill_grace: float,
+    owner: object | None,
 ) -> CrawlOutcome:
     spec_path, out_dir, stderr_path = scratch / "spec.json", scratch / "out", scratch / "stderr"
     spec_path.write_text(json.dumps(dict(spec), ensure_ascii=False), encoding="utf-8")
@@ -124,7 +135,7 @@ def _run_in(
             proc = subprocess.Popen(
                 command,
                 cwd=cwd,
-                env=_environment(env),
+                env={**_environment(env), PARENT_PID_ENV: str(os.getpid())},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
@@ -135,6 +146,8 @@ def _run_in(
                 f"cannot start the crawler process: {exc}", error_type="spider_error"
             ) from None
         log.debug("crawl.started", pid=proc.pid, kind=spec.get("kind"), timeout=timeout)
+        with _RUNNING_LOCK:
+            _RUNNING[proc.pid] = (proc, owner)
         try:
             returncode: int | None = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -145,6 +158,8 @@ def _run_in(
             if proc.poll() is None:
                 stop_process_group(proc, grace=kill_grace)
             _signal_group(proc.pid, signal.SIGKILL)  # leftovers the crawl started
+            with _RUNNING_LOCK:
+                _RUNNING.pop(proc.pid, None)
     report = _read_report(out_dir / STATS_FILE)
     return CrawlOutcome(
         items=_read_items(out_dir / ITEMS_FILE),
@@ -349,6 +364,29 @@ def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float) -> int | 
     except subprocess.TimeoutExpired:
         log.error("crawl.unkillable", pid=proc.pid)
         return None
+
+
+def stop_crawls(owner: object | None = None, *, grace: float = KILL_GRACE_SECONDS) -> int:
+    """
+    Stop the running crawls of *owner* (every crawl when ``None``).
+
+    Returns:
+        How many crawls were running.
+    """
+    with _RUNNING_LOCK:
+        procs = [p for p, o in _RUNNING.values() if owner is None or o is owner]
+    procs = [p for p in procs if p.poll() is None]
+    for proc in procs:
+        _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+    if procs:
+        log.info("crawl.stopped_on_close", crawls=len(procs))
+    return len(procs)
 
 
 def _signal_group(pgid: int, signum: int) -> None:

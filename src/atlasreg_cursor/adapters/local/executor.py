@@ -39,6 +39,7 @@ from atlasreg_cursor.adapters.core.scrapy import (
     items_to_documents,
     judge,
     run_crawl,
+    stop_crawls,
 )
 from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
 from atlasreg_cursor.domain.errors import CursorError, HandlerNotAvailable, SourceFailed
@@ -140,7 +141,11 @@ class LocalExecutor:
         else:
             raise SourceFailed(_missing_config(source), error_type="invalid_config")
         outcome = run_crawl(
-            spec, timeout=source.timeout_seconds, cwd=cwd, work_dir=self.work_dir / "crawls"
+            spec,
+            timeout=source.timeout_seconds,
+            cwd=cwd,
+            work_dir=self.work_dir / "crawls",
+            owner=self,
         )
         items = judge(outcome, source.id)
         return items_to_documents(items, source), len(items)
@@ -246,7 +251,8 @@ class LocalExecutor:
         return attrs.evolve(processed, errors=(*processed.errors, *errors))
 
     def close(self) -> None:
-        """Release pooled HTTP connections."""
+        """Stop this executor's running crawls; release pooled HTTP connections."""
+        stop_crawls(self)
         self._pool.clear()
 
 

@@ -23,13 +23,21 @@ and ``OUT_DIR/stats.json``: ``{"spider", "stats", "errors", "http_errors",
 "runner_error"}``. The exit code is 0 whenever a crawl ran (judge by the
 stats), 2 for an unusable spec, 3 when the spider could not start.
 
+When started by ``run_crawl`` (``ATLASREG_CRAWL_PARENT`` names the parent and
+the runner leads its own process group), the crawl kills its group as soon as
+the parent process is gone.
+
 Settings read: ``SCRAPY_SETTINGS_MODULE`` (through Scrapy, for project spiders).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -42,7 +50,12 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response, TextResponse
 
 from atlasreg_cursor.adapters._netguard import check_source_url
-from atlasreg_cursor.adapters.core.scrapy import FORBIDDEN_STAT, ITEMS_FILE, STATS_FILE
+from atlasreg_cursor.adapters.core.scrapy import (
+    FORBIDDEN_STAT,
+    ITEMS_FILE,
+    PARENT_PID_ENV,
+    STATS_FILE,
+)
 from atlasreg_cursor.domain.errors import SourceFailed
 
 DEFAULT_MAX_PAGES = 10
@@ -51,13 +64,11 @@ MAX_RECORDED_ERRORS = 10
 EXIT_BAD_SPEC = 2
 EXIT_NOT_STARTED = 3
 _NEWSROOM_FIELDS = ("title", "date", "summary", "player_id", "document_id")
+_DEFAULT_API_FIELDS = {"title": "title", "url": "url", "date": "date", "summary": "summary"}
 
 
 class SpiderNotFound(Exception):
     """Raised when a project has no spider of the name asked for."""
-
-
-_DEFAULT_API_FIELDS = {"title": "title", "url": "url", "date": "date", "summary": "summary"}
 
 
 def _user_agent() -> str:
@@ -65,7 +76,7 @@ def _user_agent() -> str:
         version = metadata.version("atlasreg-cursor")
     except metadata.PackageNotFoundError:
         version = "0"
-    return f"atlasreg-cursor/{version} (+https://github.com/atlasreg)"
+    return f"atlasreg-cursor/{version} (regulatory news monitor)"
 
 
 def base_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -345,6 +356,9 @@ def run(spec: Mapping[str, Any], out_dir: Path) -> int:
         except (KeyError, TypeError, ValueError) as exc:
             result["runner_error"] = f"unusable crawl spec: {exc}"
             return EXIT_BAD_SPEC
+        except Exception as exc:  # the project's own modules failed to load
+            result["runner_error"] = f"cannot load the spider: {type(exc).__name__}: {exc}"
+            return EXIT_NOT_STARTED
         result["spider"] = crawler.spidercls.name
         recorder.attach(crawler)
         failures: list[str] = []
@@ -366,12 +380,32 @@ def run(spec: Mapping[str, Any], out_dir: Path) -> int:
         _write_stats(out_dir, result)
 
 
+def watch_parent(parent: int, *, interval: float = 0.5) -> None:
+    """
+    Kill this crawl's whole process group once *parent* is gone.
+
+    The crawl runs in a session of its own, so signals sent to the parent's
+    group never reach it; this keeps a crawl from outliving its orchestrator.
+    """
+
+    def _loop() -> None:
+        while True:
+            if os.getppid() != parent:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            time.sleep(interval)
+
+    threading.Thread(target=_loop, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``spider_runner SPEC.json OUT_DIR``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: spider_runner SPEC.json OUT_DIR", file=sys.stderr)
         return EXIT_BAD_SPEC
+    parent = os.environ.get(PARENT_PID_ENV, "")
+    if parent.isdigit() and os.getpgrp() == os.getpid():
+        watch_parent(int(parent))
     spec = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     return run(spec, Path(args[1]))
 
