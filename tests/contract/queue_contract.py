@@ -54,7 +54,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from atlasreg_cursor.domain.errors import LeaseExpired
+from atlasreg_cursor.domain.errors import LeaseExpired, QueueError
 from atlasreg_cursor.ports.queue import Delivery, MessageQueue
 
 QueueFactory = Callable[[float], MessageQueue]
@@ -142,10 +142,12 @@ class QueueContract:
         assert body == delivery.body
 
     def test_binary_body_preserved(self, queue: MessageQueue) -> None:
-        """Bytes that are not UTF-8 survive where the backend stores bytes."""
-        if not self.BINARY_BODIES:
-            pytest.skip("backend stores text bodies only")
+        """Bytes that are not UTF-8 survive, or are refused up front where the backend stores text."""
         body = bytes(range(256))
+        if not self.BINARY_BODIES:
+            with pytest.raises(QueueError):
+                queue.send(body)
+            return
         queue.send(body)
 
         [delivery] = receive_until(queue, 1, timeout=self.REDELIVERY_SLACK + 3)
@@ -209,13 +211,20 @@ class QueueContract:
         assert first.lease_token != second.lease_token
 
     def test_late_ack_raises_lease_expired(self, queue_factory: QueueFactory) -> None:
-        """Acking a lease that expired and went to another consumer fails."""
-        if not self.DETECTS_LATE_ACK:
-            pytest.skip("backend cannot tell a late ack")
+        """Acking a lease that expired and went to another consumer fails where detectable.
+
+        Where the backend cannot tell (Cloudflare accepts late acks), the late
+        ack is accepted and the message is gone: the service's journal, not the
+        queue, keeps a run from being worked twice.
+        """
         slow, fast = queue_factory(self.MIN_VISIBILITY), queue_factory(LONG_VISIBILITY)
         slow.send(b"late")
         [stale] = receive_until(slow, 1, timeout=self.REDELIVERY_SLACK + 3)
         [fresh] = receive_until(fast, 1, timeout=self.MIN_VISIBILITY + self.REDELIVERY_SLACK)
+        if not self.DETECTS_LATE_ACK:
+            slow.ack(stale)
+            assert [] == fast.receive(1, wait_seconds=0)
+            return
 
         with pytest.raises(LeaseExpired):
             slow.ack(stale)
@@ -269,9 +278,10 @@ class QueueContract:
         self.assert_stats(queue, ready=0, in_flight=0, delayed=0, dead=1)
 
     def test_dead_letter_box(self, queue: MessageQueue) -> None:
-        """Dead letters keep their reason and can be replayed and purged."""
+        """Dead letters keep their reason and can be replayed and purged (where kept locally)."""
         if not self.DEAD_LETTER_BOX:
-            pytest.skip("backend has no dead-letter box")
+            assert not hasattr(queue, "list_dead")
+            return
         box: Any = queue
         for body in (b"d1", b"d2", b"d3"):
             queue.send(body)

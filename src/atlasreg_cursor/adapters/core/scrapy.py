@@ -187,6 +187,7 @@ def run_project_spider(
     fallback: Mapping[str, Any] | None = None,
     allow_private: bool = True,
     download_timeout: float | None = None,
+    owner: object | None = None,
 ) -> CrawlOutcome:
     """
     Run a spider of the Scrapy project at *project_path* (like ``scrapy crawl``).
@@ -200,6 +201,7 @@ def run_project_spider(
         fallback: a generic crawl spec to run when the project has no such spider.
         allow_private: skip the SSRF guard on each request (project code is trusted).
         download_timeout: Scrapy's ``DOWNLOAD_TIMEOUT``; default below *timeout*.
+        owner: whom the crawl belongs to, for :func:`stop_crawls`.
 
     Returns:
         The outcome; judge it with :func:`judge`.
@@ -219,6 +221,7 @@ def run_project_spider(
         cwd=project_path,
         env={"SCRAPY_PROJECT_PATH": str(project_path)},
         work_dir=work_dir,
+        owner=owner,
     )
 
 

@@ -39,6 +39,7 @@ from atlasreg_cursor.adapters.core.scrapy import (
     items_to_documents,
     judge,
     run_crawl,
+    run_project_spider,
     stop_crawls,
 )
 from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
@@ -125,28 +126,24 @@ class LocalExecutor:
         generic = self._generic_spec(source)
         if source.url_feed:
             check_source_url(source.url_feed, allow_private=self.allow_private_sources)
+        crawls = self.work_dir / "crawls"
         if source.spider_id and self.scrapy_project_path is not None:
-            spec: dict[str, Any] = {
-                "kind": "project",
-                "spider": source.spider_id,
-                "spider_args": _spider_args(source, run),
-                "allow_private": self.allow_private_sources,
-                "download_timeout": download_timeout_for(source.timeout_seconds),
-            }
-            if generic is not None:
-                spec["fallback"] = generic
-            cwd: Path | None = self.scrapy_project_path
+            outcome = run_project_spider(
+                self.scrapy_project_path,
+                source.spider_id,
+                _spider_args(source, run),
+                timeout=source.timeout_seconds,
+                work_dir=crawls,
+                fallback=generic,
+                allow_private=self.allow_private_sources,
+                owner=self,
+            )
         elif generic is not None:
-            spec, cwd = generic, None
+            outcome = run_crawl(
+                generic, timeout=source.timeout_seconds, work_dir=crawls, owner=self
+            )
         else:
             raise SourceFailed(_missing_config(source), error_type="invalid_config")
-        outcome = run_crawl(
-            spec,
-            timeout=source.timeout_seconds,
-            cwd=cwd,
-            work_dir=self.work_dir / "crawls",
-            owner=self,
-        )
         items = judge(outcome, source.id)
         return items_to_documents(items, source), len(items)
 
