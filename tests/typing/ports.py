@@ -7,6 +7,10 @@ from pathlib import Path
 from atlasreg_cursor.adapters.cloudflare._http import CloudflareClient
 from atlasreg_cursor.adapters.cloudflare.kv import KVConfigSource
 from atlasreg_cursor.adapters.cloudflare.queue import CloudflareQueue
+from atlasreg_cursor.adapters.core.celery import CeleryGateway
+from atlasreg_cursor.adapters.core.executor import CoreExecutor
+from atlasreg_cursor.adapters.core.handlers import Handler, custom_scraper_handler
+from atlasreg_cursor.adapters.local.executor import LocalExecutor
 from atlasreg_cursor.adapters.local.file_config import FileConfigSource
 from atlasreg_cursor.adapters.local.file_store import FileObjectStore
 from atlasreg_cursor.adapters.local.outbox import OutboxNotifier
@@ -18,6 +22,7 @@ from atlasreg_cursor.domain.signing import WebhookSigner
 from atlasreg_cursor.ports import (
     ConfigSource,
     DeadLetterBox,
+    Executor,
     MessageQueue,
     Notifier,
     ObjectStore,
@@ -39,4 +44,27 @@ def _ports(signer: WebhookSigner) -> None:
     client = CloudflareClient(token="t", account_id="a")
     cloudflare: MessageQueue = CloudflareQueue(client, queue_id="q")
     kv: ConfigSource = KVConfigSource(client, namespace_id="n")
-    del cloudflare, kv, sqlite, sqlite_dead, redis_queue, redis_dead, files, s3, config, webhook, outbox
+    local: Executor = LocalExecutor(work_dir=Path("work"))
+    core: Executor = CoreExecutor(
+        celery=CeleryGateway(broker_url="redis://", result_backend="redis://"),
+        airflow=None,
+        scrapy_project_path=None,
+        local_fallback=local,
+    )
+    handler: Handler = custom_scraper_handler
+    del (
+        local,
+        core,
+        handler,
+        cloudflare,
+        kv,
+        sqlite,
+        sqlite_dead,
+        redis_queue,
+        redis_dead,
+        files,
+        s3,
+        config,
+        webhook,
+        outbox,
+    )
