@@ -35,6 +35,7 @@ _SOURCE_KEYS = frozenset(
         "selectors",
         "api",
         "csv",
+        "max_pages",
     }
 )
 
