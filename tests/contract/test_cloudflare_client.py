@@ -27,7 +27,7 @@ TOKEN = "cf-secret-token-do-not-leak-4242"
 
 
 @pytest.fixture
-def emulator(cloudflare_emulator: CloudflareEmulator) -> CloudflareEmulator:  # noqa: F811
+def emulator(cloudflare_emulator: CloudflareEmulator) -> CloudflareEmulator:
     """The per-test emulator, accepting :data:`TOKEN`."""
     cloudflare_emulator.token = TOKEN
     return cloudflare_emulator

@@ -69,7 +69,7 @@ class TestKVConfigSource(ConfigContract):
     """The KV config honours the whole contract."""
 
     @pytest.fixture
-    def config_env(self, cloudflare_emulator: CloudflareEmulator) -> ConfigEnv:  # noqa: F811
+    def config_env(self, cloudflare_emulator: CloudflareEmulator) -> ConfigEnv:
         """A fresh namespace on a fresh emulator."""
         return KVConfigEnv(cloudflare_emulator)
 
@@ -78,7 +78,7 @@ class TestKVConfigSource(ConfigContract):
 
 
 @pytest.fixture
-def emulator(cloudflare_emulator: CloudflareEmulator) -> CloudflareEmulator:  # noqa: F811
+def emulator(cloudflare_emulator: CloudflareEmulator) -> CloudflareEmulator:
     """The per-test emulator under a short name."""
     return cloudflare_emulator
 

@@ -60,7 +60,7 @@ class TestCloudflareQueue(QueueContract):
     @pytest.fixture
     def queue_factory(
         self,
-        cloudflare_emulator: CloudflareEmulator,  # noqa: F811
+        cloudflare_emulator: CloudflareEmulator,
     ) -> Iterator[QueueFactory]:
         """Consumers with their own clients on one fresh queue (retries up to 100)."""
         dlq = cloudflare_emulator.create_queue()
@@ -86,7 +86,7 @@ class TestCloudflareQueue(QueueContract):
 
 
 @pytest.fixture
-def emulator(cloudflare_emulator: CloudflareEmulator) -> CloudflareEmulator:  # noqa: F811
+def emulator(cloudflare_emulator: CloudflareEmulator) -> CloudflareEmulator:
     """The per-test emulator under a short name."""
     return cloudflare_emulator
 

@@ -21,7 +21,7 @@ class TestRedisListQueue(QueueContract):
     REDELIVERY_SLACK = 2.0
 
     @pytest.fixture
-    def queue_factory(self, redis_url: str, redis_prefix: str) -> Iterator[QueueFactory]:  # noqa: F811
+    def queue_factory(self, redis_url: str, redis_prefix: str) -> Iterator[QueueFactory]:
         """Consumers with their own connections on one fresh list."""
         made: list[RedisListQueue] = []
 

@@ -52,14 +52,14 @@ def take(queue: RedisListQueue, count: int, *, timeout: float = 5.0) -> list[Del
 
 
 @pytest.fixture
-def names(redis_prefix: str) -> tuple[str, str]:  # noqa: F811
+def names(redis_prefix: str) -> tuple[str, str]:
     """``(key_prefix, list_key)`` shaped like ``cursor:queue:ingest-queue``."""
     key_prefix = f"{redis_prefix}:cursor:queue:"
     return key_prefix, f"{key_prefix}ingest-queue"
 
 
 @pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:  # noqa: F811
+def raw(redis_url: str) -> Iterator[redis.Redis]:
     """A plain redis-py client, as AtlasReg Core uses."""
     client = redis.Redis.from_url(redis_url)
     yield client
@@ -67,7 +67,7 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:  # noqa: F811
 
 
 @pytest.fixture
-def queue(redis_url: str, names: tuple[str, str]) -> Iterator[RedisListQueue]:  # noqa: F811
+def queue(redis_url: str, names: tuple[str, str]) -> Iterator[RedisListQueue]:
     """The adapter on the test's list."""
     made = RedisListQueue(redis_url, key_prefix=names[0], visibility_timeout=60, poll_cap=0.5)
     yield made
@@ -161,7 +161,7 @@ def test_dead_letter_record_format(
 
 def test_expired_message_goes_back_to_the_head(
     raw: redis.Redis,
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     names: tuple[str, str],
 ) -> None:
     """An expired lease puts the message first in line, keeping id and attempts."""
@@ -178,7 +178,7 @@ def test_expired_message_goes_back_to_the_head(
     assert 2 == again.attempts
 
 
-def test_decoding_client_refused(redis_url: str) -> None:  # noqa: F811
+def test_decoding_client_refused(redis_url: str) -> None:
     """A client that decodes responses would corrupt bodies, so it is refused."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -188,7 +188,7 @@ def test_decoding_client_refused(redis_url: str) -> None:  # noqa: F811
         client.close()
 
 
-def test_client_timeout_shorter_than_a_block_refused(redis_url: str) -> None:  # noqa: F811
+def test_client_timeout_shorter_than_a_block_refused(redis_url: str) -> None:
     """A client whose reads time out before a server-side block ends is refused."""
     client = redis.Redis.from_url(redis_url, socket_timeout=0.5)
     try:
@@ -228,7 +228,7 @@ def test_wrong_key_type_is_a_configuration_error(
 
 
 def test_delayed_retry_wakes_a_blocked_receive(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     names: tuple[str, str],
 ) -> None:
     """A long ``poll_cap`` still wakes when the next delayed message is due."""
@@ -270,7 +270,7 @@ queue.close()
 
 def test_two_processes_never_share_a_message(
     raw: redis.Redis,
-    redis_url: str,  # noqa: F811
+    redis_url: str,
     names: tuple[str, str],
 ) -> None:
     """Two consumer processes drain one list; each message is taken exactly once."""

@@ -130,7 +130,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def proxy(s3_server: S3Server) -> Iterator[tuple[str, ProxyState]]:  # noqa: F811
+def proxy(s3_server: S3Server) -> Iterator[tuple[str, ProxyState]]:
     """A verifying proxy in front of moto: ``(endpoint, state)``."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
     server.daemon_threads = True
@@ -222,7 +222,7 @@ class TestS3ObjectStoreMinio(_Factories, StoreContract):
     PRESIGN_SCHEME = "http"
 
     @pytest.fixture
-    def make_adapter(self, s3_server: S3Server) -> Iterator[StoreFactory]:  # noqa: F811
+    def make_adapter(self, s3_server: S3Server) -> Iterator[StoreFactory]:
         """Adapters on a fresh bucket that the first of them creates."""
         bucket = fresh_bucket()
         host_port = s3_server.endpoint.removeprefix("http://")
@@ -247,7 +247,7 @@ class TestS3ObjectStoreR2(_Factories, StoreContract):
     @pytest.fixture
     def make_adapter(
         self,
-        s3_server: S3Server,  # noqa: F811
+        s3_server: S3Server,
         proxy: tuple[str, ProxyState],
     ) -> Iterator[StoreFactory]:
         """Adapters on a fresh, pre-created bucket (R2 buckets come from the dashboard)."""
@@ -271,7 +271,7 @@ class TestS3ObjectStoreR2(_Factories, StoreContract):
 
 
 @pytest.fixture
-def bucket(s3_server: S3Server) -> Iterator[str]:  # noqa: F811
+def bucket(s3_server: S3Server) -> Iterator[str]:
     """A pre-created empty bucket, dropped afterwards."""
     name = fresh_bucket()
     client = raw_client(s3_server)
@@ -282,7 +282,7 @@ def bucket(s3_server: S3Server) -> Iterator[str]:  # noqa: F811
 
 
 def test_corrupted_upload_is_rejected_by_the_server(
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     proxy: tuple[str, ProxyState],
     bucket: str,
 ) -> None:
@@ -304,7 +304,7 @@ def test_corrupted_upload_is_rejected_by_the_server(
 
 
 def test_r2_requests_follow_the_r2_rules(
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     proxy: tuple[str, ProxyState],
     bucket: str,
 ) -> None:
@@ -326,7 +326,7 @@ def test_r2_requests_follow_the_r2_rules(
 
 
 def test_pagination_with_small_pages(
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     proxy: tuple[str, ProxyState],
     bucket: str,
 ) -> None:
@@ -346,7 +346,7 @@ def test_pagination_with_small_pages(
     assert all("max-keys=3" in path for _, path, _ in pages)
 
 
-def test_bucket_created_on_first_use(s3_server: S3Server) -> None:  # noqa: F811
+def test_bucket_created_on_first_use(s3_server: S3Server) -> None:
     """``create_bucket=True`` makes a missing bucket, once, on the first call."""
     name = fresh_bucket()
     store = make_store(s3_server.endpoint, s3_server, name, create_bucket=True)
@@ -365,7 +365,7 @@ def test_bucket_created_on_first_use(s3_server: S3Server) -> None:  # noqa: F811
         drop_bucket(s3_server, name)
 
 
-def test_missing_bucket_names_the_setting(s3_server: S3Server) -> None:  # noqa: F811
+def test_missing_bucket_names_the_setting(s3_server: S3Server) -> None:
     """Without ``create_bucket`` a missing bucket is a clear, permanent error."""
     name = fresh_bucket()
     store = make_store(s3_server.endpoint, s3_server, name)
@@ -379,7 +379,7 @@ def test_missing_bucket_names_the_setting(s3_server: S3Server) -> None:  # noqa:
     assert s3_server.secret_key not in str(info.value)
 
 
-def test_unreachable_endpoint_is_unavailable(s3_server: S3Server) -> None:  # noqa: F811
+def test_unreachable_endpoint_is_unavailable(s3_server: S3Server) -> None:
     """Connection refused becomes ``StorageUnavailable`` after the retries."""
     store = make_store(f"127.0.0.1:{free_port()}", s3_server, "gold-bucket", timeout=2.0)
 
@@ -388,7 +388,7 @@ def test_unreachable_endpoint_is_unavailable(s3_server: S3Server) -> None:  # no
 
 
 def test_503_is_retried_then_unavailable(
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     proxy: tuple[str, ProxyState],
     bucket: str,
 ) -> None:
@@ -409,7 +409,7 @@ def test_503_is_retried_then_unavailable(
 
 
 def test_lost_reply_of_create_only_put_is_adopted(
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     proxy: tuple[str, ProxyState],
     bucket: str,
 ) -> None:
@@ -439,7 +439,7 @@ def test_lost_reply_of_create_only_put_is_adopted(
     ids=["r2-non-ascii", "r2-over-8k", "minio-over-2k", "bad-key"],
 )
 def test_metadata_rules(
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     bucket: str,
     metadata: dict[str, str],
     dialect: Any,
@@ -453,7 +453,7 @@ def test_metadata_rules(
     assert store.head("a.json") is None
 
 
-def test_r2_metadata_up_to_8k_is_accepted(s3_server: S3Server, bucket: str) -> None:  # noqa: F811
+def test_r2_metadata_up_to_8k_is_accepted(s3_server: S3Server, bucket: str) -> None:
     """R2 allows 8 KiB of metadata, more than S3's 2 KiB."""
     store = make_store(s3_server.endpoint, s3_server, bucket, dialect="r2")
 
@@ -464,7 +464,7 @@ def test_r2_metadata_up_to_8k_is_accepted(s3_server: S3Server, bucket: str) -> N
 
 
 @pytest.mark.parametrize("expires_s", [0, 604_801])
-def test_presign_limits(s3_server: S3Server, bucket: str, expires_s: int) -> None:  # noqa: F811
+def test_presign_limits(s3_server: S3Server, bucket: str, expires_s: int) -> None:
     """Presigned URLs last between 1 s and 7 days."""
     store = make_store(s3_server.endpoint, s3_server, bucket, dialect="r2")
 
@@ -472,7 +472,7 @@ def test_presign_limits(s3_server: S3Server, bucket: str, expires_s: int) -> Non
         store.presign_get("a.json", expires_s=expires_s)
 
 
-def test_secret_not_in_repr(s3_server: S3Server, bucket: str) -> None:  # noqa: F811
+def test_secret_not_in_repr(s3_server: S3Server, bucket: str) -> None:
     """The secret key never shows in the adapter's repr."""
     store = make_store(s3_server.endpoint, s3_server, bucket)
 
