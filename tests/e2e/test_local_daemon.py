@@ -163,6 +163,7 @@ def test_health_ready_and_metrics_endpoints(tmp_path: Path, site_url: str) -> No
             ),
             timeout=30,
         )
+        metrics = http.request("GET", base + "/metrics").data.decode()
         health = http.request("GET", base + "/healthz")
         missing = http.request("GET", base + "/nope")
     finally:
@@ -171,3 +172,5 @@ def test_health_ready_and_metrics_endpoints(tmp_path: Path, site_url: str) -> No
 
     assert (200, {"status": "ok"}) == (health.status, json.loads(health.data))
     assert 404 == missing.status
+    assert 'cursor_queue_depth{state="ready"}' in metrics
+    assert "cursor_sources_executed_total" in metrics

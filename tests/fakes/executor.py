@@ -35,6 +35,7 @@ class FakeExecutor:
         self.calls: list[tuple[str, str]] = []
         self.sleep: dict[str, float] = {}
         self.process_error: BaseException | None = None
+        self.process_sleep = 0.0
         self.gold_error: BaseException | None = None
         self._lock = threading.Lock()
 
@@ -56,6 +57,7 @@ class FakeExecutor:
     ) -> ProcessingResult:
         with self._lock:
             self.calls.append(("process", str(len(documents))))
+        time.sleep(self.process_sleep)
         if self.process_error is not None:
             raise self.process_error
         events = tuple(_event(d) for d in documents)

@@ -23,6 +23,7 @@ class FakeObjectStore:
         self.objects: dict[str, tuple[bytes, StoredObject]] = {}
         self.fail_puts = 0
         self.put_count = 0
+        self.put_keys: list[str] = []
 
     def put(
         self,
@@ -48,6 +49,7 @@ class FakeObjectStore:
             if if_match is not None and (current is None or current[1].etag != if_match):
                 raise PreconditionFailed(f"{key} etag mismatch")
             self.put_count += 1
+            self.put_keys.append(key)
             obj = StoredObject(
                 key=key,
                 size=len(body),

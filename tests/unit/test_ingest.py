@@ -390,3 +390,20 @@ def test_no_enabled_sources_publishes_empty_gold(source_count: int) -> None:
 
     assert result.summary is not None
     assert (source_count, Outcome.ACKED) == (result.summary.events_count, result.outcome)
+
+
+@pytest.mark.parametrize(("sleep", "extra_saves"), [(0.0, 0), (2.5, 2)])
+def test_long_processing_renews_the_lease(sleep: float, extra_saves: int) -> None:
+    """While a long step runs, the journal lease is renewed about every third of its length."""
+    world = World()
+    world.clock = lambda: dt.datetime.now(dt.UTC)  # type: ignore[method-assign]
+    world.executor.process_sleep = sleep
+    policy = IngestPolicy(consumer_id="consumer-a", lease_seconds=3)
+    world.send(DAILY)
+
+    result = world.handle(policy=policy)
+
+    journal_puts = sum(1 for k in world.store.put_keys if k.startswith("runs/"))
+    baseline = 3 + 1 + 1 + 1 + 1 + 1  # open, 3 sources, processing, gold, notification, finish
+    assert Outcome.ACKED == result.outcome
+    assert baseline + extra_saves <= journal_puts <= baseline + extra_saves + 1

@@ -8,10 +8,12 @@ into log lines and metrics.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import datetime as dt
 import enum
 import json
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -461,6 +463,32 @@ def _save(ports: _Ports, journal: _Journal, **changes: Any) -> None:
         ports.queue.extend(ports.delivery, ports.policy.lease_seconds)
 
 
+@contextlib.contextmanager
+def _heartbeat(ports: _Ports, journal: _Journal) -> Iterator[None]:
+    """Renew the run's lease (and the delivery's visibility) while a long step runs."""
+    stop = threading.Event()
+    lost: list[CursorError] = []
+    interval = max(1.0, ports.policy.lease_seconds / 3)
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                _save(ports, journal)
+            except CursorError as exc:
+                lost.append(exc)
+                return
+
+    thread = threading.Thread(target=beat, name="lease-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    if lost:
+        raise LeaseLost(f"lost the lease of run {journal.value.run_id}: {lost[0]}")
+
+
 def _daily_ingest(ports: _Ports, journal: _Journal, message: QueueMessage, run: RunContext) -> None:
     watchlist = ports.config.load()
     sources = watchlist.enabled_sources(message.source_filter)
@@ -473,7 +501,10 @@ def _daily_ingest(ports: _Ports, journal: _Journal, message: QueueMessage, run: 
             )
             raise AllSourcesFailed(f"every source failed ({failures})")
         timeout = watchlist.global_settings.processing_timeout_minutes * 60
-        processing = ports.executor.process(journal.value.documents, run, timeout_seconds=timeout)
+        with _heartbeat(ports, journal):
+            processing = ports.executor.process(
+                journal.value.documents, run, timeout_seconds=timeout
+            )
         _save(ports, journal, processing=processing)
         ports.on_event(
             "processing.finished",
@@ -485,7 +516,8 @@ def _daily_ingest(ports: _Ports, journal: _Journal, message: QueueMessage, run: 
         )
     assert journal.value.processing is not None
     results = _source_results(journal.value)
-    gold = ports.executor.build_gold(run, results, journal.value.processing)
+    with _heartbeat(ports, journal):
+        gold = ports.executor.build_gold(run, results, journal.value.processing)
     extra = [
         *_source_errors(journal.value, ports.clock),
         *_invalid_source_errors(watchlist, ports.clock),
@@ -501,10 +533,12 @@ def _reprocess(ports: _Ports, journal: _Journal, message: QueueMessage, run: Run
     sources = watchlist.enabled_sources(message.source_filter)
     timeout = watchlist.global_settings.processing_timeout_minutes * 60
     if journal.value.processing is None:
-        processing = ports.executor.reprocess(run, sources, timeout_seconds=timeout)
+        with _heartbeat(ports, journal):
+            processing = ports.executor.reprocess(run, sources, timeout_seconds=timeout)
         _save(ports, journal, processing=processing)
     assert journal.value.processing is not None
-    gold = ports.executor.build_gold(run, (), journal.value.processing)
+    with _heartbeat(ports, journal):
+        gold = ports.executor.build_gold(run, (), journal.value.processing)
     status = RunStatus.PARTIAL if gold.errors else RunStatus.SUCCESS
     _publish(ports, journal, gold, status, reprocessed=True)
 

@@ -38,6 +38,7 @@ class DaemonState:
     handled: int = 0
     last_queue_ok: float | None = None
     last_error: str | None = None
+    last_depth_at: float = 0.0
 
 
 def log_event(name: str, data: Mapping[str, Any]) -> None:
@@ -65,6 +66,7 @@ def process_one(app: App, state: DaemonState, wait_seconds: float) -> HandleResu
     """Receive at most one delivery and handle it; ``None`` when nothing came."""
     deliveries = app.queue.receive(1, wait_seconds)
     state.last_queue_ok = time.monotonic()
+    _export_depth(app, state)
     if not deliveries:
         return None
     (delivery,) = deliveries
@@ -97,6 +99,19 @@ def process_one(app: App, state: DaemonState, wait_seconds: float) -> HandleResu
         )
     state.handled += 1
     return result
+
+
+def _export_depth(app: App, state: DaemonState, every: float = 15.0) -> None:
+    """Refresh the queue-depth gauges at most every *every* seconds."""
+    now = time.monotonic()
+    if now - state.last_depth_at < every:
+        return
+    state.last_depth_at = now
+    stats = app.queue.stats()
+    for name in ("ready", "in_flight", "delayed", "dead"):
+        value = getattr(stats, name)
+        if value is not None:
+            metrics.QUEUE_DEPTH.labels(state=name).set(value)
 
 
 def _handle(app: App, delivery: Any) -> HandleResult:
