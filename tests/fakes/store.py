@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 
+from atlasreg_cursor.adapters._keys import validate_key
 from atlasreg_cursor.domain.errors import (
     IntegrityError,
     ObjectNotFound,
@@ -36,6 +37,7 @@ class FakeObjectStore:
         if_match: str | None = None,
         sha256: str | None = None,
     ) -> StoredObject:
+        validate_key(key)
         with self._lock:
             if self.fail_puts:
                 self.fail_puts -= 1
@@ -62,12 +64,14 @@ class FakeObjectStore:
             return obj
 
     def get(self, key: str) -> tuple[bytes, StoredObject]:
+        validate_key(key)
         with self._lock:
             if key not in self.objects:
                 raise ObjectNotFound(key)
             return self.objects[key]
 
     def head(self, key: str) -> StoredObject | None:
+        validate_key(key)
         with self._lock:
             item = self.objects.get(key)
             return None if item is None else item[1]
