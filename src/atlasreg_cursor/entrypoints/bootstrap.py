@@ -7,6 +7,7 @@ maps a backend name to a factory; factories import their library inside, so
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,10 +51,13 @@ class _Lazy:
     def __init__(self, factory: Callable[[], Any]) -> None:
         self._factory = factory
         self._value: Any = None
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         if self._value is None:
-            self._value = self._factory()
+            with self._lock:  # sources run in threads: build (and import) once
+                if self._value is None:
+                    self._value = self._factory()
         return getattr(self._value, name)
 
     def close(self) -> None:
@@ -280,7 +284,11 @@ def _core_executor(s: Settings) -> Executor:
     from atlasreg_cursor.adapters.core.executor import CoreExecutor
 
     broker = s.celery_broker_url or s.redis_url
-    celery = CeleryGateway(broker_url=broker, result_backend=s.celery_result_backend or broker)
+    celery = CeleryGateway(
+        broker_url=broker,
+        result_backend=s.celery_result_backend or broker,
+        queue=s.celery_queue,
+    )
     airflow = None
     if s.airflow_api_url:
         airflow = AirflowClient(

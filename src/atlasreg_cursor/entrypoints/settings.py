@@ -98,6 +98,7 @@ class Settings:
     redis_url: str = attrs.field(default="redis://127.0.0.1:6379/2", repr=False, metadata=_SECRET)
     celery_broker_url: str | None = _secret()
     celery_result_backend: str | None = _secret()
+    celery_queue: str | None = None
     airflow_api_url: str | None = None
     airflow_username: str | None = None
     airflow_password: str | None = _secret()
