@@ -174,3 +174,47 @@ def test_health_ready_and_metrics_endpoints(tmp_path: Path, site_url: str) -> No
     assert 404 == missing.status
     assert 'cursor_queue_depth{state="ready"}' in metrics
     assert "cursor_sources_executed_total" in metrics
+
+
+def test_killed_daemon_run_is_resumed_not_repeated(tmp_path: Path, site_url: str) -> None:
+    """SIGKILL mid-run: a new daemon resumes the run after its lease and publishes it once."""
+    env = _env(tmp_path, site_url, slow=True, VISIBILITY_TIMEOUT_SECONDS="2", LEASE_SECONDS="5")
+    assert (
+        0
+        == run_cli(
+            ["enqueue", "start_daily_ingest", "--date", "2026-11-24"], env=env, cwd=tmp_path
+        ).returncode
+    )
+    queue = SqliteQueue(tmp_path / "queue.sqlite3")
+    runs = tmp_path / "store" / "runs"
+
+    def one_source_done() -> bool:
+        journals = list(runs.glob("*.json")) if runs.exists() else []
+        return bool(journals) and len(json.loads(journals[0].read_text())["sources"]) == 1
+
+    first = start_cli(["run", "--no-http"], env=env, cwd=tmp_path)
+    try:
+        assert wait_until(one_source_done, timeout=20)
+    finally:
+        first.kill()
+        first.wait(timeout=10)
+    second = start_cli(["run", "--no-http"], env=env, cwd=tmp_path)
+    try:
+        assert wait_until(lambda: (tmp_path / "outbox.jsonl").exists(), timeout=60)
+        assert wait_until(
+            lambda: queue.stats().in_flight == 0 and queue.stats().delayed == 0, timeout=10
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+
+    (journal_path,) = runs.glob("*.json")
+    journal = json.loads(journal_path.read_text())
+    golds = list((tmp_path / "store" / "gold").rglob("*.json"))
+    outbox = (tmp_path / "outbox.jsonl").read_text().splitlines()
+    assert (1, 1) == (len(golds), len(outbox)), (journal["error"], journal["status"])
+    assert journal["attempts"] >= 2
+    assert ["ons_ocorrencias_0", "ons_ocorrencias_1"] == sorted(
+        o["source_id"] for o in journal["sources"]
+    )
+    assert journal["finished_at"] is not None

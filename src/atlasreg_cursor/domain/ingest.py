@@ -27,6 +27,7 @@ from .errors import (
     InvalidMessage,
     NotificationRejected,
     PreconditionFailed,
+    QueueError,
     SourceFailed,
 )
 from .gold import GoldError, isoformat_z, merge_errors, serialize_gold
@@ -421,7 +422,8 @@ def _open_journal(ports: _Ports, message: QueueMessage, run_id: str, identity: s
                 stored = ports.store.put(key, _journal_bytes(fresh), if_none_match=True)
             except PreconditionFailed:
                 continue
-            return _Journal(fresh, stored.etag)
+            _extend_delivery(ports)
+            return _Journal(fresh, stored.etag, now)
         body, stored = ports.store.get(key)
         current = converter.structure(json.loads(body), RunJournal)
         if current.complete:
@@ -434,7 +436,8 @@ def _open_journal(ports: _Ports, message: QueueMessage, run_id: str, identity: s
         except PreconditionFailed:
             continue
         ports.on_event("run.resumed", {"run_id": run_id, "attempts": taken.attempts})
-        return _Journal(taken, stored.etag)
+        _extend_delivery(ports)
+        return _Journal(taken, stored.etag, now)
     raise LeaseLost(f"could not take the lease of run {run_id}: the journal kept changing")
 
 
@@ -459,8 +462,25 @@ def _save(ports: _Ports, journal: _Journal, **changes: Any) -> None:
             f"the journal of run {updated.run_id} was changed by another consumer"
         ) from None
     journal.value, journal.etag, journal.saved_at = updated, stored.etag, now
-    if ports.queue is not None and ports.delivery is not None:
+    _extend_delivery(ports)
+
+
+def _extend_delivery(ports: _Ports) -> None:
+    """Keep the delivery invisible as long as the journal lease (where the queue can).
+
+    Losing the queue lease is not fatal: the journal lease keeps a redelivered
+    copy from working the run at the same time, and that copy is acked as a
+    duplicate once this run completes.
+    """
+    if ports.queue is None or ports.delivery is None:
+        return
+    try:
         ports.queue.extend(ports.delivery, ports.policy.lease_seconds)
+    except QueueError as exc:
+        ports.on_event(
+            "queue.extend_failed",
+            {"message_id": ports.delivery.message_id, "error": str(exc)},
+        )
 
 
 @contextlib.contextmanager

@@ -56,7 +56,7 @@ def log_event(name: str, data: Mapping[str, Any]) -> None:
     if name in {"run.failed", "message.poison", "notification.failed", "notification.rejected"}:
         metrics.ERRORS.labels(error_type=str(data.get("error_type", name))).inc()
         log.error(name, **fields)
-    elif name in {"run.retry_scheduled", "run.deferred", "message.ack_late"}:
+    elif name in {"run.retry_scheduled", "run.deferred", "message.ack_late", "queue.extend_failed"}:
         log.warning(name, **fields)
     else:
         log.info(name, **fields)
