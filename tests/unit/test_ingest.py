@@ -407,3 +407,23 @@ def test_long_processing_renews_the_lease(sleep: float, extra_saves: int) -> Non
     baseline = 3 + 1 + 1 + 1 + 1 + 1  # open, 3 sources, processing, gold, notification, finish
     assert Outcome.ACKED == result.outcome
     assert baseline + extra_saves <= journal_puts <= baseline + extra_saves + 1
+
+
+def test_losing_the_queue_lease_does_not_fail_the_run() -> None:
+    """When the queue refuses to extend the lease, the journal lease carries the run to the end."""
+    from atlasreg_cursor.domain.errors import LeaseExpired
+
+    world = World()
+
+    def refuse(delivery: object, seconds: float) -> None:
+        raise LeaseExpired("lease expired before extended")
+
+    world.queue.extend = refuse  # type: ignore[method-assign]
+    world.send(DAILY)
+
+    result = world.handle()
+
+    assert Outcome.ACKED == result.outcome
+    assert result.summary is not None
+    assert "success" == result.summary.status.value
+    assert any(name == "queue.extend_failed" for name, _ in world.events)
