@@ -96,3 +96,19 @@ def test_bad_secret_value_does_not_echo_it() -> None:
         build_signer(settings)
 
     assert "notbase64" not in str(info.value)
+
+
+def test_env_example_documents_every_setting() -> None:
+    """.env.example names every setting, and loads as valid settings."""
+    import re
+
+    import attrs
+
+    from atlasreg_cursor.entrypoints.settings import Settings
+
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    text = example.read_text()
+    named = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
+
+    assert {f.name.upper() for f in attrs.fields(Settings)} - named == set()
+    assert "local" == load_settings({}, env_file=example).mode
