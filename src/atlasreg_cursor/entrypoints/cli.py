@@ -55,11 +55,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--home", help="CURSOR_HOME for the demo (default: var/demo)")
 
-    config = sub.add_parser("config", help="show or validate the watchlist and settings")
+    config = sub.add_parser("config", help="show, validate or push the watchlist")
     config_sub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     config_sub.add_parser("show", help="print the settings (secrets redacted) and the watchlist")
     config_sub.add_parser(
         "validate", help="check the settings and the watchlist; exit 1 on problems"
+    )
+    push = config_sub.add_parser(
+        "push", help="validate a watchlist file and install it (KV key or WATCHLIST_FILE)"
+    )
+    push.add_argument("file", help="the watchlist JSON to install")
+    push.add_argument(
+        "--allow-invalid-sources",
+        action="store_true",
+        help="install even when some sources are invalid (they are skipped at run time)",
     )
 
     runs = sub.add_parser("runs", help="inspect run journals")

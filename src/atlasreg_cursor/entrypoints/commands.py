@@ -114,7 +114,9 @@ def cmd_reprocess(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
-    """``config show`` / ``config validate``."""
+    """``config show`` / ``config validate`` / ``config push FILE``."""
+    if args.action == "push":
+        return _config_push(settings, args)
     app = build(settings)
     try:
         config = app.config.load()
@@ -156,6 +158,42 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     for bad in config.invalid:
         print(f"  invalid sources[{bad.index}] {bad.source_id or '?'}: {bad.reason}")
     return EXIT_FAILED if config.invalid else EXIT_OK
+
+
+def _config_push(settings: Settings, args: argparse.Namespace) -> int:
+    """Validate a watchlist file, then write it where the config backend reads it."""
+    from pathlib import Path
+
+    from atlasreg_cursor.domain.sources import parse_watchlist_bytes
+
+    from .bootstrap import known_handlers
+
+    raw = Path(args.file).read_bytes()
+    config = parse_watchlist_bytes(raw, known_handlers=known_handlers(settings))
+    for bad in config.invalid:
+        print(
+            f"  invalid sources[{bad.index}] {bad.source_id or '?'}: {bad.reason}", file=sys.stderr
+        )
+    if config.invalid and not args.allow_invalid_sources:
+        print(
+            "not installed: fix the invalid sources or pass --allow-invalid-sources",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    app = build(settings)
+    target: Any = app.config
+    if settings.backend("config") == "kv":
+        target.put_value(settings.watchlist_key, raw)
+        where = f"KV key {settings.watchlist_key}"
+    else:
+        path = settings.watchlist_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(raw)
+        tmp.replace(path)
+        where = str(path)
+    print_json({"installed": where, "sources": len(config.sources), "invalid": len(config.invalid)})
+    return EXIT_OK
 
 
 def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
