@@ -177,3 +177,41 @@ def test_transient_failure_is_retried_then_succeeds(
     assert first.body == second.body
     assert (0, 0) == (client.llen(key), client.llen(key + ":dead"))
     assert '"outcome": "retried"' in out
+
+
+def test_two_daemons_and_a_duplicated_message_make_one_gold_and_one_webhook(
+    tmp_path: Path,
+    daemon_env: dict[str, str],
+    redis_url: str,
+    s3_server: S3Server,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """The same job pushed twice, two consumers: one Gold, one webhook, both copies settled."""
+    client = redis.Redis.from_url(redis_url)
+    key = f"cursor:queue:{daemon_env['QUEUE_NAME']}"
+    env = {**daemon_env, "LEASE_SECONDS": "5"}
+    body = b'{"type":"start_daily_ingest","date":"2026-11-24","message_id":"dup-1"}'
+    client.rpush(key, body, body)
+    daemons = [start_cli(["run"], env=env, cwd=tmp_path) for _ in range(2)]
+    try:
+        assert wait_until(
+            lambda: (
+                client.llen(key) == 0
+                and client.zcard(key + ":inflight") == 0
+                and client.zcard(key + ":delayed") == 0
+                and len(webhook_receiver.requests) >= 1
+            ),
+            timeout=60,
+        )
+    finally:
+        outs = [_stop(d) for d in daemons]
+
+    listed = _s3(s3_server).list_objects_v2(Bucket=daemon_env["GOLD_BUCKET"], Prefix="gold/")
+    assert 1 == len(listed["Contents"]), outs
+    assert 1 == len(webhook_receiver.requests)
+    assert 0 == client.llen(key + ":dead")
+    handled = [line for out in outs for line in out.splitlines() if '"message.handled"' in line]
+    assert sorted(json.loads(line)["outcome"] for line in handled if '"deferred"' not in line) == [
+        "acked",
+        "duplicate",
+    ]
