@@ -31,3 +31,14 @@ def _reset_structlog() -> Iterator[None]:
     import structlog
 
     structlog.reset_defaults()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the tests of one heavy session service on one xdist worker.
+
+    Each worker starts its own session fixtures; the two Airflow stacks cost
+    about 30 s and 1 GB each, so every ``airflow`` test joins one group.
+    """
+    for item in items:
+        if item.get_closest_marker("airflow") is not None:
+            item.add_marker(pytest.mark.xdist_group("airflow"))
