@@ -189,6 +189,13 @@ def handled(worker_runtime: WorkerRuntime, name: str, webhook_id: str | None, ru
     )
 
 
+def logged(worker_runtime: WorkerRuntime, name: str, **fields: Any) -> Any:
+    """Wait for a Worker log event *name* with these *fields*."""
+    return worker_runtime.wait_for_event(
+        lambda e: e["event"] == name and all(e.get(k) == v for k, v in fields.items())
+    )
+
+
 def count(worker_runtime: WorkerRuntime, name: str, run_id: str) -> int:
     """How many times the handler *name* ran for *run_id*."""
     return len(worker_runtime.events(lambda e: e["event"] == name and e.get("run_id") == run_id))
@@ -264,22 +271,35 @@ def test_wrong_secret_is_rejected(worker_runtime: WorkerRuntime) -> None:
 
     with pytest.raises(NotificationRejected) as info:
         notifier(worker_runtime, WebhookSigner(OTHER_SECRET)).send(notification)
+    rejected = logged(worker_runtime, "hook.rejected", webhook_id=notification.webhook_id)
 
     assert 401 == info.value.status_code
+    assert "no v1 signature matches a configured secret" == rejected["reason"]
     assert 0 == count(worker_runtime, "hook.ingest_complete", notification.run_id)
 
 
-def test_replayed_webhook_id_is_handled_once(worker_runtime: WorkerRuntime) -> None:
+def test_replayed_webhook_id_is_handled_once(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager
+) -> None:
     """The same notification sent twice gets 204 twice; the handler runs once."""
     notification, _ = published(worker_runtime)
     send = notifier(worker_runtime, WebhookSigner(CURRENT_SECRET)).send
 
     first, second = send(notification), send(notification)
+    third = post(
+        http,
+        worker_runtime.url("main") + COMPLETE_PATH,
+        notification.body,
+        WebhookSigner(CURRENT_SECRET).headers(
+            notification.webhook_id, notification.body, timestamp=int(time.time())
+        ),
+    )
     worker_runtime.wait_for_event(
         lambda e: e["event"] == "hook.duplicate" and e["webhook_id"] == notification.webhook_id
     )
 
-    assert (204, 204) == (first.status_code, second.status_code)
+    assert (204, 204, 204) == (first.status_code, second.status_code, third.status)
+    assert "true" == third.headers.get("X-Hook-Duplicate")
     assert 1 == count(worker_runtime, "hook.ingest_complete", notification.run_id)
 
 
@@ -304,6 +324,7 @@ def test_gold_hash_mismatch_is_422(worker_runtime: WorkerRuntime) -> None:
 
     with pytest.raises(NotificationRejected) as info:
         notifier(worker_runtime, WebhookSigner(CURRENT_SECRET)).send(wrong)
+    logged(worker_runtime, "hook.gold_mismatch", run_id=notification.run_id)
 
     assert 422 == info.value.status_code
     assert 0 == count(worker_runtime, "hook.ingest_complete", notification.run_id)
@@ -332,8 +353,11 @@ def test_missing_gold_is_422(worker_runtime: WorkerRuntime) -> None:
 
     with pytest.raises(NotificationRejected) as info:
         notifier(worker_runtime, WebhookSigner(CURRENT_SECRET)).send(notification)
+    missing = logged(worker_runtime, "hook.gold_missing", run_id=run_id)
 
     assert 422 == info.value.status_code
+    assert gold_key(run_id, DAY) == missing["file_path"]
+    assert 0 == count(worker_runtime, "hook.ingest_complete", run_id)
 
 
 def test_missing_gold_then_published_is_accepted(worker_runtime: WorkerRuntime) -> None:
@@ -355,14 +379,24 @@ def test_missing_gold_then_published_is_accepted(worker_runtime: WorkerRuntime) 
 # --- the legacy X-Signature --------------------------------------------------------------
 
 
-def test_legacy_only_is_refused_by_default(worker_runtime: WorkerRuntime) -> None:
+def test_legacy_only_is_refused_by_default(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager
+) -> None:
     """Without ``ACCEPT_LEGACY_SIGNATURE``, a request with only ``X-Signature`` gets 401."""
     notification = failure()
+    signer = WebhookSigner(CURRENT_SECRET, standard=False)
 
     with pytest.raises(NotificationRejected) as info:
-        notifier(worker_runtime, WebhookSigner(CURRENT_SECRET, standard=False)).send(notification)
+        notifier(worker_runtime, signer).send(notification)
+    same = post(
+        http,
+        worker_runtime.url("main") + ERROR_PATH,
+        notification.body,
+        signer.headers(notification.webhook_id, notification.body, timestamp=int(time.time())),
+    )
 
-    assert 401 == info.value.status_code
+    assert (401, 401) == (info.value.status_code, same.status)
+    assert "ACCEPT_LEGACY_SIGNATURE is not" in same.reason
     assert 0 == count(worker_runtime, "hook.processing_error", notification.run_id)
 
 
@@ -480,6 +514,7 @@ def test_tampered_body_is_rejected(
     tampered = notification.body.replace(b'"partial"', b'"success"')
 
     answer = post(http, worker_runtime.url("main") + COMPLETE_PATH, tampered, headers)
+    logged(worker_runtime, "hook.rejected", webhook_id=notification.webhook_id)
 
     assert tampered != notification.body
     assert (401, "no v1 signature matches a configured secret") == (answer.status, answer.reason)
@@ -593,19 +628,39 @@ def test_malformed_standard_headers(
     assert answer.reason.startswith(reason)
 
 
-def test_twelve_digit_timestamp_with_leading_zeros_is_accepted(
-    worker_runtime: WorkerRuntime, http: urllib3.PoolManager
+@pytest.mark.parametrize(
+    ("signed_as", "status"),
+    [
+        pytest.param("integer", 204, id="signed-as-integer-like-the-reference-libraries"),
+        pytest.param("header", 401, id="signed-as-sent"),
+    ],
+)
+def test_timestamp_with_leading_zeros(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager, signed_as: str, status: int
 ) -> None:
-    """Leading zeros are still 1-12 ASCII digits; the signed text uses the header as sent."""
+    """Leading zeros are still 1-12 ASCII digits; the timestamp is signed as a plain integer."""
     notification = failure()
-    timestamp = "00" + str(int(time.time()))
+    now = int(time.time())
+    header = f"00{now}"
     headers = standard_headers(
-        CURRENT_SECRET, notification.webhook_id, timestamp, notification.body
+        CURRENT_SECRET,
+        notification.webhook_id,
+        str(now) if signed_as == "integer" else header,
+        notification.body,
+    )
+    reference = Webhook(CURRENT_SECRET).sign(
+        notification.webhook_id, dt.datetime.fromtimestamp(now, dt.UTC), notification.body.decode()
     )
 
-    answer = post(http, worker_runtime.url("main") + ERROR_PATH, notification.body, headers)
+    answer = post(
+        http,
+        worker_runtime.url("main") + ERROR_PATH,
+        notification.body,
+        {**headers, "webhook-timestamp": header},
+    )
 
-    assert 204 == answer.status
+    assert (reference == headers["webhook-signature"]) == (signed_as == "integer")
+    assert status == answer.status
 
 
 def test_unknown_path_is_404(worker_runtime: WorkerRuntime, http: urllib3.PoolManager) -> None:

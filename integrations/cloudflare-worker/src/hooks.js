@@ -62,7 +62,11 @@ export async function handleHook(request, env, ctx, handlers = defaultHandlers) 
     throw error;
   }
   if (!verdict.ok) {
-    log("hook.rejected", { path: new URL(request.url).pathname, reason: verdict.reason });
+    log("hook.rejected", {
+      path: new URL(request.url).pathname,
+      webhook_id: request.headers.get("webhook-id")?.slice(0, 256) ?? null,
+      reason: verdict.reason,
+    });
     return problem(401, verdict.reason);
   }
 

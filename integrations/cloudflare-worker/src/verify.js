@@ -43,15 +43,16 @@ export class ConfigError extends Error {
 }
 
 /**
- * Read the secrets from the Worker's environment: `HOOK_HMAC_SECRET`, then
- * the comma-separated `HOOK_HMAC_ADDITIONAL_SECRETS` (blank entries ignored).
+ * Read the secrets from the Worker's environment: `HOOK_HMAC_SECRET` as it
+ * is, then the comma-separated `HOOK_HMAC_ADDITIONAL_SECRETS` (each trimmed,
+ * blank entries ignored), as the Cursor reads its own settings.
  *
  * @param {Record<string, unknown>} env
  * @returns {string[]}
  * @throws {ConfigError} when `HOOK_HMAC_SECRET` is missing or empty.
  */
 export function secretsFromEnv(env) {
-  const primary = typeof env.HOOK_HMAC_SECRET === "string" ? env.HOOK_HMAC_SECRET.trim() : "";
+  const primary = typeof env.HOOK_HMAC_SECRET === "string" ? env.HOOK_HMAC_SECRET : "";
   if (!primary) throw new ConfigError("HOOK_HMAC_SECRET is not set");
   const extra = typeof env.HOOK_HMAC_ADDITIONAL_SECRETS === "string"
     ? env.HOOK_HMAC_ADDITIONAL_SECRETS.split(",").map((s) => s.trim()).filter(Boolean)
@@ -139,7 +140,9 @@ async function verifyStandard(headers, body, secrets, now, toleranceSeconds) {
     if (bytes !== null && bytes.length > 0) candidates.push(bytes);
   }
   if (candidates.length === 0) return fail("webhook-signature has no v1 signature");
-  const content = concat(encoder.encode(`${id}.${ts}.`), body);
+  // The timestamp is signed as a plain integer ("0012" as "12"), as the
+  // Standard Webhooks reference libraries and the Cursor's verifier do.
+  const content = concat(encoder.encode(`${id}.${timestamp}.`), body);
   for (const [index, secret] of secrets.entries()) {
     const key = await importKey(standardKeyBytes(secret, index));
     for (const candidate of candidates) {
