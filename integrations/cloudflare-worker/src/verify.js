@@ -102,6 +102,7 @@ export async function verifyWebhook({
   toleranceSeconds = TOLERANCE_SECONDS,
 }) {
   if (!secrets || secrets.length === 0) throw new ConfigError("no webhook secret is configured");
+  secrets.forEach(standardKeyBytes); // a broken secret fails every request, not only some
   const hasStandard = ["webhook-id", "webhook-timestamp", "webhook-signature"].some((h) =>
     headers.has(h)
   );
@@ -123,7 +124,9 @@ async function verifyStandard(headers, body, secrets, now, toleranceSeconds) {
     return fail("missing webhook-id, webhook-timestamp or webhook-signature");
   }
   if (id.length > MAX_WEBHOOK_ID_LENGTH || !WEBHOOK_ID_RE.test(id)) {
-    return fail(`webhook-id must be 1-${MAX_WEBHOOK_ID_LENGTH} printable ASCII characters without "." or spaces`);
+    return fail(
+      `webhook-id must be 1-${MAX_WEBHOOK_ID_LENGTH} printable ASCII characters, no "." or space`
+    );
   }
   if (!TIMESTAMP_RE.test(ts)) return fail("webhook-timestamp must be 1-12 ASCII digits");
   const timestamp = Number(ts);
