@@ -49,12 +49,10 @@ from tests.support.worker_runtime import (
     PLAIN_SECRET,
     PREVIOUS_SECRET,
     WorkerRuntime,
-    worker_runtime,
+    worker_runtime,  # noqa: F401
 )
 
 pytestmark = pytest.mark.worker
-
-__all__ = ["worker_runtime"]
 
 DAY = dt.date(2026, 11, 24)
 COMPLETE_PATH = "/api/v1/hooks/ingest-complete"
