@@ -1,0 +1,185 @@
+/**
+ * Receiving the atlasreg-cursor webhooks: `handleHook` and `createWorker`.
+ * `index.js` is the deployable Worker built from them; an existing Worker
+ * imports `handleHook` from here and calls it first in its own `fetch`.
+ *
+ * Answers: 204 accepted (a replayed `webhook-id` too, handled once); 400 a
+ * signed body that is not the expected JSON; 401 missing, bad or stale
+ * signature; 404 other paths; 405 not a POST; 413 body over 1 MiB; 422 the
+ * Gold is missing or its SHA-256 differs (not retried by the Cursor); 500 a
+ * misconfigured Worker or a failing handler, 503 R2 or KV failing (both
+ * retried by the Cursor). Error bodies are `{"error": "<reason>"}`.
+ */
+
+import * as defaultHandlers from "./handlers.js";
+import { log } from "./handlers.js";
+import { ConfigError, secretsFromEnv, verifyWebhook } from "./verify.js";
+
+export const HOOK_PATHS = {
+  "/api/v1/hooks/ingest-complete": "ingest_complete",
+  "/api/v1/hooks/processing-error": "processing_error",
+};
+export const MAX_BODY_BYTES = 1024 * 1024;
+/** How long a handled `webhook-id` is remembered in `HOOK_SEEN`. */
+export const SEEN_TTL_SECONDS = 7 * 24 * 3600;
+
+const SHA256_RE = /^[0-9a-f]{64}$/;
+
+/**
+ * Answer a webhook request, or return `null` when the path is not a hook
+ * path (so an existing Worker can route everything else itself).
+ *
+ * @param {Request} request
+ * @param {object} env the bindings listed above
+ * @param {ExecutionContext} ctx
+ * @param {{onIngestComplete: Function, onProcessingError: Function}} [handlers] see `handlers.js`
+ * @returns {Promise<Response | null>}
+ */
+export async function handleHook(request, env, ctx, handlers = defaultHandlers) {
+  const expected = HOOK_PATHS[new URL(request.url).pathname];
+  if (expected === undefined) return null;
+  if (request.method !== "POST") {
+    return problem(405, "use POST", { Allow: "POST" });
+  }
+  if (Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
+    return problem(413, `the body is larger than ${MAX_BODY_BYTES} bytes`);
+  }
+  const body = new Uint8Array(await request.arrayBuffer());
+  if (body.length > MAX_BODY_BYTES) {
+    return problem(413, `the body is larger than ${MAX_BODY_BYTES} bytes`);
+  }
+
+  let verdict;
+  try {
+    verdict = await verifyWebhook({
+      headers: request.headers,
+      body,
+      secrets: secretsFromEnv(env),
+      acceptLegacy: env.ACCEPT_LEGACY_SIGNATURE === "true",
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) return misconfigured(error.message);
+    throw error;
+  }
+  if (!verdict.ok) {
+    log("hook.rejected", {
+      path: new URL(request.url).pathname,
+      webhook_id: request.headers.get("webhook-id")?.slice(0, 256) ?? null,
+      reason: verdict.reason,
+    });
+    return problem(401, verdict.reason);
+  }
+
+  const event = parseJson(body);
+  if (event === null || typeof event !== "object" || Array.isArray(event)) {
+    return problem(400, "the body is not a JSON object");
+  }
+  if (event.event_type !== expected) {
+    return problem(400, `event_type must be "${expected}" on this path`);
+  }
+
+  const seenKey = verdict.webhookId && env.HOOK_SEEN ? `webhook-id:${verdict.webhookId}` : null;
+  if (seenKey) {
+    let seen;
+    try {
+      seen = await env.HOOK_SEEN.get(seenKey);
+    } catch (error) {
+      return problem(503, `HOOK_SEEN is not answering: ${error}`);
+    }
+    if (seen !== null) {
+      log("hook.duplicate", { webhook_id: verdict.webhookId, run_id: event.run_id });
+      return new Response(null, { status: 204, headers: { "X-Hook-Duplicate": "true" } });
+    }
+  }
+
+  const args = { event, webhookId: verdict.webhookId, env, ctx };
+  if (expected === "ingest_complete") {
+    const checked = await checkGold(event, env);
+    if (checked instanceof Response) return checked;
+    args.gold = checked;
+  }
+  try {
+    if (expected === "ingest_complete") await handlers.onIngestComplete(args);
+    else await handlers.onProcessingError(args);
+  } catch (error) {
+    log("hook.handler_failed", { webhook_id: verdict.webhookId, error: String(error) });
+    return problem(500, "the webhook handler failed; it will be retried");
+  }
+
+  if (seenKey) {
+    const record = JSON.stringify({ event_type: expected, run_id: event.run_id, at: Date.now() });
+    try {
+      await env.HOOK_SEEN.put(seenKey, record, { expirationTtl: SEEN_TTL_SECONDS });
+    } catch (error) {
+      log("hook.seen_not_recorded", { webhook_id: verdict.webhookId, error: String(error) });
+    }
+  }
+  return new Response(null, { status: 204 });
+}
+
+/**
+ * Read `result.file_path` from `GOLD` and compare its SHA-256 with
+ * `result.sha256`.
+ *
+ * @returns {Promise<Response | {key: string, sha256: string, bytes: Uint8Array, object: R2Object, json: () => object}>}
+ *   the Gold, or the error response to send
+ */
+async function checkGold(event, env) {
+  const result = event.result;
+  const key = result?.file_path;
+  const expected = result?.sha256;
+  if (typeof key !== "string" || !key || typeof expected !== "string" || !SHA256_RE.test(expected)) {
+    return problem(400, "result.file_path and result.sha256 (64 lowercase hex) are required");
+  }
+  if (!env.GOLD) return misconfigured("the R2 bucket binding GOLD is missing");
+  let object;
+  try {
+    object = await env.GOLD.get(key);
+  } catch (error) {
+    return problem(503, `R2 is not answering: ${error}`);
+  }
+  if (object === null) {
+    log("hook.gold_missing", { run_id: event.run_id, file_path: key });
+    return problem(422, `Gold ${key} is not in the bucket`);
+  }
+  const bytes = new Uint8Array(await object.arrayBuffer());
+  const actual = hex(await crypto.subtle.digest("SHA-256", bytes));
+  if (actual !== expected) {
+    log("hook.gold_mismatch", { run_id: event.run_id, file_path: key, expected, actual });
+    return problem(422, `Gold ${key} has SHA-256 ${actual}, the webhook says ${expected}`);
+  }
+  return { key, sha256: actual, bytes, object, json: () => JSON.parse(new TextDecoder().decode(bytes)) };
+}
+
+/**
+ * A Worker (`{ fetch }`) answering the hook paths with *handlers* and 404
+ * everywhere else.
+ */
+export function createWorker(handlers = defaultHandlers) {
+  return {
+    async fetch(request, env, ctx) {
+      return (await handleHook(request, env, ctx, handlers)) ?? problem(404, "not found");
+    },
+  };
+}
+
+function parseJson(bytes) {
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    return null;
+  }
+}
+
+function hex(buffer) {
+  return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function misconfigured(reason) {
+  log("hook.misconfigured", { reason });
+  return problem(500, `the Worker is misconfigured: ${reason}`);
+}
+
+function problem(status, reason, headers = {}) {
+  return Response.json({ error: reason }, { status, headers });
+}
