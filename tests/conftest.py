@@ -37,8 +37,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Keep the tests of one heavy session service on one xdist worker.
 
     Each worker starts its own session fixtures; the two Airflow stacks cost
-    about 30 s and 1 GB each, so every ``airflow`` test joins one group.
+    about 30 s and 1 GB each, so every ``airflow`` test joins one group; the
+    Workers runtime (workerd) is started once for the ``worker`` tests.
     """
     for item in items:
-        if item.get_closest_marker("airflow") is not None:
-            item.add_marker(pytest.mark.xdist_group("airflow"))
+        for group in ("airflow", "worker"):
+            if item.get_closest_marker(group) is not None:
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
