@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from atlasreg_cursor.adapters import metrics
 from atlasreg_cursor.domain import schedule as cron
 from atlasreg_cursor.domain.errors import CursorError, PreconditionFailed
 from atlasreg_cursor.domain.gold import isoformat_z
@@ -72,9 +73,9 @@ class Scheduler:
         self._jitter = jitter_seconds
         self.sent: list[dt.datetime] = []
 
-    def catch_up(self) -> dt.datetime | None:
-        """Enqueue the latest slot if the marker says it was missed; return it if sent."""
-        latest = cron.previous_slot(self.expression, self.zone, self._clock())
+    def catch_up(self, now: dt.datetime | None = None) -> dt.datetime | None:
+        """Enqueue the slot latest at *now* if the marker shows it missed; return it if sent."""
+        latest = cron.previous_slot(self.expression, self.zone, now or self._clock())
         marker = self._marker()[0]
         if marker is None:
             self._write_marker(latest)  # first start: nothing was missed yet
@@ -100,6 +101,7 @@ class Scheduler:
         queue_id = self._queue.send(canonical_bytes(message))
         self._write_marker(slot)
         self.sent.append(slot)
+        metrics.SCHEDULED.inc()
         log.info(
             "schedule.enqueued",
             slot=isoformat_z(slot),
@@ -112,11 +114,11 @@ class Scheduler:
 
     def run(self, stop: threading.Event) -> None:
         """Catch up, then fire each slot until *stop* is set (the thread's body)."""
+        cursor = self._clock()  # slots after this one are fired by the loop
         try:
-            self.catch_up()
+            self.catch_up(cursor)
         except CursorError as exc:
             log.error("schedule.catch_up_failed", error=str(exc))
-        cursor = self._clock()
         while not stop.is_set():
             (slot,) = cron.next_slots(self.expression, self.zone, cursor, 1)
             wait = (slot - self._clock()).total_seconds()
@@ -129,6 +131,8 @@ class Scheduler:
                 self.fire(slot)
             except CursorError as exc:  # the queue or store is down: next slot will do
                 log.error("schedule.enqueue_failed", slot=isoformat_z(slot), error=str(exc))
+            except Exception as exc:  # a bug must not stop the schedule silently
+                log.error("schedule.crashed", slot=isoformat_z(slot), error=repr(exc))
             cursor = slot
 
     def _due(self, slot: dt.datetime, previous: dt.datetime) -> tuple[str, ...] | None:
