@@ -11,6 +11,7 @@ twice from the same commit gets the same versions. Commit the result.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -19,19 +20,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _normalise(name: str) -> str:
+    """The PEP 503 form of a project name (``prometheus_client`` → ``prometheus-client``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-             "--quiet", "--report", str(report), str(ROOT)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--quiet",
+                "--report",
+                str(report),
+                str(ROOT),
+            ],
             check=True,
         )
         installs = json.loads(report.read_text())["install"]
     pins = sorted(
-        (item["metadata"]["name"].lower(), item["metadata"]["version"])
+        (_normalise(item["metadata"]["name"]), item["metadata"]["version"])
         for item in installs
-        if item["metadata"]["name"].lower() != "atlasreg-cursor"
+        if _normalise(item["metadata"]["name"]) != "atlasreg-cursor"
     )
     lines = [
         "# Runtime dependencies of atlasreg-cursor, pinned for reproducible images.",
