@@ -141,12 +141,19 @@ def _explain(journal: object, home: Path, err: TextIO) -> None:
 
     assert isinstance(journal, RunJournal)
     failed = [o for o in journal.sources if not o.ok]
-    print("== about the failing source", file=err)
+    if failed:
+        print("== about the failing source", file=err)
     for outcome in failed:
+        if outcome.error_type == "handler_not_available":
+            why = (
+                "fails on purpose: it is an AIRFLOW_DAG source, which only AtlasReg Core "
+                "can run (EXECUTOR_BACKEND=core)"
+            )
+        else:
+            why = f"failed: {outcome.error_type}: {outcome.error_message}"
         print(
-            f"  {outcome.source_id} fails on purpose: it is an AIRFLOW_DAG source, which only "
-            "AtlasReg Core can run (EXECUTOR_BACKEND=core). Its error is in the Gold's "
-            "'errors' and the run is 'partial': one broken source never sinks the others.",
+            f"  {outcome.source_id} {why}. Its error is in the Gold's 'errors' and the run is "
+            "'partial': one broken source never sinks the others.",
             file=err,
         )
     env = f"CURSOR_HOME={home} ALLOW_PRIVATE_SOURCES=true"
