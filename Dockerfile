@@ -1,5 +1,14 @@
-# atlasreg-cursor: the daemon, next to AtlasReg Core.
-FROM python:3.11-slim
+# atlasreg-cursor: the daemon, next to AtlasReg Core (see deploy/compose.yaml).
+#   docker build -t atlasreg-cursor:0.1.0 --build-arg VERSION=0.1.0 .
+FROM python:3.11-slim-bookworm
+
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="atlasreg-cursor" \
+      org.opencontainers.image.description="Queue-to-object-storage ingest orchestrator between the Cloudflare edge and AtlasReg Core" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.vendor="AtlasReg" \
+      org.opencontainers.image.licenses="Proprietary" \
+      org.opencontainers.image.documentation="README.md (Operations)"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -9,17 +18,34 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     METRICS_HOST=0.0.0.0 \
     METRICS_PORT=9108
 
-RUN groupadd --system cursor && useradd --system --gid cursor --home-dir /app --shell /usr/sbin/nologin cursor
+# tini is the init: it forwards SIGTERM to the daemon and reaps crawler subprocesses
+# (-s: also when another init, such as compose's `init: true`, is PID 1).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system cursor \
+ && useradd --system --gid cursor --home-dir /app --shell /usr/sbin/nologin cursor
 
 WORKDIR /app
+# Dependencies first, pinned (deploy/constraints.txt, refreshed by deploy/lock.py):
+# this layer is rebuilt only when the pins change, not on every code change.
+COPY deploy/constraints.txt deploy/constraints.txt
+RUN pip install -r deploy/constraints.txt
+
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && mkdir -p "$CURSOR_HOME" && chown cursor:cursor "$CURSOR_HOME"
+RUN pip install --no-deps . \
+ && mkdir -p "$CURSOR_HOME" \
+ && chown cursor:cursor "$CURSOR_HOME"
 
+VOLUME ["/var/lib/atlasreg-cursor"]
 USER cursor
 EXPOSE 9108
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('METRICS_PORT', '9108'), timeout=4)"
+STOPSIGNAL SIGTERM
+# Liveness: the consume loop is not wedged (a run in progress counts as alive).
+# /readyz (dependencies reachable) is for load balancers and readiness probes.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('METRICS_PORT', '9108'), timeout=4)"]
 
-ENTRYPOINT ["atlasreg-cursor"]
+ENTRYPOINT ["tini", "-s", "--", "atlasreg-cursor"]
 CMD ["run"]

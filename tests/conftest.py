@@ -38,10 +38,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Each worker starts its own session fixtures; the two Airflow stacks cost
     about 30 s and 1 GB each, so every ``airflow`` test joins one group; the
-    Workers runtime (workerd) is started once for the ``worker`` tests.
+    Workers runtime (workerd) and Prometheus are started once for their tests.
     """
     for item in items:
-        for group in ("airflow", "worker"):
+        for group in ("airflow", "worker", "prometheus"):
             if item.get_closest_marker(group) is not None:
                 item.add_marker(pytest.mark.xdist_group(group))
                 break

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from atlasreg_cursor.adapters.breakers import (
+    BreakerBoard,
+    BreakerExecutor,
+    BreakerNotifier,
+    BreakerStore,
+)
 from atlasreg_cursor.adapters.cloudflare._http import CloudflareClient
 from atlasreg_cursor.adapters.cloudflare.kv import KVConfigSource
 from atlasreg_cursor.adapters.cloudflare.queue import CloudflareQueue
@@ -52,7 +58,14 @@ def _ports(signer: WebhookSigner) -> None:
         local_fallback=local,
     )
     handler: Handler = custom_scraper_handler
+    board = BreakerBoard()
+    guarded_store: ObjectStore = BreakerStore(files, board)
+    guarded_notifier: Notifier = BreakerNotifier(webhook, board)
+    guarded_executor: Executor = BreakerExecutor(local, board)
     del (
+        guarded_store,
+        guarded_notifier,
+        guarded_executor,
         local,
         core,
         handler,

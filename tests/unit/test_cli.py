@@ -14,11 +14,24 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
     out = capsys.readouterr().out
     assert 0 == info.value.code
-    for command in ("run", "enqueue", "ingest", "reprocess", "demo", "config", "runs", "dlq", "verify", "health"):
+    for command in (
+        "run",
+        "enqueue",
+        "ingest",
+        "reprocess",
+        "demo",
+        "config",
+        "runs",
+        "dlq",
+        "verify",
+        "health",
+    ):
         assert f"    {command} " in out
 
 
-def test_bad_setting_is_exit_2_naming_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_setting_is_exit_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A malformed setting stops the CLI with exit code 2 and the variable's name."""
     monkeypatch.setenv("MAX_ATTEMPTS", "lots")
 
@@ -28,7 +41,9 @@ def test_bad_setting_is_exit_2_naming_it(monkeypatch: pytest.MonkeyPatch, capsys
     assert "MAX_ATTEMPTS" in capsys.readouterr().err
 
 
-def test_bad_date_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_date_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """enqueue refuses a date that is not a calendar date."""
     monkeypatch.setenv("CURSOR_HOME", str(tmp_path))
 
@@ -36,3 +51,112 @@ def test_bad_date_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, tmp_path, ca
 
     assert 2 == code
     assert "calendar date" in capsys.readouterr().err
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the package version."""
+    from atlasreg_cursor import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+
+    assert 0 == info.value.code
+    assert f"atlasreg-cursor {__version__}" == capsys.readouterr().out.strip()
+
+
+def test_every_command_has_a_dispatch_entry() -> None:
+    """The dispatch table names exactly the commands and actions the parser knows."""
+    import argparse
+
+    from atlasreg_cursor.entrypoints.cli import build_parser, dispatch_table
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    keys = set()
+    for name, command in sub.choices.items():
+        actions = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        keys |= {f"{name} {action}" for action in actions[0].choices} if actions else {name}
+
+    assert keys - {"demo"} == set(dispatch_table())
+
+
+def _local(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("CURSOR_HOME", str(tmp_path))
+    monkeypatch.setenv("WATCHLIST_FILE", str(tmp_path / "watchlist.json"))
+    (tmp_path / "watchlist.json").write_text('{"sources": []}')
+
+
+def _dead_letter(tmp_path) -> None:
+    from atlasreg_cursor.adapters.local.sqlite_queue import SqliteQueue
+
+    queue = SqliteQueue(tmp_path / "queue.sqlite3")
+    queue.send(b"not json")
+    (delivery,) = queue.receive(1, 0)
+    queue.dead_letter(delivery, "invalid message: not JSON")
+
+
+def test_dlq_purge_refuses_without_a_terminal_or_yes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A script that forgets --yes deletes nothing (exit 2); with --yes it purges."""
+    import io
+    import json
+
+    _local(monkeypatch, tmp_path)
+    _dead_letter(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+    refused = main(["--env-file", "/nonexistent", "dlq", "purge"])
+    err = capsys.readouterr().err
+    purged = main(["--env-file", "/nonexistent", "dlq", "purge", "--yes"])
+
+    assert 2 == refused
+    assert "--yes" in err
+    assert 0 == purged
+    assert {"purged": 1} == json.loads(capsys.readouterr().out)
+
+
+def test_dlq_purge_asks_on_a_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys) -> None:
+    """On a terminal, anything but yes keeps the dead letters."""
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    _local(monkeypatch, tmp_path)
+    _dead_letter(tmp_path)
+    monkeypatch.setattr("sys.stdin", Tty("n\n"))
+
+    code = main(["--env-file", "/nonexistent", "dlq", "purge"])
+
+    assert 1 == code
+    assert "delete 1 dead letters for good? [y/N]" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", Tty("yes\n"))
+    assert 0 == main(["--env-file", "/nonexistent", "dlq", "purge"])
+
+
+def test_dlq_list_as_a_table(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys) -> None:
+    """-o table prints aligned columns with a header for people."""
+    _local(monkeypatch, tmp_path)
+    _dead_letter(tmp_path)
+    capsys.readouterr()
+
+    code = main(["--env-file", "/nonexistent", "dlq", "list", "-o", "table"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert 0 == code
+    assert ["MESSAGE_ID", "ATTEMPTS", "DEAD_AT", "REASON"] == lines[0].split()
+    assert lines[1].endswith("invalid message: not JSON")
+
+
+def test_health_as_a_table(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys) -> None:
+    """health -o table shows one line per check."""
+    _local(monkeypatch, tmp_path)
+
+    code = main(["--env-file", "/nonexistent", "health", "-o", "table"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert 0 == code
+    assert ["queue", "config", "storage"] == [line.split()[0] for line in lines[1:]]
+    assert all(line.split()[1] == "yes" for line in lines[1:])

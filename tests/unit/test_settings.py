@@ -112,3 +112,59 @@ def test_env_example_documents_every_setting() -> None:
 
     assert {f.name.upper() for f in attrs.fields(Settings)} - named == set()
     assert "local" == load_settings({}, env_file=example).mode
+
+
+def test_env_file_reads_like_compose(tmp_path: Path) -> None:
+    """Inline comments, quotes, export and ${VAR}, as Docker Compose reads a .env."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "MODE=local # the default\n"
+        "export QUEUE_NAME='jobs # not a comment'\n"
+        'LOG_LEVEL="WARNING"\n'
+        "CURSOR_HOME=/srv/cursor\n"
+        "WATCHLIST_FILE=${CURSOR_HOME}/watchlist.json\n"
+        "# a comment line\n\n"
+    )
+
+    settings = load_settings({}, env_file=env_file)
+
+    assert ("local", "jobs # not a comment", "WARNING") == (
+        settings.mode,
+        settings.queue_name,
+        settings.log_level,
+    )
+    assert Path("/srv/cursor/watchlist.json") == settings.watchlist_path
+
+
+def test_a_broken_env_line_names_its_line_not_its_text(tmp_path: Path) -> None:
+    """A line that is not KEY=VALUE is refused by number; a secret on it is not echoed."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("MODE=local\nthis is not valid s3cr3t-zq9x\n")
+
+    with pytest.raises(SettingsError, match=r":2: expected KEY=VALUE") as info:
+        load_settings({}, env_file=env_file)
+
+    assert "zq9x" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"MODE": "cloud"}, "MODE: must be one of: local, standalone, cloudflare"),
+        ({"LOG_LEVEL": "debug"}, "LOG_LEVEL: must be one of: DEBUG, INFO, WARNING, ERROR"),
+        ({"MAX_ATTEMPTS": "many"}, "MAX_ATTEMPTS: must be a whole number"),
+        ({"POLL_SECONDS": "soon"}, "POLL_SECONDS: must be a number"),
+        ({"MINIO_SECURE": "perhaps"}, "MINIO_SECURE: must be true or false"),
+        ({"SCHEDULE": "0 6 * *"}, "SCHEDULE: '0 6 * *' is not a cron expression of 5 fields"),
+        ({"SCHEDULE_TZ": "Brasilia"}, "SCHEDULE_TZ: 'Brasilia' is not a known time zone"),
+        ({"BREAKER_FAIL_MAX": "0"}, "BREAKER_FAIL_MAX: must be a whole number of 1 or more"),
+    ],
+)
+def test_errors_say_what_is_allowed_in_plain_words(env: dict[str, str], expected: str) -> None:
+    """The message names the variable and what it accepts; no Python type names."""
+    with pytest.raises(SettingsError) as info:
+        load_settings(env, env_file=None)
+
+    assert expected in str(info.value)
+    assert "typing" not in str(info.value)
+    assert "Literal" not in str(info.value)

@@ -83,6 +83,22 @@ class CachingConfigSource:
                 )
             return config
 
+    def probe(self) -> None:
+        """
+        Fetch and parse from the origin now, whatever the cache holds.
+
+        A good result refreshes the cache; a failure leaves it alone (``load``
+        still serves the last good config) and is raised, for readiness.
+
+        Raises:
+            ConfigError: the origin cannot be read.
+            InvalidConfig: it holds no usable watchlist.
+        """
+        config = parse_watchlist_bytes(self._fetch(), known_handlers=self._handlers)
+        with self._lock:
+            self._good, self._good_at = config, self._clock()
+        metrics.CONFIG_STALE_SECONDS.set(0)
+
     def invalidate(self) -> None:
         """Forget the cache time, so the next ``load`` fetches."""
         with self._lock:

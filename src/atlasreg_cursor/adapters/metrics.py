@@ -26,3 +26,64 @@ NOTIFICATIONS = Counter(
     "Webhooks sent, by event type and result",
     ["event_type", "result"],
 )
+
+# --- operations: what the alerts and the dashboard read (deploy/) -------------
+
+BUILD_INFO = Gauge("cursor_build_info", "Always 1; the running version as a label", ["version"])
+RUNS = Counter("cursor_runs_total", "Runs finished, by status", ["status"])
+RUN_LAST_SUCCESS = Gauge(
+    "cursor_run_last_success_timestamp_seconds",
+    "Unix time the last run that published its Gold (success or partial) finished",
+)
+SOURCE_LAST_SUCCESS = Gauge(
+    "cursor_source_last_success_timestamp_seconds",
+    "Unix time a source last finished ok",
+    ["source_id"],
+)
+SOURCE_DURATION = Histogram(
+    "cursor_source_duration_seconds",
+    "Wall time of one source",
+    ["source_id"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200),
+)
+SOURCE_DOCUMENTS = Counter(
+    "cursor_source_documents_total", "Documents collected, by source", ["source_id"]
+)
+SOURCE_RESULTS = Counter(
+    "cursor_source_runs_total", "Source runs, by source and result", ["source_id", "result"]
+)
+SOURCE_CONSECUTIVE_FAILURES = Gauge(
+    "cursor_source_consecutive_failures",
+    "Runs in a row in which the source failed (0 after a success)",
+    ["source_id"],
+)
+SOURCE_ZERO_RESULTS = Counter(
+    "cursor_source_zero_results_total",
+    "Source runs that ended ok with no document",
+    ["source_id"],
+)
+RUN_DOCUMENTS = Histogram(
+    "cursor_run_documents",
+    "Documents in one published Gold",
+    buckets=(0, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000),
+)
+NOTIFICATIONS_PENDING = Gauge(
+    "cursor_notifications_pending",
+    "Runs whose Gold is published but whose webhook is not delivered yet",
+)
+DEAD_LETTERS = Counter("cursor_dead_letters_total", "Messages this process dead-lettered")
+READY = Gauge("cursor_ready", "1 when /readyz answers 200, else 0")
+LOOP_HEARTBEAT = Gauge(
+    "cursor_loop_heartbeat_timestamp_seconds", "Unix time the consume loop last went round"
+)
+DEPENDENCY_UP = Gauge(
+    "cursor_dependency_up",
+    "1 when the last background probe of a dependency succeeded",
+    ["dependency"],
+)
+BREAKER_STATE = Gauge(
+    "cursor_breaker_state",
+    "Circuit breaker per dependency: 0 closed, 1 half-open, 2 open",
+    ["dependency"],
+)
+SCHEDULED = Counter("cursor_schedule_enqueued_total", "Slots this process enqueued")

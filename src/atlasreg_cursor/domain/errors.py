@@ -42,6 +42,10 @@ class SignatureMismatch(CursorError):
     """Raised when a webhook signature does not verify."""
 
 
+class InvalidSchedule(CursorError):
+    """Raised when a cron expression or a time zone name cannot be used."""
+
+
 # --- queue port ----------------------------------------------------------
 
 
@@ -184,6 +188,7 @@ __all__ = [
     "InvalidKey",
     "InvalidMessage",
     "InvalidRunId",
+    "InvalidSchedule",
     "LeaseExpired",
     "NotificationRejected",
     "NotificationUnavailable",

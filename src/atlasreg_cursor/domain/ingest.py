@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import notifications as notes
+from .alerts import alert_metadata
 from .codec import converter
 from .documents import Document, SourceResult
 from .errors import (
@@ -794,6 +795,7 @@ def _notify_complete(ports: _Ports, journal: _Journal) -> None:
                 "date": value.date.isoformat(),
                 "events_count": value.gold.events_count,
                 "size": value.gold.size,
+                **alert_metadata(value.sources, ports.config.load().global_settings),
             },
         )
         record = note.to_record()

@@ -184,6 +184,7 @@ def _parse_source(item: object, handlers: frozenset[str]) -> SourceConfig:
     selectors = _opt_mapping(item, "selectors")
     if selectors is not None and not all(isinstance(v, str) for v in selectors.values()):
         raise ValueError("selectors must map names to CSS selector strings")
+    _check_schedule(item)
     return SourceConfig(
         id=sid,
         handler_id=handler,
@@ -215,15 +216,52 @@ def _parse_globals(data: object) -> GlobalSettings:
     ptm = data.get("processing_timeout_minutes", defaults.processing_timeout_minutes)
     if isinstance(ptm, bool) or not isinstance(ptm, int | float) or ptm <= 0:
         ptm = defaults.processing_timeout_minutes
-    recipients = data.get("alert_recipients") or []
-    if not isinstance(recipients, list):
-        recipients = []
+    alert_on_zero, recipients = _parse_alerts(data)
     return GlobalSettings(
         max_concurrent_sources=min(mcs, 64),
         processing_timeout_minutes=float(ptm),
-        alert_on_zero_results=bool(data.get("alert_on_zero_results", False)),
-        alert_recipients=tuple(r for r in recipients if isinstance(r, str)),
+        alert_on_zero_results=alert_on_zero,
+        alert_recipients=recipients,
     )
+
+
+def _parse_alerts(data: Mapping[str, Any]) -> tuple[bool, tuple[str, ...]]:
+    """
+    ``alert_on_zero_results`` and ``alert_recipients`` (see :mod:`.alerts`).
+
+    Raises:
+        InvalidConfig: either has the wrong type (the watchlist is refused, not guessed at).
+    """
+    flag = data.get("alert_on_zero_results", False)
+    if not isinstance(flag, bool):
+        raise InvalidConfig(
+            f"global_settings.alert_on_zero_results must be true or false, got {flag!r}"
+        )
+    recipients = data.get("alert_recipients", [])
+    if recipients is None:
+        recipients = []
+    if not isinstance(recipients, list) or not all(
+        isinstance(r, str) and r.strip() for r in recipients
+    ):
+        raise InvalidConfig(
+            "global_settings.alert_recipients must be a list of addresses (strings), "
+            f"got {recipients!r}"[:200]
+        )
+    return flag, tuple(r.strip() for r in recipients)
+
+
+def _check_schedule(item: Mapping[str, Any]) -> None:
+    """A source's own ``schedule`` must be a 5-field cron expression (DESIGN §2a)."""
+    from .errors import InvalidSchedule
+    from .schedule import parse_cron
+
+    value = _opt_str(item, "schedule")
+    if value is None:
+        return
+    try:
+        parse_cron(value)
+    except InvalidSchedule as exc:
+        raise ValueError(f"schedule: {exc}") from None
 
 
 def _opt_str(item: Mapping[str, Any], key: str) -> str | None:

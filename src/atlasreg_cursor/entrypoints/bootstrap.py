@@ -21,6 +21,9 @@ from atlasreg_cursor.domain.sources import BUILTIN_HANDLERS
 from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from atlasreg_cursor.adapters.breakers import BreakerBoard
+    from atlasreg_cursor.adapters.core.airflow import AirflowClient
+    from atlasreg_cursor.adapters.core.celery import CeleryGateway
     from atlasreg_cursor.ports import ConfigSource, Executor, MessageQueue, Notifier, ObjectStore
 
 
@@ -36,10 +39,11 @@ class App:
     executor: Executor
     signer: WebhookSigner | None
     policy: IngestPolicy
+    breakers: BreakerBoard | None = None
 
     def close(self) -> None:
         """Release connections and subprocesses."""
-        for port in (self.executor, self.queue):
+        for port in (self.executor, self.queue, self.breakers):
             close = getattr(port, "close", None)
             if close is not None:
                 close()
@@ -278,16 +282,19 @@ def _local_executor(s: Settings) -> Executor:
     )
 
 
-def _core_executor(s: Settings) -> Executor:
+def core_clients(
+    s: Settings, breakers: BreakerBoard | None = None
+) -> tuple[CeleryGateway, AirflowClient | None]:
+    """Core's Celery gateway and Airflow client (``None`` without ``AIRFLOW_API_URL``)."""
     from atlasreg_cursor.adapters.core.airflow import AirflowClient
     from atlasreg_cursor.adapters.core.celery import CeleryGateway
-    from atlasreg_cursor.adapters.core.executor import CoreExecutor
 
     broker = s.celery_broker_url or s.redis_url
     celery = CeleryGateway(
         broker_url=broker,
         result_backend=s.celery_result_backend or broker,
         queue=s.celery_queue,
+        breaker=_celery_breaker(breakers),
     )
     airflow = None
     if s.airflow_api_url:
@@ -297,6 +304,21 @@ def _core_executor(s: Settings) -> Executor:
             password=s.airflow_password or "",
             api_version=s.airflow_api_version,
         )
+    return celery, airflow
+
+
+def _celery_breaker(breakers: BreakerBoard | None) -> Any:
+    if breakers is None:
+        return None
+    from atlasreg_cursor.adapters.breakers import ExecutorCircuitOpen
+
+    return breakers.breaker_for("celery", open_error=ExecutorCircuitOpen)
+
+
+def _core_executor(s: Settings, breakers: BreakerBoard | None = None) -> Executor:
+    from atlasreg_cursor.adapters.core.executor import CoreExecutor
+
+    celery, airflow = core_clients(s, breakers)
     return CoreExecutor(
         celery=celery,
         airflow=airflow,
@@ -350,12 +372,18 @@ def build(settings: Settings, **overrides: Any) -> App:
         "executor": EXECUTORS,
     }
     names = {"store": "storage"}
+    breakers = overrides.get("breakers") or build_breakers(settings)
+    ports["executor"] = {
+        **EXECUTORS,
+        "core": lambda s: _core_executor(s, breakers),  # Celery calls through its breaker
+    }
     wired = {
         port: overrides[port]
         if port in overrides
         else _factory(table, names.get(port, port), settings)
         for port, table in ports.items()
     }
+    _guard(settings, wired, overrides, breakers)
     policy = IngestPolicy(
         consumer_id=settings.worker_id,
         max_attempts=settings.max_attempts,
@@ -367,8 +395,36 @@ def build(settings: Settings, **overrides: Any) -> App:
         settings=settings,
         signer=overrides.get("signer", build_signer(settings)),
         policy=overrides.get("policy", policy),
+        breakers=breakers,
         **wired,
     )
+
+
+def build_breakers(s: Settings) -> BreakerBoard:
+    """One breaker board per process; shared through Redis when the queue is on Redis."""
+    from atlasreg_cursor.adapters.breakers import BreakerBoard
+
+    shared = s.backend("queue") == "redis"
+    return BreakerBoard(
+        fail_max=s.breaker_fail_max,
+        reset_seconds=s.breaker_reset_seconds,
+        redis_url=s.redis_url if shared else None,
+        namespace=f"cursor:{s.queue_name}:breaker",
+    )
+
+
+def _guard(
+    s: Settings, wired: dict[str, Any], overrides: dict[str, Any], breakers: BreakerBoard
+) -> None:
+    """Put the store, the webhook notifier and source hosts behind their breakers."""
+    from atlasreg_cursor.adapters.breakers import BreakerExecutor, BreakerNotifier, BreakerStore
+
+    if "store" not in overrides:
+        wired["store"] = BreakerStore(wired["store"], breakers)
+    if "notifier" not in overrides and s.backend("notifier") == "webhook":
+        wired["notifier"] = BreakerNotifier(wired["notifier"], breakers)
+    if "executor" not in overrides:
+        wired["executor"] = BreakerExecutor(wired["executor"], breakers)
 
 
 def home_path(settings: Settings, *parts: str) -> Path:

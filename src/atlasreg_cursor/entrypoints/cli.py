@@ -1,29 +1,43 @@
-"""The ``atlasreg-cursor`` command line. ``main(argv) -> exit code``.
+"""The ``atlasreg-cursor`` command line: the arguments and the dispatch table.
 
-Exit codes: 0 success, 1 the job failed, 2 bad usage or settings,
-3 a transient failure (retry later), 130 interrupted.
+``main(argv) -> exit code``. The commands live in :mod:`.commands`; what they
+print and the exit codes in :mod:`.output` (see there for the codes).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
-import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
+from .output import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TRANSIENT,
+    EXIT_USAGE,
+    FORMATS,
+    fail,
+    quiet_broken_pipe,
+)
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+Command = Callable[["Settings", argparse.Namespace], int]
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command, subcommand and option of the CLI."""
+    from atlasreg_cursor import __version__
+
     parser = argparse.ArgumentParser(
         prog="atlasreg-cursor",
         description=(
             "Ingest orchestrator: queue → AtlasReg Core → Gold JSON → object storage → webhook."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"atlasreg-cursor {__version__}")
     parser.add_argument(
         "--env-file",
         default=".env",
@@ -47,21 +61,50 @@ def _parser() -> argparse.ArgumentParser:
         ("ingest", "run a daily ingest now, in the foreground"),
         ("reprocess", "reprocess a date now, in the foreground"),
     ):
-        one = sub.add_parser(name, help=text)
-        _date_args(one)
+        _date_args(sub.add_parser(name, help=text))
 
     demo = sub.add_parser(
         "demo", help="the whole flow on the embedded default against a bundled sample site"
     )
     demo.add_argument("--home", help="CURSOR_HOME for the demo (default: var/demo)")
 
-    config = sub.add_parser("config", help="show, validate or push the watchlist")
-    config_sub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
-    config_sub.add_parser("show", help="print the settings (secrets redacted) and the watchlist")
-    config_sub.add_parser(
-        "validate", help="check the settings and the watchlist; exit 1 on problems"
+    _config_parser(sub)
+
+    runs = _actions(sub, "runs", "inspect run journals")
+    runs_list = runs.add_parser("list", help="list the most recent runs")
+    runs_list.add_argument("--limit", type=int, default=50, metavar="N")
+    _output_arg(runs_list)
+    runs_show = runs.add_parser("show", help="print one run's journal")
+    runs_show.add_argument("run_id")
+
+    dlq = _actions(sub, "dlq", "dead letters: list, replay, purge")
+    dlq_list = dlq.add_parser("list", help="list dead letters with their reasons")
+    dlq_list.add_argument("--limit", type=int, default=100, metavar="N")
+    _output_arg(dlq_list)
+    dlq.add_parser("replay", help="put a dead letter back on the queue").add_argument("message_id")
+    purge = dlq.add_parser("purge", help="delete every dead letter (asks first)")
+    purge.add_argument("--yes", "-y", action="store_true", help="do not ask")
+
+    schedule = _actions(sub, "schedule", "the built-in schedule (SCHEDULE, SCHEDULE_TZ)")
+    show = schedule.add_parser("show", help="print the next slots, globally and per source")
+    show.add_argument("--count", type=int, default=5, metavar="N", help="slots to print")
+    _output_arg(show)
+
+    verify = sub.add_parser(
+        "verify", help="check a stored Gold: SHA-256 of its bytes and schema 2.0"
     )
-    push = config_sub.add_parser(
+    verify.add_argument("key")
+
+    health = sub.add_parser("health", help="check every configured backend; exit 1 if one fails")
+    _output_arg(health)
+    return parser
+
+
+def _config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = _actions(sub, "config", "show, validate or push the watchlist")
+    config.add_parser("show", help="print the settings (secrets redacted) and the watchlist")
+    config.add_parser("validate", help="check the settings and the watchlist; exit 1 on problems")
+    push = config.add_parser(
         "push", help="validate a watchlist file and install it (KV key or WATCHLIST_FILE)"
     )
     push.add_argument("file", help="the watchlist JSON to install")
@@ -71,28 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         help="install even when some sources are invalid (they are skipped at run time)",
     )
 
-    runs = sub.add_parser("runs", help="inspect run journals")
-    runs_sub = runs.add_subparsers(dest="action", required=True, metavar="ACTION")
-    runs_list = runs_sub.add_parser("list", help="list runs")
-    runs_list.add_argument("--limit", type=int, default=50)
-    runs_show = runs_sub.add_parser("show", help="print one run's journal")
-    runs_show.add_argument("run_id")
 
-    dlq = sub.add_parser("dlq", help="dead letters: list, replay, purge")
-    dlq_sub = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
-    dlq_list = dlq_sub.add_parser("list", help="list dead letters with their reasons")
-    dlq_list.add_argument("--limit", type=int, default=100)
-    replay = dlq_sub.add_parser("replay", help="put a dead letter back on the queue")
-    replay.add_argument("message_id")
-    dlq_sub.add_parser("purge", help="delete every dead letter")
-
-    verify = sub.add_parser(
-        "verify", help="check a stored Gold: SHA-256 of its bytes and schema 2.0"
-    )
-    verify.add_argument("key")
-
-    sub.add_parser("health", help="check every configured backend; exit 1 if one fails")
-    return parser
+def _actions(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    parser = sub.add_parser(name, help=text)
+    return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
 def _date_args(parser: argparse.ArgumentParser) -> None:
@@ -100,15 +127,54 @@ def _date_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sources", help="comma-separated source ids to restrict the run to")
 
 
+def _output_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=FORMATS,
+        default="json",
+        help="json (default, for scripts) or table (for people)",
+    )
+
+
+def dispatch_table() -> dict[str, Command]:
+    """``command`` or ``command action`` → the function that runs it."""
+    from . import commands
+
+    return {
+        "run": commands.cmd_run,
+        "enqueue": commands.cmd_enqueue,
+        "ingest": commands.cmd_ingest,
+        "reprocess": commands.cmd_reprocess,
+        "config show": commands.cmd_config_show,
+        "config validate": commands.cmd_config_validate,
+        "config push": commands.cmd_config_push,
+        "runs list": commands.cmd_runs_list,
+        "runs show": commands.cmd_runs_show,
+        "dlq list": commands.cmd_dlq_list,
+        "dlq replay": commands.cmd_dlq_replay,
+        "dlq purge": commands.cmd_dlq_purge,
+        "schedule show": commands.cmd_schedule_show,
+        "verify": commands.cmd_verify,
+        "health": commands.cmd_health,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
+    with quiet_broken_pipe() as closed:
+        code = _main(argv)
+    return closed[0] if closed else code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from pathlib import Path
 
     from atlasreg_cursor.domain.errors import CursorError
 
     from .settings import SettingsError, load_settings
 
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -116,9 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args)
         settings = load_settings(env_file=Path(args.env_file))
     except SettingsError as exc:
-        print(f"atlasreg-cursor: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    from . import commands
+        return fail(str(exc), EXIT_USAGE)
     from .log import configure_logging
 
     daemon = args.command == "run"
@@ -127,40 +191,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.log_level,
         stream=sys.stdout if daemon else sys.stderr,
     )
-    handler = getattr(commands, f"cmd_{args.command}")
+    key = f"{args.command} {args.action}" if getattr(args, "action", None) else args.command
+    command = dispatch_table()[key]
     try:
-        code: int = handler(settings, args)
+        return command(settings, args)
     except SettingsError as exc:
-        print(f"atlasreg-cursor: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except CursorError as exc:
-        print(f"atlasreg-cursor: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_TRANSIENT if exc.transient else EXIT_FAILED
-    return code
-
-
-def new_message(kind: str, date: str, sources: str | None) -> dict[str, Any]:
-    """A job message with a fresh ``message_id`` (what ``enqueue`` sends)."""
-    payload: dict[str, Any] = {}
-    if sources:
-        payload["sources"] = [s.strip() for s in sources.split(",") if s.strip()]
-    return {
-        "type": kind,
-        "date": date,
-        "payload": payload,
-        "timestamp": dt.datetime.now(dt.UTC)
-        .replace(microsecond=0)
-        .isoformat()
-        .replace("+00:00", "Z"),
-        "message_id": uuid.uuid4().hex,
-    }
-
-
-def print_json(data: Any) -> None:
-    """Print *data* as indented JSON on stdout."""
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        return fail(
+            f"{type(exc).__name__}: {exc}", EXIT_TRANSIENT if exc.transient else EXIT_FAILED
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

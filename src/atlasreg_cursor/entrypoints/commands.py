@@ -1,10 +1,16 @@
-"""The CLI's subcommands: small functions ``cmd_<name>(settings, args) -> exit code``."""
+"""The CLI's subcommands: small functions ``cmd_<name>(settings, args) -> exit code``.
+
+:mod:`.cli` parses the arguments and dispatches here through its table;
+what is printed and the exit codes come from :mod:`.output`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
+import uuid
 from typing import Any
 
 import structlog
@@ -16,11 +22,28 @@ from atlasreg_cursor.domain.ingest import RunFailed, RunSummary, read_journal, r
 from atlasreg_cursor.domain.messages import parse_date, parse_message
 
 from .bootstrap import App, build
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, new_message, print_json
 from .daemon import log_event, run_daemon
+from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, confirm, fail, print_json, print_rows
 from .settings import Settings
 
 log = structlog.get_logger()
+
+
+def new_message(kind: str, date: str, sources: str | None) -> dict[str, Any]:
+    """A job message with a fresh ``message_id`` (what ``enqueue`` sends)."""
+    payload: dict[str, Any] = {}
+    if sources:
+        payload["sources"] = [s.strip() for s in sources.split(",") if s.strip()]
+    return {
+        "type": kind,
+        "date": date,
+        "payload": payload,
+        "timestamp": dt.datetime.now(dt.UTC)
+        .replace(microsecond=0)
+        .isoformat()
+        .replace("+00:00", "Z"),
+        "message_id": uuid.uuid4().hex,
+    }
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -113,46 +136,52 @@ def cmd_reprocess(settings: Settings, args: argparse.Namespace) -> int:
     return _one_shot(settings, args, "reprocess")
 
 
-def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
-    """``config show`` / ``config validate`` / ``config push FILE``."""
-    if args.action == "push":
-        return _config_push(settings, args)
+def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
+    """``config show``: the settings (secrets redacted) and the watchlist."""
     app = build(settings)
     try:
         config = app.config.load()
     except CursorError as exc:
-        if args.action == "show":
-            print_json({"settings": settings.redacted(), "watchlist_error": str(exc)})
-        print(f"watchlist: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.action == "show":
-        print_json(
-            {
-                "settings": settings.redacted(),
-                "backends": {
-                    p: settings.backend(p)
-                    for p in ("queue", "config", "storage", "notifier", "executor")
-                },
-                "sources": [
-                    {
-                        "id": s.id,
-                        "handler_id": s.handler_id,
-                        "enabled": s.enabled,
-                        "url_feed": s.url_feed,
-                    }
-                    for s in config.sources
-                ],
-                "invalid_sources": [
-                    {"index": b.index, "id": b.source_id, "reason": b.reason}
-                    for b in config.invalid
-                ],
-                "global_settings": {
-                    "max_concurrent_sources": config.global_settings.max_concurrent_sources,
-                    "processing_timeout_minutes": config.global_settings.processing_timeout_minutes,
-                },
-            }
-        )
-        return EXIT_OK
+        print_json({"settings": settings.redacted(), "watchlist_error": str(exc)})
+        return fail(f"watchlist: {type(exc).__name__}: {exc}")
+    print_json(
+        {
+            "settings": settings.redacted(),
+            "backends": {
+                p: settings.backend(p)
+                for p in ("queue", "config", "storage", "notifier", "executor")
+            },
+            "sources": [
+                {
+                    "id": s.id,
+                    "handler_id": s.handler_id,
+                    "enabled": s.enabled,
+                    "url_feed": s.url_feed,
+                    "schedule": s.schedule,
+                }
+                for s in config.sources
+            ],
+            "invalid_sources": [
+                {"index": b.index, "id": b.source_id, "reason": b.reason} for b in config.invalid
+            ],
+            "global_settings": {
+                "max_concurrent_sources": config.global_settings.max_concurrent_sources,
+                "processing_timeout_minutes": config.global_settings.processing_timeout_minutes,
+                "alert_on_zero_results": config.global_settings.alert_on_zero_results,
+                "alert_recipients": list(config.global_settings.alert_recipients),
+            },
+        }
+    )
+    return EXIT_OK
+
+
+def cmd_config_validate(settings: Settings, args: argparse.Namespace) -> int:
+    """``config validate``: the settings loaded; now the watchlist."""
+    app = build(settings)
+    try:
+        config = app.config.load()
+    except CursorError as exc:
+        return fail(f"watchlist: {type(exc).__name__}: {exc}")
     enabled = sum(1 for s in config.sources if s.enabled)
     print(f"{len(config.sources)} valid sources ({enabled} enabled), {len(config.invalid)} invalid")
     for bad in config.invalid:
@@ -160,7 +189,7 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_FAILED if config.invalid else EXIT_OK
 
 
-def _config_push(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_config_push(settings: Settings, args: argparse.Namespace) -> int:
     """Validate a watchlist file, then write it where the config backend reads it."""
     from pathlib import Path
 
@@ -175,11 +204,7 @@ def _config_push(settings: Settings, args: argparse.Namespace) -> int:
             f"  invalid sources[{bad.index}] {bad.source_id or '?'}: {bad.reason}", file=sys.stderr
         )
     if config.invalid and not args.allow_invalid_sources:
-        print(
-            "not installed: fix the invalid sources or pass --allow-invalid-sources",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
+        return fail("not installed: fix the invalid sources or pass --allow-invalid-sources")
     app = build(settings)
     target: Any = app.config
     if settings.backend("config") == "kv":
@@ -196,76 +221,123 @@ def _config_push(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
-    """``runs list`` / ``runs show RUN_ID``."""
+def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
+    """``runs show RUN_ID``: one journal, notification bodies decoded."""
     app = build(settings)
-    if args.action == "show":
-        journal = read_journal(app.store, args.run_id)
-        if journal is None:
-            print(f"no run {args.run_id}", file=sys.stderr)
-            return EXIT_FAILED
-        from atlasreg_cursor.domain.codec import converter
+    journal = read_journal(app.store, args.run_id)
+    if journal is None:
+        return fail(f"no run {args.run_id}")
+    from atlasreg_cursor.domain.codec import converter
 
-        data = converter.unstructure(journal)
-        for note in ("notification", "failure"):
-            if data.get(note):
-                data[note]["body"] = json.loads(data[note]["body"])
-        print_json(data)
-        return EXIT_OK
-    rows = []
-    for obj in app.store.list("runs/"):
-        run_id = obj.key.removeprefix("runs/").removesuffix(".json")
-        journal = read_journal(app.store, run_id)
-        if journal is None:
-            continue
-        rows.append(
-            {
-                "run_id": journal.run_id,
-                "date": journal.date.isoformat(),
-                "type": journal.message_type.value,
-                "status": journal.status.value if journal.status else "in_progress",
-                "gold_key": journal.gold.key if journal.gold else None,
-                "updated_at": journal.updated_at.isoformat(),
-            }
-        )
-    rows.sort(key=lambda r: str(r["updated_at"]), reverse=True)
-    print_json(rows[: args.limit])
+    data = converter.unstructure(journal)
+    for note in ("notification", "failure"):
+        if data.get(note):
+            data[note]["body"] = json.loads(data[note]["body"])
+    print_json(data)
     return EXIT_OK
 
 
-def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
-    """``dlq list|replay|purge`` on queues that keep their dead letters."""
+def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
+    """``runs list [--limit N]``: lists journal keys, reads only the N most recent."""
+    from .journals import recent_journals
+
     app = build(settings)
+    rows = [
+        {
+            "run_id": journal.run_id,
+            "date": journal.date.isoformat(),
+            "type": journal.message_type.value,
+            "status": journal.status.value if journal.status else "in_progress",
+            "gold_key": journal.gold.key if journal.gold else None,
+            "updated_at": journal.updated_at.isoformat(),
+        }
+        for journal in recent_journals(app.store, args.limit)
+    ]
+    rows.sort(key=lambda r: str(r["updated_at"]), reverse=True)
+    print_rows(rows, columns=("run_id", "date", "type", "status", "updated_at"), fmt=args.output)
+    return EXIT_OK
+
+
+def _dead_letters(settings: Settings, app: App) -> Any:
     queue: Any = app.queue
     if not hasattr(queue, "list_dead"):
-        print(
-            f"the {settings.backend('queue')} queue does not keep dead letters locally",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        fail(f"the {settings.backend('queue')} queue does not keep dead letters locally")
+        return None
+    return queue
+
+
+def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    """``dlq list``: dead letters with their reasons."""
+    app = build(settings)
     try:
-        if args.action == "list":
-            print_json(
-                [
-                    {
-                        "message_id": d.message_id,
-                        "reason": d.reason,
-                        "attempts": d.attempts,
-                        "dead_at": d.dead_at,
-                        "body": d.body.decode("utf-8", "replace"),
-                    }
-                    for d in queue.list_dead(args.limit)
-                ]
-            )
-            return EXIT_OK
-        if args.action == "replay":
-            ok = queue.replay_dead(args.message_id)
-            print_json({"replayed": ok, "message_id": args.message_id})
-            return EXIT_OK if ok else EXIT_FAILED
-        print_json({"purged": queue.purge_dead()})
+        box = _dead_letters(settings, app)
+        if box is None:
+            return EXIT_USAGE
+        rows = [
+            {
+                "message_id": d.message_id,
+                "reason": d.reason,
+                "attempts": d.attempts,
+                "dead_at": d.dead_at,
+                "body": d.body.decode("utf-8", "replace"),
+            }
+            for d in box.list_dead(args.limit)
+        ]
+        print_rows(rows, columns=("message_id", "attempts", "dead_at", "reason"), fmt=args.output)
         return EXIT_OK
     finally:
         app.close()
+
+
+def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
+    """``dlq replay MESSAGE_ID``: back onto the queue."""
+    app = build(settings)
+    try:
+        box = _dead_letters(settings, app)
+        if box is None:
+            return EXIT_USAGE
+        ok = box.replay_dead(args.message_id)
+        print_json({"replayed": ok, "message_id": args.message_id})
+        return EXIT_OK if ok else EXIT_FAILED
+    finally:
+        app.close()
+
+
+def cmd_dlq_purge(settings: Settings, args: argparse.Namespace) -> int:
+    """``dlq purge``: asks on a terminal; a script must pass ``--yes``."""
+    app = build(settings)
+    try:
+        box = _dead_letters(settings, app)
+        if box is None:
+            return EXIT_USAGE
+        count = len(box.list_dead(100_000))
+        answer = confirm(f"delete {count} dead letters for good?", assume_yes=args.yes)
+        if answer is None:
+            return fail("dlq purge deletes for good: pass --yes (no terminal to ask)", EXIT_USAGE)
+        if not answer:
+            print("nothing deleted", file=sys.stderr)
+            return EXIT_FAILED
+        print_json({"purged": box.purge_dead()})
+        return EXIT_OK
+    finally:
+        app.close()
+
+
+def cmd_schedule_show(settings: Settings, args: argparse.Namespace) -> int:
+    """``schedule show``: the next global slots and each source's own."""
+    from .scheduler import schedule_rows
+
+    app = build(settings)
+    try:
+        watchlist = app.config.load()
+    except CursorError as exc:
+        log.warning("schedule.watchlist_unavailable", error=str(exc))
+        watchlist = None
+    rows = schedule_rows(settings, watchlist, count=args.count)
+    if not rows:
+        print("SCHEDULE is not set: nothing is enqueued on a schedule", file=sys.stderr)
+    print_rows(rows, columns=("slot", "local_time", "date", "sources"), fmt=args.output)
+    return EXIT_OK
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -274,8 +346,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     try:
         body, obj = app.store.get(args.key)
     except ObjectNotFound:
-        print(f"no object at {args.key}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(f"no object at {args.key}")
     actual = sha256_hex(body)
     recorded = obj.metadata.get("sha256") or obj.sha256
     result: dict[str, Any] = {
@@ -298,7 +369,9 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
-    """Check each backend once."""
+    """Check each backend once (and Celery and Airflow with the Core executor)."""
+    from .bootstrap import core_clients
+
     app = build(settings)
     checks: dict[str, Any] = {}
 
@@ -311,9 +384,30 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
     check("queue", lambda: _stats(app))
     check("config", lambda: f"{len(app.config.load().sources)} sources")
     check("storage", lambda: f"{sum(1 for _ in app.store.list('gold/'))} gold objects")
+    if settings.backend("executor") == "core":
+        celery, airflow = core_clients(settings)
+        try:
+            check("celery", lambda: _celery_workers(celery))
+            if airflow is not None:
+                check("airflow", lambda: f"API {airflow.api_version} answers")
+        finally:
+            celery.close()
+            if airflow is not None:
+                airflow.close()
     app.close()
-    print_json(checks)
+    rows = [{"check": name, **result} for name, result in checks.items()]
+    if args.output == "table":
+        print_rows(rows, columns=("check", "ok", "detail", "error"), fmt="table")
+    else:
+        print_json(checks)
     return EXIT_OK if all(c["ok"] for c in checks.values()) else EXIT_FAILED
+
+
+def _celery_workers(celery: Any) -> str:
+    workers = celery.ping(timeout=2.0)
+    if not workers:
+        raise RuntimeError("the broker answers but no Core worker replied to a ping")
+    return f"{len(workers)} workers: {', '.join(workers)}"
 
 
 def _stats(app: App) -> dict[str, Any]:

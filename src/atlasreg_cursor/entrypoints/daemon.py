@@ -21,6 +21,9 @@ from atlasreg_cursor.domain.errors import CursorError, QueueError
 from atlasreg_cursor.domain.ingest import HandleResult, Outcome, handle_delivery
 
 from .bootstrap import App
+from .operations import HttpUnavailable, start_operations
+from .readiness import LoopMonitor
+from .telemetry import record_event, record_handled
 
 log = structlog.get_logger()
 
@@ -38,23 +41,19 @@ class DaemonState:
     handled: int = 0
     last_queue_ok: float | None = None
     last_error: str | None = None
-    last_depth_at: float = 0.0
+    monitor: LoopMonitor = attrs.Factory(LoopMonitor)
 
 
 def log_event(name: str, data: Mapping[str, Any]) -> None:
     """Turn the service's progress events into log lines and metrics."""
+    record_event(name, data)
     fields = {k: v for k, v in data.items() if v is not None}
     if name == "source.finished":
-        metrics.SOURCES_EXECUTED.labels(
-            handler_id=str(data.get("handler_id")), result="ok" if data.get("ok") else "error"
-        ).inc()
-        metrics.DOCUMENTS_PROCESSED.inc(int(data.get("documents") or 0))
         level = "info" if data.get("ok") else "warning"
         with structlog.contextvars.bound_contextvars(source_id=data.get("source_id")):
             getattr(log, level)(name, **{k: v for k, v in fields.items() if k != "source_id"})
         return
     if name in {"run.failed", "message.poison", "notification.failed", "notification.rejected"}:
-        metrics.ERRORS.labels(error_type=str(data.get("error_type", name))).inc()
         log.error(name, **fields)
     elif name in {"run.retry_scheduled", "run.deferred", "message.ack_late", "queue.extend_failed"}:
         log.warning(name, **fields)
@@ -65,8 +64,7 @@ def log_event(name: str, data: Mapping[str, Any]) -> None:
 def process_one(app: App, state: DaemonState, wait_seconds: float) -> HandleResult | None:
     """Receive at most one delivery and handle it; ``None`` when nothing came."""
     deliveries = app.queue.receive(1, wait_seconds)
-    state.last_queue_ok = time.monotonic()
-    _export_depth(app, state)
+    state.last_queue_ok, state.last_error = time.monotonic(), None
     if not deliveries:
         return None
     (delivery,) = deliveries
@@ -74,14 +72,14 @@ def process_one(app: App, state: DaemonState, wait_seconds: float) -> HandleResu
     structlog.contextvars.clear_contextvars()
     with structlog.contextvars.bound_contextvars(queue_message_id=delivery.message_id):
         try:
-            result = _handle(app, delivery)
+            with state.monitor.working():
+                result = _handle(app, delivery)
         except _Abort:
             app.queue.retry(delivery, 0)
             log.warning("message.released", reason="stop requested twice")
             raise
         duration = time.monotonic() - started
-        metrics.MESSAGES_PROCESSED.labels(outcome=result.outcome.value).inc()
-        metrics.PROCESSING_DURATION.observe(duration)
+        record_handled(result, duration)
         summary = result.summary
         log.info(
             "message.handled",
@@ -99,19 +97,6 @@ def process_one(app: App, state: DaemonState, wait_seconds: float) -> HandleResu
         )
     state.handled += 1
     return result
-
-
-def _export_depth(app: App, state: DaemonState, every: float = 15.0) -> None:
-    """Refresh the queue-depth gauges at most every *every* seconds."""
-    now = time.monotonic()
-    if now - state.last_depth_at < every:
-        return
-    state.last_depth_at = now
-    stats = app.queue.stats()
-    for name in ("ready", "in_flight", "delayed", "dead"):
-        value = getattr(stats, name)
-        if value is not None:
-            metrics.QUEUE_DEPTH.labels(state=name).set(value)
 
 
 def _handle(app: App, delivery: Any) -> HandleResult:
@@ -159,8 +144,12 @@ def run_daemon(
         serve_http: serve ``/healthz``, ``/readyz``, ``/metrics``.
     """
     state = state or DaemonState()
+    try:
+        ops = start_operations(app, state.monitor, serve_http=serve_http)
+    except HttpUnavailable as exc:
+        log.error("daemon.http_unavailable", error=str(exc))
+        return 2
     previous = _install_signals(state)
-    server = _start_http(app, state) if serve_http else None
     log.info(
         "daemon.started",
         mode=app.settings.mode,
@@ -168,12 +157,13 @@ def run_daemon(
         storage=app.settings.backend("storage"),
         executor=app.settings.backend("executor"),
         consumer_id=app.policy.consumer_id,
-        metrics_port=server.port if server else None,
+        metrics_port=ops.port,
     )
     code = 0
     backoff = 1.0
     try:
         while not state.stop.is_set():
+            state.monitor.beat()
             try:
                 result = process_one(
                     app, state, app.settings.poll_seconds if not until_empty else 1.0
@@ -197,8 +187,7 @@ def run_daemon(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if server is not None:
-            server.stop()
+        ops.stop()
         log.info("daemon.stopped", handled=state.handled, exit_code=code)
     return code
 
@@ -218,25 +207,6 @@ def _install_signals(state: DaemonState) -> dict[int, Any]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, on_signal)
     return previous
-
-
-def _start_http(app: App, state: DaemonState) -> Any:
-    from .http import HealthServer
-
-    def ready() -> tuple[bool, dict[str, Any]]:
-        fresh = state.last_queue_ok is not None and time.monotonic() - state.last_queue_ok < max(
-            60.0, app.settings.poll_seconds * 3
-        )
-        return fresh and not state.stop.is_set(), {
-            "handled": state.handled,
-            "last_error": state.last_error,
-        }
-
-    try:
-        return HealthServer(app.settings.metrics_host, app.settings.metrics_port, ready).start()
-    except OSError as exc:
-        log.warning("http.unavailable", error=str(exc), port=app.settings.metrics_port)
-        return None
 
 
 __all__ = ["DaemonState", "Outcome", "log_event", "process_one", "run_daemon"]

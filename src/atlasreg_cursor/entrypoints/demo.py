@@ -17,6 +17,7 @@ import secrets
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TextIO
 
 from atlasreg_cursor.domain.hashing import canonical_bytes, sha256_hex
 from atlasreg_cursor.domain.ingest import read_journal
@@ -24,9 +25,10 @@ from atlasreg_cursor.domain.messages import MessageType
 from atlasreg_cursor.domain.runs import derive_run_id
 
 from .bootstrap import build
-from .cli import EXIT_FAILED, EXIT_OK, new_message
+from .commands import new_message
 from .daemon import run_daemon
 from .log import configure_logging
+from .output import EXIT_FAILED, EXIT_OK
 from .receiver import WebhookReceiver
 from .settings import load_settings
 
@@ -127,6 +129,41 @@ def _report(journal: object, home: Path, receiver: WebhookReceiver) -> int:
         "errors_count": journal.gold.errors_count,
         "notified": bool(journal.notification and journal.notification.delivered and verified),
     }
+    _explain(journal, home, err)
     print(json.dumps(summary, separators=(", ", ": ")), flush=True)
     ok = sha256_hex(body) == journal.gold.sha256 and bool(verified)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _explain(journal: object, home: Path, err: TextIO) -> None:
+    """Why one source fails on purpose, and what to try next."""
+    from atlasreg_cursor.domain.runs import RunJournal
+
+    assert isinstance(journal, RunJournal)
+    failed = [o for o in journal.sources if not o.ok]
+    if failed:
+        print("== about the failing source", file=err)
+    for outcome in failed:
+        if outcome.error_type == "handler_not_available":
+            why = (
+                "fails on purpose: it is an AIRFLOW_DAG source, which only AtlasReg Core "
+                "can run (EXECUTOR_BACKEND=core)"
+            )
+        else:
+            why = f"failed: {outcome.error_type}: {outcome.error_message}"
+        print(
+            f"  {outcome.source_id} {why}. Its error is in the Gold's 'errors' and the run is "
+            "'partial': one broken source never sinks the others.",
+            file=err,
+        )
+    env = f"CURSOR_HOME={home} ALLOW_PRIVATE_SOURCES=true"
+    print("== try next", file=err)
+    for line in (
+        f"{env} atlasreg-cursor runs list -o table",
+        f"{env} atlasreg-cursor runs show {journal.run_id}",
+        f"{env} atlasreg-cursor verify {journal.gold.key if journal.gold else 'gold/...'}",
+        f"{env} atlasreg-cursor config show | head -40",
+        f"{env} atlasreg-cursor health -o table",
+        f"{env} SCHEDULE='0 6 * * *' atlasreg-cursor schedule show -o table",
+    ):
+        print(f"  {line}", file=err)

@@ -19,17 +19,24 @@ class HealthServer:
         host: address to bind (``METRICS_HOST``).
         port: port to bind (``METRICS_PORT``; 0 picks a free one).
         ready: returns ``(ready, detail)`` for ``/readyz``.
+        health: returns ``(alive, detail)`` for ``/healthz`` (default: always alive).
     """
 
     def __init__(
-        self, host: str, port: int, ready: Callable[[], tuple[bool, dict[str, Any]]]
+        self,
+        host: str,
+        port: int,
+        ready: Callable[[], tuple[bool, dict[str, Any]]],
+        health: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
     ) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/healthz":
-                    outer._send(self, 200, {"status": "ok"})
+                    alive, about = health() if health else (True, {})
+                    status = {"status": "ok" if alive else "wedged", **about}
+                    outer._send(self, 200 if alive else 503, status)
                 elif self.path == "/readyz":
                     ok, detail = ready()
                     outer._send(self, 200 if ok else 503, {"ready": ok, **detail})

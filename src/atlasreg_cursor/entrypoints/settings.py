@@ -2,7 +2,9 @@
 
 This is the only module that reads ``os.environ``. Every field's variable is
 its name in upper case (``hook_endpoint`` ← ``HOOK_ENDPOINT``). An optional
-``.env`` file (``KEY=VALUE`` lines) fills what the environment does not set.
+``.env`` file, read with python-dotenv as Docker Compose reads one (comments,
+inline comments, quotes, ``export``, ``${VAR}``), fills what the environment
+does not set.
 A bad value is a :class:`SettingsError` naming the variable; secrets never
 appear in reprs, logs or error messages.
 """
@@ -14,7 +16,7 @@ import socket
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import attrs
 import cattrs
@@ -121,6 +123,13 @@ class Settings:
     lease_seconds: float = 300.0
     poll_seconds: float = 5.0
 
+    # --- operations: schedule, readiness, circuit breakers ---
+    schedule: str | None = None
+    schedule_tz: str = "America/Sao_Paulo"
+    probe_interval_seconds: float = 15.0
+    breaker_fail_max: int = 5
+    breaker_reset_seconds: float = 60.0
+
     def backend(self, port: str) -> str:
         """The backend for *port*: its override, else what ``MODE`` implies."""
         override = getattr(self, f"{port}_backend")
@@ -199,25 +208,28 @@ def _converter() -> cattrs.Converter:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """
-    Read ``KEY=VALUE`` lines (``#`` comments, optional quotes, ``export`` prefix).
+    Read a ``.env`` file as Docker Compose does (python-dotenv).
+
+    ``#`` comments and inline comments (``MODE=local # the default``),
+    single or double quotes, an ``export`` prefix, ``${VAR}`` expansion.
 
     Raises:
-        SettingsError: a line is not ``KEY=VALUE``.
+        SettingsError: a line is not ``KEY=VALUE`` (its number is named, not its text).
     """
-    values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        text = text.removeprefix("export ").strip()
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise SettingsError(f"{path}:{number}: expected KEY=VALUE")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+    import io
+
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    text = path.read_text(encoding="utf-8")
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise SettingsError(
+                f"{path}:{binding.original.line}: expected KEY=VALUE "
+                "(a comment starts with #, a value with spaces needs quotes)"
+            )
+    values = dotenv_values(stream=io.StringIO(text), interpolate=True)
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def load_settings(
@@ -247,23 +259,36 @@ def load_settings(
 
 
 def _describe(exc: cattrs.ClassValidationError, known: Mapping[str, Any]) -> str:
+    hints = get_type_hints(Settings)
     problems = []
     for sub in exc.exceptions:
         note = getattr(sub, "__notes__", [""])
         field_name = note[0].split("attribute ")[-1].split(" ")[0] if note else ""
         name = field_name.strip("'\"").upper() if field_name else "?"
         field = known.get(name)
-        if field is not None and field.metadata.get("secret"):
+        if field is None:
+            problems.append(f"{name}: {_message(sub)}")
+        elif field.metadata.get("secret"):
             problems.append(f"{name}: invalid value")
-            continue
-        allowed = (
-            get_args(field.type)
-            if field is not None and isinstance(field.type, str) is False
-            else ()
-        )
-        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        problems.append(f"{name}: {_message(sub)}{hint}")
+        else:
+            problems.append(f"{name}: {_expected(hints.get(field.name))}")
     return "invalid settings: " + "; ".join(problems)
+
+
+def _expected(hint: Any) -> str:
+    """What a field accepts, in plain words."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if get_origin(hint) is Literal:
+        return "must be one of: " + ", ".join(str(a) for a in args)
+    if len(args) == 1:  # ``X | None``
+        hint = args[0]
+    if hint is bool:
+        return "must be true or false (also yes/no, on/off, 1/0)"
+    if hint is int:
+        return "must be a whole number"
+    if hint is float:
+        return "must be a number"
+    return "invalid value"
 
 
 def _message(exc: BaseException) -> str:
@@ -295,6 +320,7 @@ def _check(settings: Settings) -> None:
         "CONFIG_TTL_SECONDS": settings.config_ttl_seconds >= 0,
     }
     problems += [f"{name}: out of range" for name, ok in numbers.items() if not ok]
+    problems += _check_operations(settings)
     if settings.backend("notifier") == "webhook":
         if not settings.hook_endpoint:
             problems.append("HOOK_ENDPOINT: required by the webhook notifier")
@@ -304,3 +330,27 @@ def _check(settings: Settings) -> None:
         problems.append("HOOK_ENDPOINT: must be an http(s) URL")
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
+
+
+def _check_operations(settings: Settings) -> list[str]:
+    """SCHEDULE, SCHEDULE_TZ, probe and breaker settings, in plain words."""
+    from atlasreg_cursor.domain.errors import InvalidSchedule
+    from atlasreg_cursor.domain.schedule import load_zone, parse_cron
+
+    problems = []
+    try:
+        load_zone(settings.schedule_tz)
+    except InvalidSchedule as exc:
+        problems.append(f"SCHEDULE_TZ: {exc}")
+    if settings.schedule is not None:
+        try:
+            parse_cron(settings.schedule)
+        except InvalidSchedule as exc:
+            problems.append(f"SCHEDULE: {exc}")
+    if not 1 <= settings.probe_interval_seconds <= 3600:
+        problems.append("PROBE_INTERVAL_SECONDS: must be between 1 and 3600 seconds")
+    if settings.breaker_fail_max < 1:
+        problems.append("BREAKER_FAIL_MAX: must be a whole number of 1 or more")
+    if not 1 <= settings.breaker_reset_seconds <= 86400:
+        problems.append("BREAKER_RESET_SECONDS: must be between 1 and 86400 seconds")
+    return problems

@@ -108,6 +108,16 @@ class KVConfigSource:
         """
         return self._cache.load()
 
+    def probe(self) -> None:
+        """
+        Fetch and parse the watchlist from its origin, bypassing the cache (readiness).
+
+        Raises:
+            ConfigError: the origin cannot be read.
+            InvalidConfig: what it holds is not a usable watchlist.
+        """
+        self._cache.probe()
+
     def invalidate(self) -> None:
         """Make the next ``load`` fetch again."""
         self._cache.invalidate()

@@ -155,6 +155,8 @@ class CeleryGateway:
         result_backend: where results are read (``CELERY_RESULT_BACKEND``).
         app_name: the Celery app's main name.
         queue: the queue tasks are sent to (Celery's default ``celery`` if unset).
+        breaker: the ``celery`` circuit breaker (:mod:`..breakers`); calls go
+            through it, and fail fast while it is open.
     """
 
     def __init__(
@@ -164,9 +166,11 @@ class CeleryGateway:
         result_backend: str,
         app_name: str = "atlasreg-cursor",
         queue: str | None = None,
+        breaker: Any = None,
     ) -> None:
         from celery import Celery
 
+        self._breaker = breaker
         self._broker_url = broker_url
         self._backend_url = result_backend
         self._app = Celery(
@@ -231,7 +235,7 @@ class CeleryGateway:
             ExecutorUnavailable: the broker or the result backend is unreachable.
         """
         deadline = time.monotonic() + timeout
-        return self._call(name, list(args), dict(kwargs or {}), deadline, task_id)
+        return self._guarded(name, list(args), dict(kwargs or {}), deadline, task_id)
 
     def call_many(
         self,
@@ -279,7 +283,7 @@ class CeleryGateway:
                     )
                 )
             try:
-                return CallOutcome(value=self._call(name, [], dict(kwargs), deadline, None))
+                return CallOutcome(value=self._guarded(name, [], dict(kwargs), deadline, None))
             except TaskError as exc:
                 return CallOutcome(error=exc)
             except ExecutorUnavailable:
@@ -300,6 +304,19 @@ class CeleryGateway:
         if failure is not None:
             raise failure
         return outcomes
+
+    def _guarded(
+        self,
+        name: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        deadline: float,
+        task_id: str | None,
+    ) -> Any:
+        """``_call`` through the breaker when there is one."""
+        if self._breaker is None:
+            return self._call(name, args, kwargs, deadline, task_id)
+        return self._breaker.call(self._call, name, args, kwargs, deadline, task_id)
 
     def _call(
         self,

@@ -1,0 +1,481 @@
+"""Circuit breakers, one per dependency, on pybreaker.
+
+After ``BREAKER_FAIL_MAX`` consecutive failures that mean "unreachable" (the
+port's transient errors, not answers such as a failed precondition or a 4xx)
+a dependency's breaker opens: calls fail at once with a :class:`CircuitOpen`
+subclass of that port's transient error, instead of waiting out timeouts and
+retries. After ``BREAKER_RESET_SECONDS`` the next call is a trial: success
+closes the breaker, failure opens it again.
+
+Dependencies: ``storage``, ``webhook``, ``celery``, ``airflow`` and
+``source:<host>`` per source host. With the Redis queue backend the state is
+kept in that Redis (pybreaker's ``CircuitRedisStorage``), so every daemon on
+the queue sees the same breakers; otherwise it is kept in memory.
+
+Calls run outside pybreaker's lock (it would serialise every call through a
+breaker): admission is checked first, and the outcome is then recorded
+through the breaker's state machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pybreaker
+import structlog
+
+from atlasreg_cursor.domain.errors import (
+    CursorError,
+    ExecutorUnavailable,
+    NotificationUnavailable,
+    SourceFailed,
+    StorageUnavailable,
+)
+
+from . import metrics
+
+if TYPE_CHECKING:
+    from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
+    from atlasreg_cursor.domain.gold import GoldDocument
+    from atlasreg_cursor.domain.notifications import Notification
+    from atlasreg_cursor.domain.runs import RunContext
+    from atlasreg_cursor.domain.sources import SourceConfig
+    from atlasreg_cursor.ports import Executor, Notifier, ObjectStore
+    from atlasreg_cursor.ports.notifier import Receipt
+    from atlasreg_cursor.ports.storage import StoredObject
+
+log = structlog.get_logger()
+# pybreaker logs Redis trouble with tracebacks through stdlib logging; the
+# readiness probe of the queue (the same Redis) reports it instead.
+logging.getLogger("pybreaker").addHandler(logging.NullHandler())
+logging.getLogger("pybreaker").propagate = False
+
+STATE_CODES = {"closed": 0, "half-open": 1, "open": 2}
+SOURCE_HOST_ERRORS = frozenset({"network_error", "timeout"})
+
+
+class CircuitOpen(CursorError):
+    """Raised instead of calling a dependency whose breaker is open (fail fast)."""
+
+    transient = True
+
+    def __init__(self, message: str, *, dependency: str, opened_at: dt.datetime | None) -> None:
+        super().__init__(message)
+        self.dependency = dependency
+        self.opened_at = opened_at
+
+
+class StorageCircuitOpen(CircuitOpen, StorageUnavailable):
+    """Raised by the store while the ``storage`` breaker is open."""
+
+
+class NotifierCircuitOpen(CircuitOpen, NotificationUnavailable):
+    """Raised by the notifier while the ``webhook`` breaker is open."""
+
+
+class ExecutorCircuitOpen(CircuitOpen, ExecutorUnavailable):
+    """Raised by Core clients while the ``celery`` or ``airflow`` breaker is open."""
+
+
+class SourceCircuitOpen(CircuitOpen, SourceFailed):
+    """Raised for a source whose host's breaker is open (``error_type`` ``circuit_open``)."""
+
+    def __init__(self, message: str, *, dependency: str, opened_at: dt.datetime | None) -> None:
+        super().__init__(message, dependency=dependency, opened_at=opened_at)
+        self.error_type = "circuit_open"
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc
+
+
+def _noop() -> None:
+    return None
+
+
+class Breaker:
+    """
+    One dependency's breaker.
+
+    Args:
+        dependency: its name (``storage``, ``source:www.gov.br``, …).
+        breaker: the pybreaker breaker holding the state.
+        counts: whether an exception means the dependency is unreachable.
+        open_error: the exception class raised while open.
+    """
+
+    def __init__(
+        self,
+        dependency: str,
+        breaker: pybreaker.CircuitBreaker,
+        *,
+        counts: Callable[[BaseException], bool],
+        open_error: type[CircuitOpen],
+    ) -> None:
+        self.dependency = dependency
+        self._cb = breaker
+        self._counts = counts
+        self._open_error = open_error
+
+    @property
+    def state(self) -> str:
+        """``closed``, ``open`` or ``half-open`` (as stored, shared or not)."""
+        return str(self._cb.current_state)
+
+    @property
+    def opened_at(self) -> dt.datetime | None:
+        """When the breaker last opened (UTC)."""
+        opened: dt.datetime | None = self._cb._state_storage.opened_at
+        return opened
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failures counted."""
+        return int(self._cb.fail_counter)
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """
+        Call *fn* unless the breaker is open; record the outcome.
+
+        Raises:
+            CircuitOpen: (the port's subclass) the breaker is open and cooling down.
+        """
+        self.admit()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            self.record(exc)
+            raise
+        self.record(None)
+        return result
+
+    def admit(self) -> None:
+        """
+        Raise the fail-fast error while open and cooling down; a trial passes after.
+
+        Raises:
+            CircuitOpen: (the port's subclass) the breaker is open.
+        """
+        if self.state != "open":
+            return
+        opened = self.opened_at
+        reset = dt.timedelta(seconds=self._cb.reset_timeout)
+        if opened is not None and dt.datetime.now(dt.UTC) < opened + reset:
+            raise self._open_error(
+                f"circuit open for {self.dependency} since {opened.isoformat()}: failing fast "
+                f"(next trial after {(opened + reset).isoformat()})",
+                dependency=self.dependency,
+                opened_at=opened,
+            )
+
+    def record(self, exc: BaseException | None) -> None:
+        """Feed one call's outcome (``None``: success) to the state machine."""
+        try:
+            if exc is None or not self._counts(exc):
+                self._cb.call(_noop)
+            else:
+                self._cb.call(_reraise, exc)
+        except pybreaker.CircuitBreakerError:
+            pass  # opened meanwhile by another call: nothing to record
+        except Exception as raised:
+            if raised is not exc:
+                raise
+
+
+class _Listener(pybreaker.CircuitBreakerListener):
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        old = getattr(old_state, "name", None)
+        if old is None or old == new_state.name:
+            return
+        level = "warning" if new_state.name == "open" else "info"
+        getattr(log, level)(
+            "breaker.state_changed", dependency=cb.name, old=old, new=new_state.name
+        )
+        metrics.BREAKER_STATE.labels(dependency=cb.name).set(STATE_CODES.get(new_state.name, 0))
+
+
+class BreakerBoard:
+    """
+    Every breaker of the process, created on first use.
+
+    Args:
+        fail_max: consecutive failures that open a breaker (``BREAKER_FAIL_MAX``).
+        reset_seconds: cooldown before a trial call (``BREAKER_RESET_SECONDS``).
+        redis_url: share state through this Redis (the queue's), or keep it in memory.
+        namespace: Redis key prefix, e.g. ``cursor:ingest-queue:breaker``.
+    """
+
+    def __init__(
+        self,
+        *,
+        fail_max: int = 5,
+        reset_seconds: float = 60.0,
+        redis_url: str | None = None,
+        namespace: str = "cursor:breaker",
+    ) -> None:
+        self.fail_max = fail_max
+        self.reset_seconds = reset_seconds
+        self._redis_url = redis_url
+        self._namespace = namespace
+        self._redis: Any = None
+        self._lock = threading.Lock()
+        self._breakers: dict[str, Breaker] = {}
+
+    @property
+    def shared(self) -> bool:
+        """Whether state is shared through Redis."""
+        return self._redis_url is not None
+
+    def breaker_for(
+        self,
+        dependency: str,
+        *,
+        counts: Callable[[BaseException], bool] | None = None,
+        open_error: type[CircuitOpen] = CircuitOpen,
+    ) -> Breaker:
+        """
+        The breaker of *dependency* (created with *counts* and *open_error* on first use).
+
+        Args:
+            counts: which exceptions count as failures (default: transient ``CursorError``).
+            open_error: the fail-fast exception class.
+        """
+        with self._lock:
+            breaker = self._breakers.get(dependency)
+            if breaker is None:
+                breaker = Breaker(
+                    dependency,
+                    pybreaker.CircuitBreaker(
+                        fail_max=self.fail_max,
+                        reset_timeout=self.reset_seconds,
+                        state_storage=self._storage(dependency),
+                        listeners=[_Listener()],
+                        name=dependency,
+                        throw_new_error_on_trip=False,
+                    ),
+                    counts=counts or _transient,
+                    open_error=open_error,
+                )
+                self._breakers[dependency] = breaker
+                metrics.BREAKER_STATE.labels(dependency=dependency).set(
+                    STATE_CODES.get(breaker.state, 0)
+                )
+            return breaker
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Each breaker: dependency, state, since when it is open, failures counted."""
+        with self._lock:
+            breakers = list(self._breakers.values())
+        rows = []
+        for b in breakers:
+            state = b.state
+            opened = b.opened_at if state != "closed" else None
+            rows.append(
+                {
+                    "dependency": b.dependency,
+                    "state": state,
+                    "open_since": opened.isoformat() if opened else None,
+                    "failures": b.failures,
+                }
+            )
+        return sorted(rows, key=lambda r: str(r["dependency"]))
+
+    def export(self) -> None:
+        """Refresh ``cursor_breaker_state`` (state may change in another daemon)."""
+        for row in self.snapshot():
+            metrics.BREAKER_STATE.labels(dependency=row["dependency"]).set(
+                STATE_CODES.get(row["state"], 0)
+            )
+
+    def close(self) -> None:
+        """Close the Redis connection, if any."""
+        if self._redis is not None:
+            self._redis.close()
+
+    def _storage(self, dependency: str) -> pybreaker.CircuitBreakerStorage:
+        if self._redis_url is None:
+            return pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+        import redis
+
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(
+                self._redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+            )
+        try:
+            return pybreaker.CircuitRedisStorage(
+                pybreaker.STATE_CLOSED, self._redis, namespace=f"{self._namespace}:{dependency}"
+            )
+        except redis.RedisError as exc:
+            log.warning("breaker.memory_fallback", dependency=dependency, error=str(exc))
+            return pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, CursorError) and exc.transient and not isinstance(exc, CircuitOpen)
+
+
+def _source_host_failure(exc: BaseException) -> bool:
+    return isinstance(exc, SourceFailed) and exc.error_type in SOURCE_HOST_ERRORS
+
+
+def source_dependency(source: SourceConfig) -> str | None:
+    """``source:<host>`` for a source with a URL, else ``None``."""
+    if not source.url_feed:
+        return None
+    host = urllib.parse.urlsplit(source.url_feed).hostname
+    return f"source:{host}" if host else None
+
+
+# --- wrappers that keep the port types (wired in the composition root) -------
+
+
+class BreakerStore:
+    """An ``ObjectStore`` behind the ``storage`` breaker."""
+
+    def __init__(self, inner: ObjectStore, board: BreakerBoard) -> None:
+        self._inner = inner
+        self._breaker = board.breaker_for(
+            "storage",
+            counts=lambda e: isinstance(e, StorageUnavailable) and not isinstance(e, CircuitOpen),
+            open_error=StorageCircuitOpen,
+        )
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        metadata: Mapping[str, str] | None = None,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        sha256: str | None = None,
+    ) -> StoredObject:
+        """``ObjectStore.put`` through the breaker."""
+        stored: StoredObject = self._breaker.call(
+            self._inner.put,
+            key,
+            body,
+            content_type=content_type,
+            metadata=metadata,
+            if_none_match=if_none_match,
+            if_match=if_match,
+            sha256=sha256,
+        )
+        return stored
+
+    def get(self, key: str) -> tuple[bytes, StoredObject]:
+        """``ObjectStore.get`` through the breaker."""
+        got: tuple[bytes, StoredObject] = self._breaker.call(self._inner.get, key)
+        return got
+
+    def head(self, key: str) -> StoredObject | None:
+        """``ObjectStore.head`` through the breaker."""
+        found: StoredObject | None = self._breaker.call(self._inner.head, key)
+        return found
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        """``ObjectStore.list`` through the breaker (admitted once, outcome at the end)."""
+        self._breaker.admit()
+        try:
+            yield from self._inner.list(prefix)
+        except Exception as exc:
+            self._breaker.record(exc)
+            raise
+        self._breaker.record(None)
+
+    def presign_get(self, key: str, expires_s: int = 3600) -> str:
+        """``ObjectStore.presign_get`` (local computation: no breaker)."""
+        return self._inner.presign_get(key, expires_s)
+
+    def close(self) -> None:
+        """Close the wrapped store."""
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+
+class BreakerNotifier:
+    """A ``Notifier`` behind the ``webhook`` breaker."""
+
+    def __init__(self, inner: Notifier, board: BreakerBoard) -> None:
+        self._inner = inner
+        self._breaker = board.breaker_for(
+            "webhook",
+            counts=lambda e: (
+                isinstance(e, NotificationUnavailable) and not isinstance(e, CircuitOpen)
+            ),
+            open_error=NotifierCircuitOpen,
+        )
+
+    def send(self, notification: Notification) -> Receipt:
+        """``Notifier.send`` through the breaker."""
+        receipt: Receipt = self._breaker.call(self._inner.send, notification)
+        return receipt
+
+
+class BreakerExecutor:
+    """An ``Executor`` whose ``run_source`` goes through the source host's breaker."""
+
+    def __init__(self, inner: Executor, board: BreakerBoard) -> None:
+        self._inner = inner
+        self._board = board
+
+    def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
+        """``Executor.run_source`` through ``source:<host>`` (network errors and timeouts count)."""
+        dependency = source_dependency(source)
+        if dependency is None:
+            return self._inner.run_source(source, run)
+        breaker = self._board.breaker_for(
+            dependency, counts=_source_host_failure, open_error=SourceCircuitOpen
+        )
+        result: SourceResult = breaker.call(self._inner.run_source, source, run)
+        return result
+
+    def process(
+        self, documents: Sequence[Document], run: RunContext, *, timeout_seconds: float
+    ) -> ProcessingResult:
+        """``Executor.process``, unchanged."""
+        return self._inner.process(documents, run, timeout_seconds=timeout_seconds)
+
+    def build_gold(
+        self, run: RunContext, results: Sequence[SourceResult], processing: ProcessingResult
+    ) -> GoldDocument:
+        """``Executor.build_gold``, unchanged."""
+        return self._inner.build_gold(run, results, processing)
+
+    def reprocess(
+        self, run: RunContext, sources: Sequence[SourceConfig], *, timeout_seconds: float
+    ) -> ProcessingResult:
+        """``Executor.reprocess``, unchanged."""
+        return self._inner.reprocess(run, sources, timeout_seconds=timeout_seconds)
+
+    def close_run(self, run: RunContext) -> None:
+        """``Executor.close_run`` where the wrapped executor has it."""
+        close_run = getattr(self._inner, "close_run", None)
+        if close_run is not None:
+            close_run(run)
+
+    def close(self) -> None:
+        """``Executor.close``."""
+        self._inner.close()
+
+
+__all__ = [
+    "Breaker",
+    "BreakerBoard",
+    "BreakerExecutor",
+    "BreakerNotifier",
+    "BreakerStore",
+    "CircuitOpen",
+    "ExecutorCircuitOpen",
+    "NotifierCircuitOpen",
+    "SourceCircuitOpen",
+    "StorageCircuitOpen",
+    "source_dependency",
+]
