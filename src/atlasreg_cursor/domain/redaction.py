@@ -46,7 +46,18 @@ def redact_url(url: str) -> str:
     Return *url* with its user-info password and credential-like parameters hidden.
 
     ``http://user:pw@host/x?api_key=K&page=2`` → ``http://user:***@host/x?api_key=***&page=2``.
+    As *url* is known to be one URL, everything up to its last ``@`` counts as
+    user-info, so a password with an unescaped ``/`` or ``@`` is hidden whole.
     """
+    if not isinstance(url, str) or not url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        info, _, host_part = rest.rpartition("@")
+        user, colon, _ = info.partition(":")
+        if info != MASK and not info.endswith(f":{MASK}"):
+            hidden = f"{user}:{MASK}" if colon and "/" not in user else MASK
+            url = f"{scheme}://{hidden}@{host_part}"
     return redact_text(url)
 
 

@@ -387,7 +387,10 @@ def _is_http_url(url: str) -> bool:
 
 
 def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    """An invalid source's id for reports: as is when well-formed, else its short repr."""
+    if not isinstance(value, str):
+        return None
+    return value if _ID_RE.fullmatch(value) else _show(value)
 
 
 def fold_text(text: str) -> str:

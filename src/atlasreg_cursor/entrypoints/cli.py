@@ -58,8 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="show, validate or push the watchlist")
     config_sub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     config_sub.add_parser("show", help="print the settings (secrets redacted) and the watchlist")
-    config_sub.add_parser(
-        "validate", help="check the settings and the watchlist; exit 1 on problems"
+    validate = config_sub.add_parser(
+        "validate",
+        help="check the settings and the watchlist (or FILE instead); exit 1 on problems",
+    )
+    validate.add_argument(
+        "file", nargs="?", help="a watchlist JSON file to check instead of the configured one"
     )
     push = config_sub.add_parser(
         "push", help="validate a watchlist file and install it (KV key or WATCHLIST_FILE)"

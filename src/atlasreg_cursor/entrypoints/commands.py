@@ -9,11 +9,18 @@ from typing import Any
 
 import structlog
 
-from atlasreg_cursor.domain.errors import CursorError, InvalidGold, InvalidMessage, ObjectNotFound
+from atlasreg_cursor.domain.errors import (
+    CursorError,
+    InvalidConfig,
+    InvalidGold,
+    InvalidMessage,
+    ObjectNotFound,
+)
 from atlasreg_cursor.domain.gold import parse_gold
 from atlasreg_cursor.domain.hashing import canonical_bytes, sha256_hex
 from atlasreg_cursor.domain.ingest import RunFailed, RunSummary, read_journal, run_message
 from atlasreg_cursor.domain.messages import parse_date, parse_message
+from atlasreg_cursor.domain.sources import WatchlistConfig
 
 from .bootstrap import App, build
 from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, new_message, print_json
@@ -117,6 +124,8 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     """``config show`` / ``config validate`` / ``config push FILE``."""
     if args.action == "push":
         return _config_push(settings, args)
+    if args.action == "validate" and getattr(args, "file", None):
+        return _config_validate_file(settings, args.file)
     app = build(settings)
     try:
         config = app.config.load()
@@ -153,11 +162,36 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
             }
         )
         return EXIT_OK
+    return _report_watchlist(config)
+
+
+def _report_watchlist(config: WatchlistConfig) -> int:
     enabled = sum(1 for s in config.sources if s.enabled)
     print(f"{len(config.sources)} valid sources ({enabled} enabled), {len(config.invalid)} invalid")
     for bad in config.invalid:
         print(f"  invalid sources[{bad.index}] {bad.source_id or '?'}: {bad.reason}")
     return EXIT_FAILED if config.invalid else EXIT_OK
+
+
+def _config_validate_file(settings: Settings, file: str) -> int:
+    """``config validate FILE``: check a watchlist file without installing it."""
+    from pathlib import Path
+
+    from atlasreg_cursor.domain.sources import parse_watchlist_bytes
+
+    from .bootstrap import known_handlers
+
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as exc:
+        print(f"watchlist {file}: cannot be read: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        config = parse_watchlist_bytes(raw, known_handlers=known_handlers(settings))
+    except InvalidConfig as exc:
+        print(f"watchlist {file}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return _report_watchlist(config)
 
 
 def _config_push(settings: Settings, args: argparse.Namespace) -> int:
