@@ -85,6 +85,7 @@ class BoundedHTTPServer(HTTPServer):
     """
 
     allow_reuse_address = True
+    request_queue_size = 128
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from atlasreg_cursor.domain.gold import parse_gold
 from atlasreg_cursor.domain.hashing import canonical_bytes, sha256_hex
 from atlasreg_cursor.domain.ingest import RunFailed, RunSummary, read_journal, run_message
 from atlasreg_cursor.domain.messages import parse_date, parse_message
+from atlasreg_cursor.domain.redaction import redact_url
 from atlasreg_cursor.domain.sources import WatchlistConfig
 
 from .bootstrap import App, build
@@ -147,7 +148,7 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
                         "id": s.id,
                         "handler_id": s.handler_id,
                         "enabled": s.enabled,
-                        "url_feed": s.url_feed,
+                        "url_feed": redact_url(s.url_feed) if s.url_feed else None,
                     }
                     for s in config.sources
                 ],

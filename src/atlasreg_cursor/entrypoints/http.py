@@ -30,6 +30,7 @@ class HealthServer:
         ready: returns ``(ready, detail)`` for ``/readyz``.
         max_workers: handler threads.
         idle_timeout: seconds a connection may stay silent.
+        request_deadline: seconds one request may take in all.
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class HealthServer:
         *,
         max_workers: int = 4,
         idle_timeout: float = 5.0,
+        request_deadline: float = 15.0,
     ) -> None:
         outer = self
 
@@ -69,6 +71,7 @@ class HealthServer:
             max_workers=max_workers,
             max_pending=max_workers * 4,
             idle_timeout=idle_timeout,
+            request_deadline=request_deadline,
         )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -52,6 +52,7 @@ class WebhookReceiver:
         max_body: int = DEFAULT_MAX_BODY,
         max_workers: int = 4,
         idle_timeout: float = 5.0,
+        request_deadline: float = 15.0,
     ) -> None:
         self.received: list[ReceivedWebhook] = []
         self._lock = threading.Lock()
@@ -96,6 +97,7 @@ class WebhookReceiver:
             max_workers=max_workers,
             max_pending=max_workers * 4,
             idle_timeout=idle_timeout,
+            request_deadline=request_deadline,
         )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

@@ -260,7 +260,7 @@ class GuardedClient:
             watchdog.watch(conn)
             try:
                 conn.connect()
-            except urllib3.exceptions.SSLError as exc:
+            except (urllib3.exceptions.SSLError, ssl.SSLError) as exc:
                 conn.close()
                 raise SourceFailed(
                     f"TLS with {safe_url(vetted.url)} failed: {exc}", error_type="tls_error"
@@ -330,9 +330,13 @@ def _read_failure(
         return SourceFailed(f"download of {shown} ran out of time", error_type="timeout")
     if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
         return SourceFailed(f"download of {shown} timed out", error_type="timeout")
-    if isinstance(exc, http.client.HTTPException) and not isinstance(
-        exc, http.client.RemoteDisconnected | http.client.IncompleteRead
-    ):
+    malformed = isinstance(
+        exc, urllib3.exceptions.InvalidHeader | urllib3.exceptions.HeaderParsingError
+    ) or (
+        isinstance(exc, http.client.HTTPException)
+        and not isinstance(exc, http.client.RemoteDisconnected | http.client.IncompleteRead)
+    )
+    if malformed:
         return SourceFailed(
             f"{shown} sent a malformed answer ({type(exc).__name__})",
             error_type="invalid_response",
