@@ -355,3 +355,47 @@ def test_redirect_loops_end(executor: LocalExecutor, site: RecordingServer) -> N
 
     assert "http_error" == error.error_type
     assert 6 == len(site.requests)
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [
+        (b'{"data": {"items": [{"title": "Aviso"}]}}', True),
+        (b'[{"title": NaN}]', False),
+        (b'[{"n": 1e400}]', False),
+        (b"[" * 100 + b"]" * 100, False),
+        (f'{{"title": "{SENTINEL}"'.encode(), False),
+    ],
+)
+def test_json_fetches_are_strict(
+    net: FakeInternet, site: RecordingServer, body: bytes, ok: bool
+) -> None:
+    """The guarded JSON fetch refuses NaN, Infinity, overflowing numbers and deep nesting."""
+    site.routes["/api"] = lambda h, _q: send(h, 200, body, {"Content-Type": "application/json"})
+    client = net.client()
+
+    if ok:
+        value, url = client.fetch_json(
+            "http://news.test/api", deadline=time.monotonic() + 10, max_bytes=10_000
+        )
+        assert "Aviso" == value["data"]["items"][0]["title"]
+        assert "http://news.test/api" == url
+        return
+    with pytest.raises(SourceFailed) as info:
+        client.fetch_json("http://news.test/api", deadline=time.monotonic() + 10, max_bytes=10_000)
+    assert "parse_error" == info.value.error_type
+    assert SENTINEL not in str(info.value)
+
+
+def test_json_redirect_to_the_internal_server_is_refused(
+    net: FakeInternet, site: RecordingServer, internal: RecordingServer
+) -> None:
+    """The JSON path follows the same per-hop guard as the CSV path."""
+    site.routes["/api"] = redirect_route(f"http://127.0.0.1:{internal.port}/latest/meta-data")
+
+    with pytest.raises(SourceFailed) as info:
+        net.client().fetch_json(
+            "http://news.test/api", deadline=time.monotonic() + 10, max_bytes=10_000
+        )
+
+    assert "forbidden_address" == info.value.error_type
