@@ -8,8 +8,10 @@ from typing import Any
 
 from .domain import (
     GoldDocument,
+    MemoryReplayCache,
     MessageType,
     QueueMessage,
+    ReplayedWebhook,
     SignatureMismatch,
     WebhookSigner,
     WebhookVerifier,
@@ -34,8 +36,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "GoldDocument",
+    "MemoryReplayCache",
     "MessageType",
     "QueueMessage",
+    "ReplayedWebhook",
     "SignatureMismatch",
     "WebhookSigner",
     "WebhookVerifier",

@@ -515,7 +515,7 @@ class S3ObjectStore:
             raise IntegrityError(f"sha256 metadata given for {key} does not match its bytes")
         meta["sha256"] = digest
         for name, value in meta.items():
-            if not _META_KEY.match(name) or not _META_VALUE.match(value):
+            if not _META_KEY.fullmatch(name) or not _META_VALUE.fullmatch(value):
                 raise UnsupportedFeature(
                     f"metadata {name!r} of {key} must be printable ASCII ({self.dialect})"
                 )

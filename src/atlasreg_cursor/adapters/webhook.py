@@ -5,9 +5,10 @@ path, signed by :class:`~atlasreg_cursor.domain.signing.WebhookSigner`
 (Standard Webhooks and/or the legacy ``X-Signature``), with a fresh
 ``webhook-timestamp`` per attempt and the same ``webhook-id`` throughout.
 
-2xx is delivered. 408, 429, 5xx and network errors are retried with
-stamina (exponential backoff with jitter; a ``Retry-After`` in seconds or as
-a date on 429/503 is honoured, capped), then ``NotificationUnavailable``.
+2xx is delivered. 408, 429, 5xx and network errors are retried (the shared
+HTTP layer, :mod:`atlasreg_cursor.adapters.http`: exponential backoff with
+jitter; a ``Retry-After`` in seconds or as
+a date is honoured, capped), then ``NotificationUnavailable``.
 Any other status (3xx included: redirects are never followed) is
 ``NotificationRejected``. Neither the body nor a secret is ever logged.
 
@@ -17,11 +18,9 @@ Settings read (by the composition root): ``HOOK_ENDPOINT``,
 
 from __future__ import annotations
 
-import email.utils
 import time
 import urllib.parse
 
-import stamina
 import structlog
 import urllib3
 
@@ -31,64 +30,14 @@ from atlasreg_cursor.domain.signing import WebhookSigner
 from atlasreg_cursor.ports.notifier import Receipt
 
 from . import metrics
+from .http import MAX_RETRY_AFTER, HttpClient, TransientHTTPError, parse_retry_after, retrying
+from .http import safe_url as _safe_url
 
 log = structlog.get_logger()
 
 USER_AGENT = "atlasreg-cursor"
-RETRY_STATUSES = frozenset({408, 429})
-RETRY_AFTER_STATUSES = frozenset({429, 503})
-MAX_RETRY_AFTER = 60.0
 
-
-class _Transient(Exception):
-    """One attempt failed in a way worth retrying."""
-
-    def __init__(
-        self, reason: str, *, status_code: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status_code = status_code
-        self.retry_after = retry_after
-
-
-def _backoff_hook(exc: Exception) -> bool | float:
-    """Retry transient failures; a ``Retry-After`` replaces the computed backoff."""
-    if not isinstance(exc, _Transient):
-        return False
-    if exc.retry_after is not None:
-        return exc.retry_after
-    return True
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """
-    Read a ``Retry-After`` header (delay seconds or an HTTP date), capped.
-
-    Returns:
-        Seconds to wait, between 0 and :data:`MAX_RETRY_AFTER`; ``None`` when
-        absent or unreadable.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def _safe_url(url: str) -> str:
-    """The URL without user info, query or fragment, for logs and messages."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+__all__ = ["MAX_RETRY_AFTER", "WebhookNotifier", "parse_retry_after"]
 
 
 class WebhookNotifier:
@@ -120,10 +69,13 @@ class WebhookNotifier:
             raise ValueError("attempts must be at least 1")
         self.endpoint = endpoint
         self._signer = signer
-        self._timeout = urllib3.Timeout(connect=min(timeout, 10.0), read=timeout)
         self._attempts = attempts
         self._retry_timeout = retry_timeout
-        self._pool = pool or urllib3.PoolManager(num_pools=4, maxsize=4)
+        self._http = HttpClient(
+            timeout=timeout,
+            pool=pool or urllib3.PoolManager(num_pools=4, maxsize=4),
+            user_agent=USER_AGENT,
+        )
 
     def __repr__(self) -> str:
         return f"WebhookNotifier(endpoint={_safe_url(self.endpoint)!r})"
@@ -147,18 +99,21 @@ class WebhookNotifier:
             "url": _safe_url(url),
         }
         count = 0
+
+        def attempt() -> int:
+            nonlocal count
+            count += 1
+            return self._post(url, notification, ctx, count)
+
         try:
-            for attempt in stamina.retry_context(
-                on=_backoff_hook,
+            status = retrying(
+                attempt,
                 attempts=self._attempts,
                 timeout=self._retry_timeout,
                 wait_initial=1.0,
                 wait_max=30.0,
-            ):
-                with attempt:
-                    count += 1
-                    status = self._post(url, notification, ctx, count)
-        except _Transient as exc:
+            )
+        except TransientHTTPError as exc:
             metrics.NOTIFICATIONS.labels(notification.event_type, "unavailable").inc()
             log.warning("webhook.unavailable", attempts=count, error=exc.reason, **ctx)
             raise NotificationUnavailable(
@@ -178,34 +133,19 @@ class WebhookNotifier:
             notification.webhook_id, notification.body, timestamp=int(time.time())
         )
         headers["Content-Type"] = "application/json"
-        headers["User-Agent"] = USER_AGENT
         try:
-            response = self._pool.request(
-                "POST",
-                url,
-                body=notification.body,
-                headers=headers,
-                timeout=self._timeout,
-                retries=False,
-                redirect=False,
-                preload_content=False,
+            response = self._http.send(
+                "POST", url, body=notification.body, headers=headers, read_body=False
             )
-        except urllib3.exceptions.HTTPError as exc:
-            log.debug("webhook.attempt_failed", attempt=n, error=type(exc).__name__, **ctx)
-            raise _Transient(f"{type(exc).__name__}: {exc}") from None
-        try:
-            response.drain_conn()
-        finally:
-            response.release_conn()
+        except TransientHTTPError as exc:
+            log.debug(
+                "webhook.attempt_failed", attempt=n, status_code=exc.status, error=exc.reason, **ctx
+            )
+            raise
         status = response.status
         log.debug("webhook.attempt", attempt=n, status_code=status, **ctx)
         if 200 <= status < 300:
             return status
-        if status in RETRY_STATUSES or 500 <= status < 600:
-            retry_after = None
-            if status in RETRY_AFTER_STATUSES:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise _Transient(f"HTTP {status}", status_code=status, retry_after=retry_after)
         log.warning("webhook.rejected", status_code=status, attempt=n, **ctx)
         raise NotificationRejected(
             f"webhook {notification.webhook_id} to {ctx['url']} rejected with HTTP {status}",
@@ -214,4 +154,4 @@ class WebhookNotifier:
 
     def close(self) -> None:
         """Close pooled connections."""
-        self._pool.clear()
+        self._http.clear()

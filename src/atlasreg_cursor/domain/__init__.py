@@ -11,10 +11,19 @@ from .hashing import canonical_bytes, sha256_hex
 from .messages import MessageType, QueueMessage, encode_message, parse_message
 from .notifications import Notification
 from .runs import RunJournal, RunStatus, derive_run_id, gold_key, validate_date, validate_run_id
-from .signing import WebhookSigner, WebhookVerifier, verify_legacy, verify_standard
+from .signing import (
+    MemoryReplayCache,
+    ReplayedWebhook,
+    WebhookSigner,
+    WebhookVerifier,
+    verify_legacy,
+    verify_standard,
+)
 from .sources import SourceConfig, WatchlistConfig, parse_watchlist
 
 __all__ = [
+    "MemoryReplayCache",
+    "ReplayedWebhook",
     *_errors_all,
     "Document",
     "GoldDocument",

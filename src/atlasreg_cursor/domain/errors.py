@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .redaction import redact_text
+
 
 class CursorError(Exception):
-    """Raised for anything atlasreg-cursor itself detects."""
+    """Raised for anything atlasreg-cursor itself detects.
+
+    Its message never carries credentials: text arguments pass through
+    :func:`~atlasreg_cursor.domain.redaction.redact_text`, so a URL with
+    ``user:password@`` or ``?api_key=`` is hidden wherever the error is shown
+    (logs, Gold ``errors``, journals, notifications).
+    """
 
     transient: ClassVar[bool] = False
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 # --- domain errors -------------------------------------------------------
@@ -23,7 +34,7 @@ class InvalidMessage(CursorError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason = redact_text(reason)
 
 
 class InvalidRunId(CursorError):

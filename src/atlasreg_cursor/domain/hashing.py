@@ -29,4 +29,4 @@ def sha256_hex(data: bytes) -> str:
 
 def is_sha256_hex(value: str) -> bool:
     """Tell whether *value* is a lowercase 64-hex digest."""
-    return bool(_SHA256_RE.match(value))
+    return bool(_SHA256_RE.fullmatch(value))

@@ -38,7 +38,7 @@ def validate_run_id(run_id: object) -> str:
     Raises:
         InvalidRunId: for anything else (path separators, dots, other shapes).
     """
-    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id):
         raise InvalidRunId(f"run_id must look like run_<12 hex> or reprocess_<12 hex>: {run_id!r}")
     return run_id
 
@@ -54,7 +54,7 @@ def validate_date(date: object) -> dt.date:
         raise InvalidRunId("date must be a date, not a datetime")
     if isinstance(date, dt.date):
         return date
-    if not isinstance(date, str) or not _DATE_RE.match(date):
+    if not isinstance(date, str) or not _DATE_RE.fullmatch(date):
         raise InvalidRunId(f"date must be YYYY-MM-DD: {date!r}")
     try:
         return dt.date.fromisoformat(date)

@@ -3,6 +3,15 @@
 Both sign the exact bytes sent. Secrets of the form ``whsec_<base64>`` mean the
 decoded bytes for Standard Webhooks; any other value means its UTF-8 bytes.
 The legacy scheme always uses the UTF-8 bytes of the configured string.
+
+Verification is strict: the Standard Webhooks scheme is required unless a
+receiver opts into legacy-only requests (``accept_legacy=True``: a legacy
+signature carries no timestamp, so it can be replayed forever);
+``webhook-timestamp`` must be 1-12 ASCII digits within the tolerance; a
+``webhook-id`` is 1-256 printable ASCII characters without ``.``; and
+anything malformed raises :class:`SignatureMismatch`, never another
+exception. An optional :class:`ReplayCache` refuses a ``webhook-id`` seen
+again within the tolerance (:class:`ReplayedWebhook`).
 """
 
 from __future__ import annotations
@@ -11,15 +20,22 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import attrs
 
 from .errors import SignatureMismatch
 
 DEFAULT_TOLERANCE_SECONDS = 300
+MAX_SIGNATURE_HEADER = 4096
 _WHSEC = "whsec_"
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
+_WEBHOOK_ID_RE = re.compile(r"[\x21-\x2d\x2f-\x7e]{1,256}")
+_HEX_SIGNATURE_RE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def standard_key(secret: str) -> bytes:
@@ -86,12 +102,71 @@ class WebhookSigner:
         return out
 
 
+class ReplayedWebhook(SignatureMismatch):
+    """Raised when a verified ``webhook-id`` was already seen within the tolerance.
+
+    A receiver may answer 2xx to it (Standard Webhooks: deduplicate on the id).
+    """
+
+
+class ReplayCache(Protocol):
+    """Protocol: remembers ``webhook-id``s seen within the tolerance."""
+
+    def check_and_add(self, webhook_id: str, *, now: float, ttl: float) -> bool:
+        """
+        Record *webhook_id* for *ttl* seconds from *now*.
+
+        Returns:
+            ``False`` when it was already recorded and not yet expired.
+        """
+        ...
+
+
+class MemoryReplayCache:
+    """
+    A bounded in-process :class:`ReplayCache` (thread-safe).
+
+    Args:
+        max_entries: most ids kept; the oldest are forgotten first when full.
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._max = max_entries
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def check_and_add(self, webhook_id: str, *, now: float, ttl: float) -> bool:
+        """Record *webhook_id*; ``False`` when it was seen and has not expired."""
+        with self._lock:
+            expiry = self._seen.get(webhook_id)
+            if expiry is not None and expiry > now:
+                return False
+            for key in [k for k, until in self._seen.items() if until <= now]:
+                del self._seen[key]
+            while len(self._seen) >= self._max:
+                del self._seen[next(iter(self._seen))]
+            self._seen.pop(webhook_id, None)
+            self._seen[webhook_id] = now + ttl
+            return True
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value, case-insensitively; a non-string value is malformed."""
     lowered = name.lower()
+    found = None
     for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None
+        if isinstance(key, str) and key.lower() == lowered:
+            if not isinstance(value, str):
+                raise SignatureMismatch(f"{name} is not text")
+            if found is not None:
+                raise SignatureMismatch(f"{name} is given more than once")
+            found = value
+    return found
 
 
 def verify_standard(
@@ -106,22 +181,43 @@ def verify_standard(
     Verify a Standard Webhooks signature; return the ``webhook-id``.
 
     Raises:
-        SignatureMismatch: missing headers, stale or future timestamp, or no
-            ``v1`` signature that matches any of *secrets*.
+        SignatureMismatch: missing or malformed headers (a timestamp that is
+            not 1-12 ASCII digits, an id with ``.``), a stale or future
+            timestamp, or no ``v1`` signature that matches any of *secrets*.
     """
+    try:
+        return _verify_standard(body, headers, secrets, now, tolerance_seconds)
+    except SignatureMismatch:
+        raise
+    except (ValueError, TypeError, UnicodeError, OverflowError, AttributeError):
+        raise SignatureMismatch("malformed webhook request") from None
+
+
+def _verify_standard(
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Sequence[str],
+    now: float | None,
+    tolerance_seconds: int,
+) -> str:
+    if not isinstance(body, bytes | bytearray):
+        raise SignatureMismatch("the body must be bytes")
     wid = _header(headers, "webhook-id")
     wts = _header(headers, "webhook-timestamp")
     wsig = _header(headers, "webhook-signature")
     if not wid or not wts or not wsig:
         raise SignatureMismatch("missing webhook-id, webhook-timestamp or webhook-signature")
-    try:
-        timestamp = int(wts)
-    except ValueError:
-        raise SignatureMismatch("webhook-timestamp is not an integer") from None
+    if not _WEBHOOK_ID_RE.fullmatch(wid):
+        raise SignatureMismatch("webhook-id is malformed")
+    if not _TIMESTAMP_RE.fullmatch(wts):
+        raise SignatureMismatch("webhook-timestamp must be 1-12 ASCII digits")
+    if len(wsig) > MAX_SIGNATURE_HEADER:
+        raise SignatureMismatch("webhook-signature is too long")
+    timestamp = int(wts)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
         raise SignatureMismatch("webhook-timestamp is outside the tolerance")
-    content = _signed_content(wid, timestamp, body)
+    content = _signed_content(wid, timestamp, bytes(body))
     expected = [_b64_hmac(standard_key(s), content).encode("ascii") for s in secrets]
     for part in wsig.split(" "):
         version, _, sig = part.partition(",")
@@ -138,20 +234,41 @@ def verify_legacy(body: bytes, headers: Mapping[str, str], secrets: Sequence[str
     Verify the legacy ``X-Signature`` hex HMAC-SHA256 of *body*.
 
     Raises:
-        SignatureMismatch: when the header is missing or matches no secret.
+        SignatureMismatch: when the header is missing or malformed, or matches no secret.
     """
+    try:
+        _verify_legacy(body, headers, secrets)
+    except SignatureMismatch:
+        raise
+    except (ValueError, TypeError, UnicodeError, AttributeError):
+        raise SignatureMismatch("malformed webhook request") from None
+
+
+def _verify_legacy(body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> None:
+    if not isinstance(body, bytes | bytearray):
+        raise SignatureMismatch("the body must be bytes")
     given = _header(headers, "X-Signature")
     if not given:
         raise SignatureMismatch("missing X-Signature")
     algorithm = _header(headers, "X-Signature-Algorithm")
-    if algorithm is not None and algorithm.upper() != "HMAC-SHA256":
-        raise SignatureMismatch(f"unsupported X-Signature-Algorithm {algorithm!r}")
-    given_b = given.strip().lower().encode("ascii", "replace")
+    if algorithm is not None and algorithm.strip().upper() != "HMAC-SHA256":
+        raise SignatureMismatch("unsupported X-Signature-Algorithm")
+    given = given.strip()
+    if not _HEX_SIGNATURE_RE.fullmatch(given):
+        raise SignatureMismatch("X-Signature must be 64 hex digits")
+    given_b = given.lower().encode("ascii")
     for secret in secrets:
-        digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+        digest = hmac.new(secret.encode("utf-8"), bytes(body), hashlib.sha256).hexdigest()
         if hmac.compare_digest(given_b, digest.encode("ascii")):
             return
     raise SignatureMismatch("X-Signature does not match")
+
+
+def _check_secrets(_instance: object, _attribute: object, secrets: tuple[str, ...]) -> None:
+    if not secrets or not all(isinstance(s, str) and s for s in secrets):
+        raise ValueError("a verifier needs at least one non-empty secret")
+    for s in secrets:
+        standard_key(s)
 
 
 @attrs.frozen
@@ -159,27 +276,62 @@ class WebhookVerifier:
     """
     What a receiver (the Worker, Core, a test) uses to check a webhook.
 
-    Accepts a request when every scheme present in the headers verifies and
-    at least one scheme is present.
+    Requires the Standard Webhooks scheme; when the legacy ``X-Signature`` is
+    present too, it must verify as well. A request with only the legacy
+    signature is accepted only with ``accept_legacy=True`` (it has no
+    timestamp: anyone who saw it can replay it forever).
+
+    Args:
+        secrets: every secret that may have signed (rotation: old and new).
+        tolerance_seconds: how far ``webhook-timestamp`` may be from now.
+        accept_legacy: also accept requests signed with ``X-Signature`` only.
+        replay_cache: when given, a ``webhook-id`` seen within the tolerance
+            is refused with :class:`ReplayedWebhook`.
     """
 
-    secrets: tuple[str, ...] = attrs.field(repr=False)
+    secrets: tuple[str, ...] = attrs.field(repr=False, converter=tuple, validator=_check_secrets)
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+    accept_legacy: bool = False
+    replay_cache: ReplayCache | None = attrs.field(default=None, repr=False, eq=False)
 
-    def verify(self, body: bytes, headers: Mapping[str, str], *, now: float | None = None) -> None:
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], *, now: float | None = None
+    ) -> str | None:
         """
         Verify *body* against *headers*.
 
+        Returns:
+            The ``webhook-id`` (``None`` for an accepted legacy-only request).
+
         Raises:
-            SignatureMismatch: when no scheme is present or any present one fails.
+            SignatureMismatch: no acceptable scheme, a present one fails, or
+                anything is malformed.
+            ReplayedWebhook: the ``webhook-id`` was already seen (with a replay cache).
         """
-        has_standard = _header(headers, "webhook-signature") is not None
-        has_legacy = _header(headers, "X-Signature") is not None
+        try:
+            has_standard = any(
+                _header(headers, h) is not None
+                for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
+            )
+            has_legacy = _header(headers, "X-Signature") is not None
+        except (TypeError, AttributeError):
+            raise SignatureMismatch("malformed webhook request") from None
         if not has_standard and not has_legacy:
             raise SignatureMismatch("no signature headers")
+        if not has_standard and not self.accept_legacy:
+            raise SignatureMismatch(
+                "no Standard Webhooks signature (legacy-only requests are not accepted)"
+            )
+        wid = None
         if has_standard:
-            verify_standard(
+            wid = verify_standard(
                 body, headers, self.secrets, now=now, tolerance_seconds=self.tolerance_seconds
             )
         if has_legacy:
             verify_legacy(body, headers, self.secrets)
+        if wid is not None and self.replay_cache is not None:
+            current = time.time() if now is None else now
+            ttl = 2.0 * self.tolerance_seconds
+            if not self.replay_cache.check_and_add(wid, now=current, ttl=ttl):
+                raise ReplayedWebhook(f"webhook-id {wid} was already seen")
+        return wid

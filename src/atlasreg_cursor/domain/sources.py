@@ -1,8 +1,17 @@
-"""The watchlist config (DESIGN §2a): typed sources, validation, keyword filter."""
+"""The watchlist config (DESIGN §2a): typed sources, validation, keyword filter.
+
+The watchlist is untrusted input (in cloudflare mode it is changed remotely,
+in KV): every number must be finite and in its range (``NaN``, ``Infinity``,
+``1e400`` or a huge integer anywhere in a source rejects that source, in
+``global_settings`` the whole document, naming the field), every id pattern
+must match whole, and a ``url_feed`` must be a plain http(s) URL (no
+backslash, user-info, whitespace or control characters).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -16,7 +25,18 @@ BUILTIN_HANDLERS = frozenset(
     {"SCRAPY_CVM_API", "SCRAPY_NEWSROOM_PLAYER", "DOWNLOAD_CSV", "AIRFLOW_DAG", "CUSTOM_SCRAPER"}
 )
 DEFAULT_SOURCE_TIMEOUT = 600.0
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MAX_SOURCE_TIMEOUT = 86400.0
+DEFAULT_MAX_ITEMS = 50_000
+MAX_ITEMS_LIMIT = 1_000_000
+MAX_PAGES_LIMIT = 10_000
+MAX_CONCURRENT_SOURCES = 64
+MAX_PROCESSING_TIMEOUT_MINUTES = 1440.0
+#: Integers beyond a signed 64-bit range are refused anywhere in a source.
+MAX_ABS_INT = 2**63 - 1
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: Airflow's ``KEY_REGEX`` (``airflow.utils.helpers``) and ``ID_LEN`` (250).
+DAG_ID_RE = re.compile(r"[\w.-]{1,250}")
+_HTTP_URL_RE = re.compile(r"https?://[^\s/?#\\@]+(?:[/?#][^\s\\]*)?", re.IGNORECASE)
 _SOURCE_KEYS = frozenset(
     {
         "id",
@@ -36,6 +56,7 @@ _SOURCE_KEYS = frozenset(
         "api",
         "csv",
         "max_pages",
+        "max_items",
     }
 )
 
@@ -56,6 +77,7 @@ class SourceConfig:
     task_name: str | None = None
     xcom_task_id: str | None = None
     timeout_seconds: float = DEFAULT_SOURCE_TIMEOUT
+    max_items: int = DEFAULT_MAX_ITEMS
     keywords: tuple[str, ...] = ()
     selectors: Mapping[str, str] | None = attrs.field(default=None, hash=False)
     api: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
@@ -105,10 +127,31 @@ def parse_watchlist_bytes(
         InvalidConfig: if the bytes are not a JSON object with a ``sources`` list.
     """
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"), parse_constant=_non_finite, parse_float=_json_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidConfig(f"watchlist is not UTF-8 JSON: {exc}") from None
+        raise InvalidConfig(f"watchlist is not UTF-8 JSON: {str(exc)[:200]}") from None
     return parse_watchlist(data, known_handlers=known_handlers)
+
+
+class NonFinite:
+    """A JSON number that is not a finite float (``NaN``, ``Infinity``, ``1e400``)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _non_finite(text: str) -> NonFinite:
+    return NonFinite(text)
+
+
+def _json_float(text: str) -> float | NonFinite:
+    value = float(text)
+    return value if math.isfinite(value) else NonFinite(text[:40])
 
 
 def parse_watchlist(
@@ -122,6 +165,9 @@ def parse_watchlist(
     """
     if not isinstance(data, dict):
         raise InvalidConfig(f"watchlist must be a JSON object, got {type(data).__name__}")
+    bad_number = _bad_number(data.get("global_settings"), "global_settings")
+    if bad_number:
+        raise InvalidConfig(bad_number)
     raw_sources = data.get("sources")
     if not isinstance(raw_sources, list):
         raise InvalidConfig("watchlist must have a 'sources' list")
@@ -152,29 +198,97 @@ def parse_watchlist(
     )
 
 
+def _bad_number(value: object, path: str, depth: int = 0) -> str | None:
+    """The first number under *value* that is not finite or is out of range, described."""
+    if isinstance(value, NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
+        return f"{path}: {value!r} is not a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ABS_INT:
+        return f"{path}: integer with {len(str(abs(value)))} digits is out of range"
+    if depth > 64:
+        return f"{path}: nested too deeply"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _bad_number(item, f"{path}.{key}", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _bad_number(item, f"{path}[{index}]", depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _number(
+    item: Mapping[str, Any],
+    key: str,
+    default: float,
+    *,
+    low: float,
+    high: float,
+    integer: bool = False,
+    low_open: bool = False,
+    where: str = "",
+) -> float:
+    """Read a numeric field in ``[low, high]`` (``(low, high]`` with *low_open*)."""
+    value = item.get(key, default)
+    name = f"{where}{key}"
+    kind = "an integer" if integer else "a number"
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be {kind} in {interval}, got {_show(value)}")
+    if integer and not isinstance(value, int):
+        raise ValueError(f"{name} must be {kind} in {interval}, got {_show(value)}")
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+        raise ValueError(f"{name} must be {kind} in {interval}, got {_show(value)}")
+    return value
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
 def _parse_source(item: object, handlers: frozenset[str]) -> SourceConfig:
     if not isinstance(item, dict):
         raise ValueError(f"source must be an object, got {type(item).__name__}")
     sid = item.get("id")
-    if not isinstance(sid, str) or not _ID_RE.match(sid):
+    if not isinstance(sid, str) or not _ID_RE.fullmatch(sid):
         raise ValueError("missing or malformed 'id' (letters, digits, '_', '-', '.')")
+    bad_number = _bad_number(item, "source")
+    if bad_number:
+        raise ValueError(bad_number.removeprefix("source."))
     handler = item.get("handler_id")
     if not isinstance(handler, str) or handler not in handlers:
         raise ValueError(f"unknown handler_id {handler!r}; known: {', '.join(sorted(handlers))}")
     url = item.get("url_feed")
     if url is not None and (not isinstance(url, str) or not _is_http_url(url)):
-        raise ValueError(f"url_feed must be an http(s) URL, got {url!r}")
+        raise ValueError(
+            "url_feed must be a plain http(s) URL (no backslash, user-info, whitespace "
+            "or control characters)"
+        )
     if handler in {"SCRAPY_CVM_API", "SCRAPY_NEWSROOM_PLAYER", "DOWNLOAD_CSV"} and url is None:
         raise ValueError(f"handler {handler} needs a url_feed")
     if handler == "AIRFLOW_DAG" and not _opt_str(item, "dag_id"):
         raise ValueError("handler AIRFLOW_DAG needs a dag_id")
-    timeout = item.get("timeout_seconds", DEFAULT_SOURCE_TIMEOUT)
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not 0 < timeout <= 86400
-    ):
-        raise ValueError(f"timeout_seconds must be a number in (0, 86400], got {timeout!r}")
+    dag_id = _opt_str(item, "dag_id")
+    if dag_id is not None and not DAG_ID_RE.fullmatch(dag_id):
+        raise ValueError(
+            "dag_id must be 1-250 letters, digits, '_', '.' or '-' (Airflow's id pattern)"
+        )
+    timeout = _number(
+        item,
+        "timeout_seconds",
+        DEFAULT_SOURCE_TIMEOUT,
+        low=0,
+        high=MAX_SOURCE_TIMEOUT,
+        low_open=True,
+    )
+    max_items = _number(
+        item, "max_items", DEFAULT_MAX_ITEMS, low=1, high=MAX_ITEMS_LIMIT, integer=True
+    )
+    if item.get("max_pages") is not None:
+        _number(item, "max_pages", 1, low=1, high=MAX_PAGES_LIMIT, integer=True)
     keywords = item.get("keywords") or []
     if not isinstance(keywords, list) or not all(isinstance(k, str) and k for k in keywords):
         raise ValueError("keywords must be a list of non-empty strings")
@@ -194,10 +308,11 @@ def _parse_source(item: object, handlers: frozenset[str]) -> SourceConfig:
         schedule=_opt_str(item, "schedule"),
         player_id=_opt_str(item, "player_id"),
         spider_id=_opt_str(item, "spider_id"),
-        dag_id=_opt_str(item, "dag_id"),
+        dag_id=dag_id,
         task_name=_opt_str(item, "task_name"),
         xcom_task_id=_opt_str(item, "xcom_task_id"),
         timeout_seconds=float(timeout),
+        max_items=int(max_items),
         keywords=tuple(keywords),
         selectors=selectors,
         api=_opt_mapping(item, "api"),
@@ -207,18 +322,39 @@ def _parse_source(item: object, handlers: frozenset[str]) -> SourceConfig:
 
 
 def _parse_globals(data: object) -> GlobalSettings:
+    """
+    Read ``global_settings``; a number out of its range rejects the document.
+
+    Raises:
+        InvalidConfig: naming the field.
+    """
     if not isinstance(data, dict):
         return GlobalSettings()
     defaults = GlobalSettings()
-    mcs = data.get("max_concurrent_sources", defaults.max_concurrent_sources)
-    if isinstance(mcs, bool) or not isinstance(mcs, int) or mcs < 1:
-        mcs = defaults.max_concurrent_sources
-    ptm = data.get("processing_timeout_minutes", defaults.processing_timeout_minutes)
-    if isinstance(ptm, bool) or not isinstance(ptm, int | float) or ptm <= 0:
-        ptm = defaults.processing_timeout_minutes
+    try:
+        mcs = _number(
+            data,
+            "max_concurrent_sources",
+            defaults.max_concurrent_sources,
+            low=1,
+            high=MAX_CONCURRENT_SOURCES,
+            integer=True,
+            where="global_settings.",
+        )
+        ptm = _number(
+            data,
+            "processing_timeout_minutes",
+            defaults.processing_timeout_minutes,
+            low=0,
+            high=MAX_PROCESSING_TIMEOUT_MINUTES,
+            low_open=True,
+            where="global_settings.",
+        )
+    except ValueError as exc:
+        raise InvalidConfig(str(exc)) from None
     alert_on_zero, recipients = _parse_alerts(data)
     return GlobalSettings(
-        max_concurrent_sources=min(mcs, 64),
+        max_concurrent_sources=int(mcs),
         processing_timeout_minutes=float(ptm),
         alert_on_zero_results=alert_on_zero,
         alert_recipients=recipients,
@@ -283,11 +419,16 @@ def _opt_mapping(item: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
 
 
 def _is_http_url(url: str) -> bool:
-    return bool(re.match(r"^https?://[^\s/?#]+([/?#]\S*)?$", url, re.IGNORECASE))
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in url):
+        return False
+    return _HTTP_URL_RE.fullmatch(url) is not None
 
 
 def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    """An invalid source's id for reports: as is when well-formed, else its short repr."""
+    if not isinstance(value, str):
+        return None
+    return value if _ID_RE.fullmatch(value) else _show(value)
 
 
 def fold_text(text: str) -> str:

@@ -325,6 +325,7 @@ def _core_executor(s: Settings, breakers: BreakerBoard | None = None) -> Executo
         scrapy_project_path=s.scrapy_project_path,
         local_fallback=_local_executor(s),
         processing_concurrency=s.processing_concurrency,
+        allow_private_sources=s.allow_private_sources,
     )
 
 

@@ -103,7 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config = _actions(sub, "config", "show, validate or push the watchlist")
     config.add_parser("show", help="print the settings (secrets redacted) and the watchlist")
-    config.add_parser("validate", help="check the settings and the watchlist; exit 1 on problems")
+    validate = config.add_parser(
+        "validate",
+        help="check the settings and the watchlist (or FILE instead); exit 1 on problems",
+    )
+    validate.add_argument(
+        "file", nargs="?", help="a watchlist JSON file to check instead of the configured one"
+    )
     push = config.add_parser(
         "push", help="validate a watchlist file and install it (KV key or WATCHLIST_FILE)"
     )

@@ -15,11 +15,19 @@ from typing import Any
 
 import structlog
 
-from atlasreg_cursor.domain.errors import CursorError, InvalidGold, InvalidMessage, ObjectNotFound
+from atlasreg_cursor.domain.errors import (
+    CursorError,
+    InvalidConfig,
+    InvalidGold,
+    InvalidMessage,
+    ObjectNotFound,
+)
 from atlasreg_cursor.domain.gold import parse_gold
 from atlasreg_cursor.domain.hashing import canonical_bytes, sha256_hex
 from atlasreg_cursor.domain.ingest import RunFailed, RunSummary, read_journal, run_message
 from atlasreg_cursor.domain.messages import parse_date, parse_message
+from atlasreg_cursor.domain.redaction import redact_url
+from atlasreg_cursor.domain.sources import WatchlistConfig
 
 from .bootstrap import App, build
 from .daemon import log_event, run_daemon
@@ -156,7 +164,7 @@ def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
                     "id": s.id,
                     "handler_id": s.handler_id,
                     "enabled": s.enabled,
-                    "url_feed": s.url_feed,
+                    "url_feed": redact_url(s.url_feed) if s.url_feed else None,
                     "schedule": s.schedule,
                 }
                 for s in config.sources
@@ -176,17 +184,42 @@ def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_config_validate(settings: Settings, args: argparse.Namespace) -> int:
-    """``config validate``: the settings loaded; now the watchlist."""
+    """``config validate [FILE]``: the settings loaded; now the watchlist (or FILE)."""
+    if getattr(args, "file", None):
+        return _config_validate_file(settings, args.file)
     app = build(settings)
     try:
         config = app.config.load()
     except CursorError as exc:
         return fail(f"watchlist: {type(exc).__name__}: {exc}")
+    return _report_watchlist(config)
+
+
+def _report_watchlist(config: WatchlistConfig) -> int:
     enabled = sum(1 for s in config.sources if s.enabled)
     print(f"{len(config.sources)} valid sources ({enabled} enabled), {len(config.invalid)} invalid")
     for bad in config.invalid:
         print(f"  invalid sources[{bad.index}] {bad.source_id or '?'}: {bad.reason}")
     return EXIT_FAILED if config.invalid else EXIT_OK
+
+
+def _config_validate_file(settings: Settings, file: str) -> int:
+    """``config validate FILE``: check a watchlist file without installing it."""
+    from pathlib import Path
+
+    from atlasreg_cursor.domain.sources import parse_watchlist_bytes
+
+    from .bootstrap import known_handlers
+
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as exc:
+        return fail(f"watchlist {file}: cannot be read: {exc.strerror or exc}")
+    try:
+        config = parse_watchlist_bytes(raw, known_handlers=known_handlers(settings))
+    except InvalidConfig as exc:
+        return fail(f"watchlist {file}: {type(exc).__name__}: {exc}")
+    return _report_watchlist(config)
 
 
 def cmd_config_push(settings: Settings, args: argparse.Namespace) -> int:

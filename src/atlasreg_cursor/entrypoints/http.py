@@ -1,14 +1,23 @@
-"""The daemon's HTTP side: ``/healthz``, ``/readyz`` and ``/metrics``."""
+"""The daemon's HTTP side: ``/healthz``, ``/readyz`` and ``/metrics``.
+
+GET only, on a :class:`~._server.BoundedHTTPServer`: a few handler threads,
+per-connection timeouts and a whole-request deadline, so idle or slow
+clients cannot exhaust the daemon. Bind it to loopback (``METRICS_HOST``,
+the default) or a private network: it needs no authentication and must not
+be exposed (SECURITY.md).
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ._server import BoundedHTTPServer
 
 
 class HealthServer:
@@ -20,6 +29,9 @@ class HealthServer:
         port: port to bind (``METRICS_PORT``; 0 picks a free one).
         ready: returns ``(ready, detail)`` for ``/readyz``.
         health: returns ``(alive, detail)`` for ``/healthz`` (default: always alive).
+        max_workers: handler threads.
+        idle_timeout: seconds a connection may stay silent.
+        request_deadline: seconds one request may take in all.
     """
 
     def __init__(
@@ -28,6 +40,10 @@ class HealthServer:
         port: int,
         ready: Callable[[], tuple[bool, dict[str, Any]]],
         health: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
+        *,
+        max_workers: int = 4,
+        idle_timeout: float = 5.0,
+        request_deadline: float = 15.0,
     ) -> None:
         outer = self
 
@@ -53,8 +69,14 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = BoundedHTTPServer(
+            (host, port),
+            Handler,
+            max_workers=max_workers,
+            max_pending=max_workers * 4,
+            idle_timeout=idle_timeout,
+            request_deadline=request_deadline,
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

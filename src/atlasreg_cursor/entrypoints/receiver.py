@@ -1,14 +1,17 @@
 """A loopback webhook receiver that verifies both signature schemes.
 
-Used by the demo to show the whole flow; the verifier is the library's own
-:class:`~atlasreg_cursor.domain.signing.WebhookVerifier`.
+Used by the demo to show the whole flow; the checks are the library's own
+(:mod:`atlasreg_cursor.domain.signing`). It runs on a
+:class:`~._server.BoundedHTTPServer` (bounded threads, per-connection
+timeouts) and reads at most ``max_body`` bytes after validating
+``Content-Length``.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ import attrs
 
 from atlasreg_cursor.domain.errors import SignatureMismatch
 from atlasreg_cursor.domain.signing import verify_legacy, verify_standard
+
+from ._server import DEFAULT_MAX_BODY, BoundedHTTPServer, read_body
 
 
 @attrs.frozen(kw_only=True)
@@ -44,6 +49,10 @@ class WebhookReceiver:
         port: int = 0,
         *,
         record_to: Path | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_workers: int = 4,
+        idle_timeout: float = 5.0,
+        request_deadline: float = 15.0,
     ) -> None:
         self.received: list[ReceivedWebhook] = []
         self._lock = threading.Lock()
@@ -51,8 +60,9 @@ class WebhookReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
+                body = read_body(self, max_body)
+                if body is None:
+                    return
                 headers = dict(self.headers.items())
                 standard_ok = legacy_ok = True
                 try:
@@ -81,8 +91,14 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = BoundedHTTPServer(
+            (host, port),
+            Handler,
+            max_workers=max_workers,
+            max_pending=max_workers * 4,
+            idle_timeout=idle_timeout,
+            request_deadline=request_deadline,
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

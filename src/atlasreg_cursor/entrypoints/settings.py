@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -22,6 +21,7 @@ import attrs
 import cattrs
 
 from atlasreg_cursor.domain.errors import CursorError
+from atlasreg_cursor.domain.redaction import redact_url as _redact_url
 
 Mode = Literal["local", "standalone", "cloudflare"]
 LogFormat = Literal["json", "console"]
@@ -51,6 +51,11 @@ def _secret(default: Any = None) -> Any:
     return attrs.field(default=default, repr=False, metadata=_SECRET)
 
 
+def _url(default: Any = None) -> Any:
+    """A URL setting: shown (in reprs and ``config show``) with its credentials hidden."""
+    return attrs.field(default=default, repr=lambda v: repr(_redact_url(v) if v else v))
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """Every setting of DESIGN §9 (documented in ``.env.example``)."""
@@ -68,27 +73,27 @@ class Settings:
     config_ttl_seconds: float = 300.0
     queue_name: str = "ingest-queue"
 
-    cf_api_endpoint: str = "https://api.cloudflare.com"
+    cf_api_endpoint: str = _url("https://api.cloudflare.com")
     cf_api_token: str | None = _secret()
     cf_account_id: str | None = None
-    cf_queue_endpoint: str | None = None
-    cf_kv_api_endpoint: str | None = None
+    cf_queue_endpoint: str | None = _url(None)
+    cf_kv_api_endpoint: str | None = _url(None)
     cf_kv_namespace_id: str | None = None
     cf_queue_id: str | None = None
     cf_dlq_queue_id: str | None = None
 
-    r2_endpoint: str | None = None
+    r2_endpoint: str | None = _url(None)
     r2_access_key: str | None = _secret()
     r2_secret_key: str | None = _secret()
     r2_bucket_name: str = "atlasreg-gold"
     gold_bucket: str | None = None
-    minio_endpoint: str | None = None
+    minio_endpoint: str | None = _url(None)
     minio_access_key: str | None = _secret()
     minio_secret_key: str | None = _secret()
     minio_secure: bool = False
     s3_create_bucket: bool = True
 
-    hook_endpoint: str | None = None
+    hook_endpoint: str | None = _url(None)
     hook_hmac_secret: str | None = _secret()
     hook_hmac_additional_secrets: str | None = _secret()
     hook_standard_signature: bool = True
@@ -101,11 +106,11 @@ class Settings:
     celery_broker_url: str | None = _secret()
     celery_result_backend: str | None = _secret()
     celery_queue: str | None = None
-    airflow_api_url: str | None = None
+    airflow_api_url: str | None = _url(None)
     airflow_username: str | None = None
     airflow_password: str | None = _secret()
     airflow_api_version: AirflowVersion = "auto"
-    elasticsearch_url: str | None = None
+    elasticsearch_url: str | None = _url(None)
     scrapy_project_path: Path | None = None
     allow_private_sources: bool = False
     processing_concurrency: int = 16
@@ -169,23 +174,27 @@ class Settings:
         return self.consumer_id or f"{socket.gethostname()}-{os.getpid()}"
 
     def redacted(self) -> dict[str, Any]:
-        """Every setting by variable name, secrets replaced by ``***``."""
+        """
+        Every setting by variable name, for ``config show``.
+
+        Secrets are ``***`` (a secret URL keeps its host: ``redis://:***@host``);
+        every URL setting (``*_URL``, ``*_ENDPOINT``, ``CELERY_*``) has its
+        user-info password and credential-like query parameters hidden.
+        """
         out: dict[str, Any] = {}
         for field in attrs.fields(Settings):
             value = getattr(self, field.name)
             if field.metadata.get("secret") and value:
                 value = redact_url(value) if "://" in str(value) else "***"
+            elif isinstance(value, str) and "://" in value:
+                value = redact_url(value)
             out[field.name.upper()] = str(value) if isinstance(value, Path) else value
         return out
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a URL (``redis://:pw@host`` → ``redis://:***@host``)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """Hide the credentials of a URL (``redis://:pw@host`` → ``redis://:***@host``)."""
+    return _redact_url(url)
 
 
 def _bool(value: Any, _: type) -> bool:

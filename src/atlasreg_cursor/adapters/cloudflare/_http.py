@@ -7,9 +7,11 @@ JSON envelope (``success``, ``errors``, ``messages``, ``result``) parsed.
 Failures become :class:`CloudflareAPIError` (HTTP status, error codes and
 messages; never the token):
 
-- connection errors, 429 and 5xx (and the Queues 1025x "overloaded" codes)
-  are retried with stamina (exponential backoff, ``Retry-After`` honoured up
-  to :data:`MAX_RETRY_AFTER`), then :class:`CloudflareUnavailable`;
+- connection errors, 408, 429 and 5xx (and the Queues 1025x "overloaded"
+  codes) are retried by the shared HTTP layer
+  (:mod:`atlasreg_cursor.adapters.http`: stamina, exponential backoff,
+  ``Retry-After`` honoured up to :data:`MAX_RETRY_AFTER`), then
+  :class:`CloudflareUnavailable`;
 - 401/403, unknown or malformed queue (10104, 10106, 10107), unknown KV
   namespace (10013) and "no route" (7003) are
   :class:`CloudflareConfigurationError`, with a hint naming the setting to check;
@@ -25,7 +27,6 @@ Settings read (by the composition root): ``CF_API_ENDPOINT``,
 
 from __future__ import annotations
 
-import email.utils
 import json
 import time
 import urllib.parse
@@ -33,17 +34,36 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import stamina
 import structlog
 import urllib3
+
+from atlasreg_cursor.adapters.http import (
+    MAX_RETRY_AFTER,
+    HttpClient,
+    HttpResponse,
+    ResponseTooLarge,
+    TransientHTTPError,
+    parse_retry_after,
+    retrying,
+)
 
 log = structlog.get_logger()
 
 DEFAULT_ENDPOINT = "https://api.cloudflare.com"
 API_PATH = "/client/v4"
 USER_AGENT = "atlasreg-cursor"
-MAX_RETRY_AFTER = 60.0
 RETRY_TIMEOUT = 120.0
+
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "CloudflareAPIError",
+    "CloudflareClient",
+    "CloudflareConfigurationError",
+    "CloudflareUnavailable",
+    "RawResponse",
+    "api_base",
+    "parse_retry_after",
+]
 
 #: Error codes Cloudflare answers when a queue is overloaded or paused for a while.
 TRANSIENT_CODES = frozenset({10250, 10251, 10252, 15000})
@@ -101,42 +121,6 @@ class RawResponse:
     status: int
     headers: Mapping[str, str]
     data: bytes = attrs.field(repr=False)
-
-
-class _Retryable(Exception):
-    """One attempt failed in a way worth retrying."""
-
-    def __init__(self, error: CloudflareAPIError, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-
-
-def _backoff_hook(exc: Exception) -> bool | float:
-    """Retry transient failures; a ``Retry-After`` replaces the computed backoff."""
-    if not isinstance(exc, _Retryable):
-        return False
-    return exc.retry_after if exc.retry_after is not None else True
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """
-    Read a ``Retry-After`` header (seconds or an HTTP date), capped.
-
-    Returns:
-        Seconds between 0 and :data:`MAX_RETRY_AFTER`, ``None`` if absent or unreadable.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError):
-            return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def api_base(endpoint: str) -> str:
@@ -209,10 +193,13 @@ class CloudflareClient:
         self.base_url = api_base(api_endpoint)
         self.account_id = account_id
         self._token = token
-        self._timeout = urllib3.Timeout(connect=min(timeout, 10.0), read=timeout)
         self._attempts = attempts
         self._retry_timeout = retry_timeout
-        self._pool = pool or urllib3.PoolManager(num_pools=4, maxsize=8)
+        self._http = HttpClient(
+            timeout=timeout,
+            pool=pool or urllib3.PoolManager(num_pools=4, maxsize=8),
+            user_agent=USER_AGENT,
+        )
 
     def __repr__(self) -> str:
         return f"CloudflareClient(base_url={self.base_url!r}, account_id={self.account_id!r})"
@@ -294,7 +281,7 @@ class CloudflareClient:
 
     def close(self) -> None:
         """Close pooled connections."""
-        self._pool.clear()
+        self._http.clear()
 
     # --- internals ---------------------------------------------------------
 
@@ -310,23 +297,15 @@ class CloudflareClient:
         if query:
             url += "?" + urllib.parse.urlencode({k: str(v) for k, v in query.items()})
         try:
-            for attempt in stamina.retry_context(
-                on=_backoff_hook,
+            return retrying(
+                lambda: self._once(method, path, url, body, headers),
                 attempts=self._attempts,
                 timeout=self._retry_timeout,
                 wait_initial=0.5,
                 wait_max=30.0,
-            ):
-                with attempt:
-                    return self._once(method, path, url, body, headers)
-        except _Retryable as exc:
-            raise CloudflareUnavailable(
-                f"{exc.error} (gave up after retries)",
-                status=exc.error.status,
-                codes=exc.error.codes,
-                messages=exc.error.messages,
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+            )
+        except TransientHTTPError as exc:
+            raise self._unavailable(method, path, exc) from None
 
     def _once(
         self,
@@ -339,28 +318,23 @@ class CloudflareClient:
         sent = {
             "Authorization": f"Bearer {self._token}",
             "Accept": "application/json",
-            "User-Agent": USER_AGENT,
             **headers,
         }
         started = time.monotonic()
         try:
-            response = self._pool.request(
-                method,
-                url,
-                body=body,
-                headers=sent,
-                timeout=self._timeout,
-                retries=False,
-                redirect=False,
-            )
-        except urllib3.exceptions.HTTPError as exc:
+            response = self._http.send(method, url, body=body, headers=sent)
+        except TransientHTTPError as exc:
             log.debug(
-                "cloudflare.request_failed", method=method, path=path, error=type(exc).__name__
+                "cloudflare.request_failed",
+                method=method,
+                path=path,
+                status_code=exc.status,
+                error=exc.reason,
             )
-            raise _Retryable(
-                CloudflareUnavailable(
-                    f"Cloudflare API {method} {path}: {type(exc).__name__}", status=None
-                )
+            raise
+        except ResponseTooLarge:
+            raise CloudflareAPIError(
+                f"Cloudflare API {method} {path}: the answer is too large"
             ) from None
         status = response.status
         log.debug(
@@ -371,17 +345,40 @@ class CloudflareClient:
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
         data = response.data
-        resp_headers = {k.lower(): v for k, v in response.headers.items()}
         if 200 <= status < 300:
             doc, codes, messages = _envelope_errors(data)
             if doc is not None and doc.get("success") is False:
                 raise self._error(method, path, status, codes, messages)
-            return RawResponse(status=status, headers=resp_headers, data=data)
+            return RawResponse(status=status, headers=response.headers, data=data)
         _, codes, messages = _envelope_errors(data)
-        error = self._error(method, path, status, codes, messages)
-        if status == 429 or status >= 500 or TRANSIENT_CODES.intersection(codes):
-            raise _Retryable(error, parse_retry_after(resp_headers.get("retry-after")))
-        raise error
+        if TRANSIENT_CODES.intersection(codes):
+            raise TransientHTTPError(
+                f"HTTP {status}",
+                status=status,
+                retry_after=parse_retry_after(response.header("retry-after")),
+                response=response,
+            )
+        raise self._error(method, path, status, codes, messages)
+
+    def _unavailable(
+        self, method: str, path: str, exc: TransientHTTPError
+    ) -> CloudflareUnavailable:
+        """The typed error of a call whose retries are spent."""
+        answer: HttpResponse | None = exc.response
+        if answer is None:
+            return CloudflareUnavailable(
+                f"Cloudflare API {method} {path}: {exc.reason.split(':', 1)[0]} "
+                "(gave up after retries)",
+                status=None,
+            )
+        _, codes, messages = _envelope_errors(answer.data)
+        error = self._error(method, path, answer.status, codes, messages)
+        return CloudflareUnavailable(
+            f"{error} (gave up after retries)",
+            status=answer.status,
+            codes=codes,
+            messages=messages,
+        )
 
     @staticmethod
     def _error(

@@ -22,9 +22,12 @@ left alone so a resumed Cursor run can adopt it). Error bodies of both
 versions (``detail`` as string, list or object; RFC 7807 in v1) are
 normalised to one message.
 
-Network errors and 5xx are retried (stamina) and then raised as
-``ExecutorUnavailable``; the other failures are ``SourceFailed`` with an
-``error_type``. The password and tokens never reach logs or reprs.
+Network errors, 408, 429 and 5xx are retried by the shared HTTP layer
+(:mod:`atlasreg_cursor.adapters.http`) and then raised as
+``ExecutorUnavailable``; a ``dag_id`` that does not match Airflow's id
+pattern is refused before any request (``invalid_source``); the other
+failures are ``SourceFailed`` with an ``error_type``. The password and
+tokens never reach logs or reprs.
 
 Settings read (by the composition root): ``AIRFLOW_API_URL``,
 ``AIRFLOW_USERNAME``, ``AIRFLOW_PASSWORD``, ``AIRFLOW_API_VERSION``.
@@ -43,11 +46,18 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
-import stamina
 import structlog
 import urllib3
 
+from atlasreg_cursor.adapters.http import (
+    HttpClient,
+    ResponseTooLarge,
+    TransientHTTPError,
+    retrying,
+    safe_url,
+)
 from atlasreg_cursor.domain.errors import ExecutorUnavailable, SourceFailed
+from atlasreg_cursor.domain.sources import DAG_ID_RE
 
 log = structlog.get_logger()
 
@@ -56,10 +66,6 @@ TERMINAL_STATES = frozenset({"success", "failed"})
 TOKEN_MARGIN_SECONDS = 60.0
 USER_AGENT = "atlasreg-cursor"
 _INVALID_JWT = "Invalid JWT token"
-
-
-class _Transient(Exception):
-    """One request failed in a way worth retrying (network error or 5xx)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -86,11 +92,7 @@ class _Response:
     data: Any
 
 
-def _safe_url(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+_safe_url = safe_url
 
 
 def error_message(status: int, data: Any) -> str:
@@ -191,8 +193,11 @@ class AirflowClient:
         self._password = password
         self._configured_version = api_version
         self._version: Literal["v1", "v2"] | None = None if api_version == "auto" else api_version
-        self._timeout = urllib3.Timeout(connect=min(timeout, 10.0), read=timeout)
-        self._pool = pool or urllib3.PoolManager(num_pools=2, maxsize=8)
+        self._http = HttpClient(
+            timeout=timeout,
+            pool=pool or urllib3.PoolManager(num_pools=2, maxsize=8),
+            user_agent=USER_AGENT,
+        )
         self._lock = threading.Lock()
         self._token: str | None = None
         self._token_expiry: float | None = None
@@ -254,9 +259,11 @@ class AirflowClient:
         Return the DAG's details when it exists and is not paused.
 
         Raises:
-            SourceFailed: ``dag_not_found`` or ``dag_paused``.
+            SourceFailed: ``invalid_source`` (not Airflow's id pattern),
+                ``dag_not_found`` or ``dag_paused``.
             ExecutorUnavailable: Airflow cannot be reached.
         """
+        check_dag_id(dag_id)
         response = self._api("GET", f"/dags/{_q(dag_id)}")
         if response.status == 404:
             raise SourceFailed(
@@ -371,7 +378,7 @@ class AirflowClient:
 
     def close(self) -> None:
         """Close pooled connections."""
-        self._pool.clear()
+        self._http.clear()
 
     # --- plumbing -----------------------------------------------------------
 
@@ -429,40 +436,39 @@ class AirflowClient:
         self, method: str, url: str, *, body: Any = None, headers: Mapping[str, str]
     ) -> _Response:
         """Send with retries on network errors and 5xx; return status and JSON."""
-        all_headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **headers}
+        all_headers = {"Accept": "application/json", **headers}
         encoded = None
         if body is not None:
             encoded = json.dumps(body).encode("utf-8")
             all_headers["Content-Type"] = "application/json"
         safe = _safe_url(url)
         try:
-            for attempt in stamina.retry_context(
-                on=_Transient, attempts=4, timeout=60.0, wait_initial=0.5, wait_max=5.0
-            ):
-                with attempt:
-                    return self._once(method, url, encoded, all_headers, safe)
-        except _Transient as exc:
-            log.warning("airflow.unavailable", method=method, url=safe, error=str(exc))
-            raise ExecutorUnavailable(f"Airflow at {safe} is unreachable: {exc}") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+            return retrying(
+                lambda: self._once(method, url, encoded, all_headers, safe),
+                attempts=4,
+                timeout=60.0,
+                wait_initial=0.5,
+                wait_max=5.0,
+            )
+        except TransientHTTPError as exc:
+            log.warning("airflow.unavailable", method=method, url=safe, error=exc.reason)
+            raise ExecutorUnavailable(f"Airflow at {safe} is unreachable: {exc.reason}") from None
 
     def _once(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], safe: str
     ) -> _Response:
         try:
-            response = self._pool.request(
-                method,
-                url,
-                body=body,
-                headers=dict(headers),
-                timeout=self._timeout,
-                retries=False,
-                redirect=False,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise _Transient(f"{method} {safe}: {type(exc).__name__}") from None
-        if response.status >= 500:
-            raise _Transient(f"{method} {safe}: HTTP {response.status}")
+            response = self._http.send(method, url, body=body, headers=headers)
+        except TransientHTTPError as exc:
+            raise TransientHTTPError(
+                f"{method} {safe}: {exc.reason.split(':', 1)[0]}",
+                status=exc.status,
+                retry_after=exc.retry_after,
+            ) from None
+        except ResponseTooLarge:
+            raise SourceFailed(
+                f"Airflow's answer to {method} {safe} is too large", error_type="airflow_error"
+            ) from None
         raw = response.data
         try:
             data: Any = json.loads(raw) if raw else None
@@ -479,6 +485,21 @@ class AirflowClient:
                 error_type="airflow_auth",
             )
         return SourceFailed(f"Airflow failed {doing} ({message})", error_type="airflow_error")
+
+
+def check_dag_id(dag_id: object) -> str:
+    """
+    Return *dag_id* when it matches Airflow's id pattern (``[\\w.-]``, 1-250).
+
+    Raises:
+        SourceFailed: ``invalid_source`` otherwise.
+    """
+    if not isinstance(dag_id, str) or not DAG_ID_RE.fullmatch(dag_id):
+        raise SourceFailed(
+            "dag_id must be 1-250 letters, digits, '_', '.' or '-' (Airflow's id pattern)",
+            error_type="invalid_source",
+        )
+    return dag_id
 
 
 def _token_rejected(response: _Response) -> bool:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from atlasreg_cursor.adapters._netguard import Resolver
 from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
 from atlasreg_cursor.domain.errors import InvalidGold, ProcessingFailed, SourceFailed
 from atlasreg_cursor.domain.gold import (
@@ -75,6 +76,9 @@ class CoreExecutor:
         handlers: handlers by id (default: :func:`.handlers.registry`).
         gold_timeout: seconds to wait for ``generate_gold_json``.
         clock: the current UTC time (tests pass their own).
+        allow_private_sources: hand ``url_feed``s with non-public addresses to
+            Core (``ALLOW_PRIVATE_SOURCES``); refused by default.
+        resolver: resolves host names for the URL guard (tests pass their own).
     """
 
     def __init__(
@@ -88,6 +92,8 @@ class CoreExecutor:
         handlers: Mapping[str, Handler] | None = None,
         gold_timeout: float = DEFAULT_GOLD_TIMEOUT,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        allow_private_sources: bool = False,
+        resolver: Resolver | None = None,
     ) -> None:
         if processing_concurrency < 1:
             raise ValueError("processing_concurrency must be at least 1")
@@ -96,6 +102,8 @@ class CoreExecutor:
             airflow=airflow,
             scrapy_project_path=scrapy_project_path,
             local_fallback=local_fallback,
+            allow_private=allow_private_sources,
+            resolver=resolver,
         )
         self._concurrency = processing_concurrency
         self._handlers = dict(registry() if handlers is None else handlers)

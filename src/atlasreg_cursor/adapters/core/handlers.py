@@ -21,13 +21,23 @@ Built-in handlers (DESIGN §6 Executor):
   with ``source_config`` and ``run_id``.
 
 A Celery handler task returns ``{"document_ids": [...], "items_count": n,
-"error": "..."}``; a non-empty ``error`` fails the source.
+"error": "..."}``; a non-empty ``error`` fails the source, and more than the
+source's ``max_items`` ids fail it with ``too_many_items``.
+
+Every built-in handler passes the source's ``url_feed`` through the URL guard
+(:func:`~atlasreg_cursor.adapters._netguard.vet_url`) before anything is
+handed to Core — Celery, Airflow or a project spider: another scheme, a
+backslash, user-info or control characters are refused (``invalid_url``),
+and so are non-public addresses unless ``ALLOW_PRIVATE_SOURCES`` is set
+(``forbidden_address``). Core resolves the name again when it fetches, so
+Core's own fetchers must keep their guard too (SECURITY.md).
 
 Third-party handlers register under the entry-point group
 ``atlasreg_cursor.handlers`` (name = ``handler_id``, object = the handler,
 or a class made with no arguments); built-in ids cannot be replaced.
 
-Settings read (by the composition root): ``SCRAPY_PROJECT_PATH``.
+Settings read (by the composition root): ``SCRAPY_PROJECT_PATH``,
+``ALLOW_PRIVATE_SOURCES``.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import structlog
 
+from atlasreg_cursor.adapters._netguard import Resolver, vet_url
 from atlasreg_cursor.domain.documents import Document, SourceResult
 from atlasreg_cursor.domain.errors import HandlerNotAvailable, SourceFailed
 from atlasreg_cursor.domain.runs import RunContext
@@ -81,15 +92,36 @@ class Handler(Protocol):
 
 @attrs.define(kw_only=True)
 class CoreServices:
-    """What handlers may use: Celery, Airflow, the Scrapy project, local spiders."""
+    """What handlers may use: Celery, Airflow, the Scrapy project, local spiders.
+
+    ``allow_private`` is ``ALLOW_PRIVATE_SOURCES``; ``resolver`` resolves host
+    names for the URL guard (the system's by default; tests pass their own).
+    """
 
     celery: CeleryGateway
     airflow: AirflowClient | None = None
     scrapy_project_path: Path | None = None
     local_fallback: Executor | None = None
+    allow_private: bool = False
+    resolver: Resolver | None = attrs.field(default=None, repr=False)
     _spiders: frozenset[str] | None = attrs.field(default=None, init=False, repr=False)
     _listed_at: float = attrs.field(default=0.0, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+
+    def vet_feed(self, source: SourceConfig) -> str | None:
+        """
+        Check the source's ``url_feed`` before it is handed to Core.
+
+        Returns:
+            The normalised URL, or ``None`` when the source has no ``url_feed``.
+
+        Raises:
+            SourceFailed: ``invalid_url``, ``forbidden_address`` or ``network_error``.
+        """
+        if not source.url_feed:
+            return None
+        vetted = vet_url(source.url_feed, allow_private=self.allow_private, resolver=self.resolver)
+        return vetted.url
 
     def project_spiders(self) -> frozenset[str]:
         """
@@ -156,6 +188,12 @@ def documents_from_result(
     if error:
         raise SourceFailed(f"{origin} reported an error: {error}", error_type="core_error")
     ids = result.get("document_ids", [])
+    if isinstance(ids, list) and len(ids) > source.max_items:
+        raise SourceFailed(
+            f"{origin} returned {len(ids)} documents, more than the source's "
+            f"max_items ({source.max_items})",
+            error_type="too_many_items",
+        )
     if not isinstance(ids, list) or not all(
         isinstance(i, str | int) and not isinstance(i, bool) for i in ids
     ):
@@ -189,6 +227,7 @@ def _celery_source(
 
 def scrapy_handler(source: SourceConfig, run: RunContext, core: CoreServices) -> SourceResult:
     """Run the project's spider ``spider_id``, or the generic local spiders."""
+    core.vet_feed(source)
     project = core.scrapy_project_path
     if project is not None and source.spider_id and source.spider_id in core.project_spiders():
         from .scrapy import items_to_documents, judge, run_project_spider
@@ -222,16 +261,18 @@ def scrapy_handler(source: SourceConfig, run: RunContext, core: CoreServices) ->
 
 
 def download_csv_handler(source: SourceConfig, run: RunContext, core: CoreServices) -> SourceResult:
-    """Celery ``download_csv(url_feed, run_id)``."""
-    return _celery_source(
-        core, source, "download_csv", {"url_feed": source.url_feed, "run_id": run.run_id}
-    )
+    """Celery ``download_csv(url_feed, run_id)``, the URL vetted first."""
+    url = core.vet_feed(source)
+    if url is None:
+        raise SourceFailed("DOWNLOAD_CSV needs a url_feed", error_type="invalid_config")
+    return _celery_source(core, source, "download_csv", {"url_feed": url, "run_id": run.run_id})
 
 
 def custom_scraper_handler(
     source: SourceConfig, run: RunContext, core: CoreServices
 ) -> SourceResult:
     """Celery ``task_name`` (default ``custom_scrape``) with the source's config."""
+    core.vet_feed(source)
     name = source.task_name or DEFAULT_CUSTOM_TASK
     return _celery_source(
         core, source, name, {"source_config": dict(source.raw), "run_id": run.run_id}
@@ -244,7 +285,10 @@ def airflow_dag_handler(source: SourceConfig, run: RunContext, core: CoreService
         raise HandlerNotAvailable("AIRFLOW_DAG needs AIRFLOW_API_URL, which is not set")
     if not source.dag_id:
         raise SourceFailed("AIRFLOW_DAG source has no dag_id", error_type="invalid_source")
-    dag_id = source.dag_id
+    from .airflow import check_dag_id
+
+    dag_id = check_dag_id(source.dag_id)
+    core.vet_feed(source)
     dag_run_id = f"{run.run_id}_{dag_id}"
     conf = {"run_id": run.run_id, "source_config": dict(source.raw)}
     core.airflow.trigger(dag_id, dag_run_id, conf)

@@ -31,7 +31,6 @@ from typing import Any
 
 import attrs
 import structlog
-import urllib3
 
 from atlasreg_cursor.adapters._netguard import check_source_url
 from atlasreg_cursor.adapters.core.scrapy import (
@@ -42,6 +41,7 @@ from atlasreg_cursor.adapters.core.scrapy import (
     run_project_spider,
     stop_crawls,
 )
+from atlasreg_cursor.adapters.http import GuardedClient
 from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
 from atlasreg_cursor.domain.errors import CursorError, HandlerNotAvailable, SourceFailed
 from atlasreg_cursor.domain.gold import GoldDocument, GoldError, GoldEvent, build_gold, isoformat_z
@@ -67,6 +67,8 @@ class LocalExecutor:
         scrapy_project_path: a Scrapy project whose spiders ``spider_id`` may name.
         allow_private_sources: fetch from loopback/private addresses too.
         max_download_bytes: size cap of a CSV download.
+        http: the guarded HTTP client for downloads (one is made from
+            *allow_private_sources* otherwise).
     """
 
     def __init__(
@@ -76,12 +78,13 @@ class LocalExecutor:
         scrapy_project_path: Path | None = None,
         allow_private_sources: bool = False,
         max_download_bytes: int = DEFAULT_MAX_BYTES,
+        http: GuardedClient | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.scrapy_project_path = scrapy_project_path
         self.allow_private_sources = allow_private_sources
         self.max_download_bytes = max_download_bytes
-        self._pool = urllib3.PoolManager(num_pools=8, maxsize=4)
+        self._http = http or GuardedClient(allow_private=allow_private_sources)
 
     # --- sources -------------------------------------------------------------
 
@@ -115,12 +118,7 @@ class LocalExecutor:
         if handler == "AIRFLOW_DAG":
             raise HandlerNotAvailable("handler AIRFLOW_DAG is not available in local mode")
         if handler == "DOWNLOAD_CSV":
-            return download_csv(
-                source,
-                pool=self._pool,
-                allow_private=self.allow_private_sources,
-                max_bytes=self.max_download_bytes,
-            )
+            return download_csv(source, client=self._http, max_bytes=self.max_download_bytes)
         if handler not in NEWSROOM_HANDLERS | API_HANDLERS:
             raise HandlerNotAvailable(f"handler {handler} is not available in local mode")
         generic = self._generic_spec(source)
@@ -248,9 +246,8 @@ class LocalExecutor:
         return attrs.evolve(processed, errors=(*processed.errors, *errors))
 
     def close(self) -> None:
-        """Stop this executor's running crawls; release pooled HTTP connections."""
+        """Stop this executor's running crawls (downloads hold no pooled connections)."""
         stop_crawls(self)
-        self._pool.clear()
 
 
 def _spider_args(source: SourceConfig, run: RunContext) -> dict[str, str]:

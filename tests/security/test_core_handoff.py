@@ -1,0 +1,160 @@
+"""The Core executor vets a ``url_feed`` before Celery or Airflow ever sees it.
+
+A real Celery worker runs Core's test tasks (its ``download_csv`` would fetch
+a loopback URL); with ``ALLOW_PRIVATE_SOURCES`` unset a private ``url_feed``
+must be refused before any task is sent, and the internal server must get
+no request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from atlasreg_cursor.adapters.core.airflow import AirflowClient
+from atlasreg_cursor.adapters.core.executor import CoreExecutor
+from atlasreg_cursor.domain.errors import SourceFailed
+from atlasreg_cursor.domain.messages import MessageType
+from atlasreg_cursor.domain.runs import RunContext
+from atlasreg_cursor.domain.sources import SourceConfig
+from tests.security.netlab import RecordingServer, csv_route
+from tests.support.celery_worker import CeleryWorker, celery_worker, core_calls  # noqa: F401
+
+pytestmark = [pytest.mark.security, pytest.mark.celery, pytest.mark.redis]
+
+
+def _run() -> RunContext:
+    return RunContext(
+        run_id=f"run_{uuid.uuid4().hex[:12]}",
+        date=dt.date(2026, 11, 24),
+        message_type=MessageType.START_DAILY_INGEST,
+        message_id=uuid.uuid4().hex,
+    )
+
+
+@pytest.fixture
+def executor(celery_worker: CeleryWorker) -> Iterator[CoreExecutor]:
+    """A Core executor with the default policy: private addresses refused."""
+    ex = CoreExecutor(
+        celery=celery_worker.gateway(), airflow=None, scrapy_project_path=None, local_fallback=None
+    )
+    yield ex
+    ex.close()
+
+
+@pytest.mark.parametrize(
+    ("handler_id", "task", "extra"),
+    [
+        ("DOWNLOAD_CSV", "download_csv", {}),
+        ("CUSTOM_SCRAPER", "custom_scrape", {"task_name": "custom_scrape"}),
+    ],
+)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "http://127.0.0.1:{port}/x.csv",
+        "http://localhost:{port}/x.csv",
+        "http://127.0.0.1:{port}\\@8.8.8.8/x.csv",
+        "http://user:PASSWORD@8.8.8.8/x.csv",
+    ],
+)
+def test_private_url_feed_is_not_handed_to_celery(
+    executor: CoreExecutor,
+    core_calls,
+    internal: RecordingServer,
+    handler_id: str,
+    task: str,
+    extra: dict[str, str],
+    template: str,
+) -> None:
+    """Refused before any task is sent: no Core call, no request to the internal server."""
+    source = SourceConfig(
+        id="hostile",
+        handler_id=handler_id,
+        url_feed=template.format(port=internal.port),
+        timeout_seconds=20,
+        **extra,
+    )
+
+    with pytest.raises(SourceFailed) as info:
+        executor.run_source(source, _run())
+
+    assert info.value.error_type in {"forbidden_address", "invalid_url"}
+    assert "PASSWORD" not in str(info.value)
+    assert [] == core_calls(task)
+
+
+def test_allowed_private_feed_reaches_celery(celery_worker: CeleryWorker, core_calls) -> None:
+    """Control: with ALLOW_PRIVATE_SOURCES the same handoff happens (the check is what stops it)."""
+    site = RecordingServer({"/ok.csv": csv_route(b"title;url\nDespacho;/d\n")})
+    executor = CoreExecutor(
+        celery=celery_worker.gateway(),
+        airflow=None,
+        scrapy_project_path=None,
+        local_fallback=None,
+        allow_private_sources=True,
+    )
+    try:
+        result = executor.run_source(
+            SourceConfig(
+                id="allowed",
+                handler_id="DOWNLOAD_CSV",
+                url_feed=f"{site.url}/ok.csv",
+                timeout_seconds=30,
+            ),
+            _run(),
+        )
+    finally:
+        executor.close()
+        site.stop()
+
+    assert 1 == result.items_count
+    assert [f"{site.url}/ok.csv"] == [
+        c["arguments"]["url_feed"] for c in core_calls("download_csv")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "url_feed", "error_type"),
+    [
+        ("../../variables", None, "invalid_source"),
+        ("sigel daily", None, "invalid_source"),
+        ("sigel_daily\n", None, "invalid_source"),
+        ("sigel_daily", "http://127.0.0.1:{port}/", "forbidden_address"),
+    ],
+)
+def test_airflow_gets_no_request_for_a_bad_source(
+    celery_worker: CeleryWorker,
+    internal: RecordingServer,
+    dag_id: str,
+    url_feed: str | None,
+    error_type: str,
+) -> None:
+    """A dag_id off Airflow's pattern or a private url_feed stops before Airflow is called."""
+    airflow_api = RecordingServer()
+    airflow = AirflowClient(base_url=airflow_api.url, username="u", password="p", api_version="v2")
+    executor = CoreExecutor(
+        celery=celery_worker.gateway(),
+        airflow=airflow,
+        scrapy_project_path=None,
+        local_fallback=None,
+    )
+    source = SourceConfig(
+        id="dag",
+        handler_id="AIRFLOW_DAG",
+        dag_id=dag_id,
+        url_feed=url_feed.format(port=internal.port) if url_feed else None,
+        timeout_seconds=10,
+    )
+    try:
+        with pytest.raises(SourceFailed) as info:
+            executor.run_source(source, _run())
+    finally:
+        executor.close()
+        airflow_api.stop()
+
+    assert error_type == info.value.error_type
+    assert [] == airflow_api.requests

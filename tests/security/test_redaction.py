@@ -1,0 +1,154 @@
+"""Credentials in URLs are hidden in messages, logs, errors and ``config show``."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+from hypothesis import given
+from hypothesis import strategies as st
+
+from atlasreg_cursor.domain.errors import SourceFailed
+from atlasreg_cursor.domain.redaction import redact_text, redact_url
+from atlasreg_cursor.entrypoints.log import configure_logging
+from atlasreg_cursor.entrypoints.settings import load_settings
+
+pytestmark = pytest.mark.security
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("http://user:pw@host/x.csv", "http://user:***@host/x.csv"),
+        ("redis://:pw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        ("https://token@host/", "https://***@host/"),
+        ("https://h/x?api_key=K&page=2", "https://h/x?api_key=***&page=2"),
+        ("https://h/x?access_token=T#frag", "https://h/x?access_token=***#frag"),
+        (
+            "https://h/x?X-Amz-Signature=abc&X-Amz-Credential=c",
+            "https://h/x?X-Amz-Signature=***&X-Amz-Credential=***",
+        ),
+        ("https://h/x?sig=1&design=2", "https://h/x?sig=***&design=2"),
+        (
+            "https://h/x?password=p&secret=s&apikey=k",
+            "https://h/x?password=***&secret=***&apikey=***",
+        ),
+        ("failed: GET http://u:p@h/x then retry", "failed: GET http://u:***@h/x then retry"),
+        ('{"api_key": "K", "title": "x"}', '{"api_key": "***", "title": "x"}'),
+        ("Authorization: Bearer abcdef123456", "Authorization: Bearer ***"),
+        ("secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "secret whsec_***"),
+        ("nothing to hide at http://h/x?page=1", "nothing to hide at http://h/x?page=1"),
+    ],
+)
+def test_redact_text(text: str, expected: str) -> None:
+    """User-info and credential-like parameters are hidden; the rest is kept."""
+    assert expected == redact_text(text)
+
+
+def test_redact_url_hides_a_password_with_unescaped_separators() -> None:
+    """A known URL: everything to its last '@' is user-info."""
+    assert "postgresql://app:***@db:5432/x" == redact_url("postgresql://app:p@ss/w0rd@db:5432/x")
+
+
+secretish = st.text(
+    alphabet=st.characters(
+        min_codepoint=0x21, max_codepoint=0x7E, blacklist_characters="@/?#&=\\'\"<> "
+    ),
+    min_size=6,
+    max_size=30,
+).map(lambda s: "S3" + s)
+
+
+@given(
+    secretish,
+    secretish,
+    st.sampled_from(["api_key", "token", "password", "sig", "X-Amz-Signature"]),
+)
+def test_no_generated_credential_survives(password: str, key: str, name: str) -> None:
+    """Whatever the password and key, neither survives in a URL inside a message."""
+    text = f"GET http://user:{password}@host.example/x.csv?{name}={key}&page=2 failed"
+
+    redacted = redact_text(text)
+
+    assert password not in redacted
+    assert key not in redacted
+    assert redacted == redact_text(redacted)
+
+
+@given(st.text(max_size=200))
+def test_redact_text_never_raises_and_is_idempotent(text: str) -> None:
+    """Any text goes through; redacting twice changes nothing more."""
+    once = redact_text(text)
+
+    assert once == redact_text(once)
+
+
+def test_source_errors_are_redacted_at_the_source() -> None:
+    """A SourceFailed built with a credentialed URL carries it hidden."""
+    error = SourceFailed(
+        "HTTP 500 from http://u:PASSWORD@h/x.csv?api_key=KEY", error_type="http_error"
+    )
+
+    assert "PASSWORD" not in str(error)
+    assert "KEY" not in str(error)
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_log_lines_are_redacted(fmt: str) -> None:
+    """Every structlog event value, nested ones and tracebacks included, is redacted."""
+    out = io.StringIO()
+    configure_logging(fmt, "DEBUG", stream=out)
+    log = structlog.get_logger()
+
+    log.info(
+        "source.failed",
+        url="http://u:PASSWORD@h/x?token=KEY",
+        extra={"nested": ["http://a:PW2@b/"]},
+    )
+    try:
+        raise ValueError("boom at http://u:PW3@h/")
+    except ValueError:
+        log.exception("crashed")
+    logging.getLogger("urllib3.connectionpool").warning("retrying http://u:PW4@h/x?api_key=KEY2")
+    text = out.getvalue()
+
+    for sentinel in ("PASSWORD", "KEY", "PW2", "PW3", "PW4", "KEY2"):
+        assert sentinel not in text
+    assert "source.failed" in text
+
+
+SENTINELS = {
+    "DATABASE_URL": "postgresql://atlas:DBPASS-S1@db:5432/atlas",
+    "AIRFLOW_API_URL": "http://admin:AFPASS-S2@airflow:8080",
+    "ELASTICSEARCH_URL": "https://elastic:ESPASS-S3@es:9200",
+    "REDIS_URL": "redis://:RDPASS-S4@127.0.0.1:6379/2",
+    "CELERY_BROKER_URL": "amqp://guest:MQPASS-S5@rabbit:5672//",
+    "HOOK_ENDPOINT": "https://worker.example/?token=HOOKTOKEN-S6",
+    "R2_ENDPOINT": "https://acct.r2.cloudflarestorage.com/?X-Amz-Signature=R2SIG-S7",
+}
+
+
+def test_settings_redacted_and_repr_hide_every_url_password() -> None:
+    """Every *_URL (and endpoint) setting is shown without its credentials."""
+    settings = load_settings(
+        {**SENTINELS, "HOOK_HMAC_SECRET": "HMAC-S8", "AIRFLOW_PASSWORD": "AFPW-S9"}, env_file=None
+    )
+
+    shown = json.dumps(settings.redacted()) + repr(settings)
+
+    for sentinel in (
+        "DBPASS",
+        "AFPASS",
+        "ESPASS",
+        "RDPASS",
+        "MQPASS",
+        "HOOKTOKEN",
+        "R2SIG",
+        "HMAC-S8",
+        "AFPW",
+    ):
+        assert sentinel not in shown
+    assert "http://admin:***@airflow:8080" == settings.redacted()["AIRFLOW_API_URL"]
