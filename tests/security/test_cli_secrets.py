@@ -160,7 +160,7 @@ def test_no_command_leaks_a_secret(tmp_path: Path, internal: RecordingServer) ->
         cli("verify", ingest["gold_key"], ok=(0,))
         cli("dlq", "list", ok=(0,))
         cli("dlq", "replay", "no-such-message")
-        cli("dlq", "purge", ok=(0,))
+        cli("dlq", "purge", "--yes", ok=(0,))
         cli("health", ok=(0,))
         cli("demo", "--home", str(tmp_path / "demo"), ok=(0,))
     finally:

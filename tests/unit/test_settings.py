@@ -141,7 +141,7 @@ def test_a_broken_env_line_names_its_line_not_its_text(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("MODE=local\nthis is not valid s3cr3t-zq9x\n")
 
-    with pytest.raises(SettingsError, match=r":2: expected KEY=VALUE") as info:
+    with pytest.raises(SettingsError, match=r":2: expected NAME=value") as info:
         load_settings({}, env_file=env_file)
 
     assert "zq9x" not in str(info.value)

@@ -100,13 +100,14 @@ class BoundedHTTPServer(HTTPServer):
         if max_workers < 1 or max_pending < max_workers:
             raise ValueError("need max_workers >= 1 and max_pending >= max_workers")
         handler.timeout = idle_timeout
-        super().__init__(address, handler)
         self.idle_timeout = idle_timeout
         self.request_deadline = request_deadline
         self.rejected = 0
         self._slots = threading.BoundedSemaphore(max_pending)
         self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="http")
         self._reaper = _Reaper()
+        # Last: a failed bind calls server_close(), which needs the parts above.
+        super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Hand the connection to the pool, or close it when the server is full."""

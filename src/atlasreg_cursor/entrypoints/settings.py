@@ -234,7 +234,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             raise SettingsError(
-                f"{path}:{binding.original.line}: expected KEY=VALUE "
+                f"{path}:{binding.original.line}: expected NAME=value "
                 "(a comment starts with #, a value with spaces needs quotes)"
             )
     values = dotenv_values(stream=io.StringIO(text), interpolate=True)
