@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from atlasreg_cursor.adapters._netguard import check_source_url, is_public_address
+from atlasreg_cursor.adapters._netguard import check_source_url, is_public_address, vet_url
 from atlasreg_cursor.domain.errors import SourceFailed
 
 
@@ -74,12 +74,24 @@ def test_only_http_urls_with_a_host(url: str, allow_private: bool) -> None:
     assert "invalid_url" == info.value.error_type
 
 
+def _no_such_host(host: str, port: int) -> list[str]:
+    raise OSError(f"{host}: Name or service not known")
+
+
 def test_unresolvable_host_is_a_network_error() -> None:
     """A host that cannot be resolved fails the source with network_error (no query sent)."""
     with pytest.raises(SourceFailed) as info:
-        check_source_url(f"http://{'a' * 64}.example/", allow_private=False)
+        vet_url("http://nowhere.example/", allow_private=False, resolver=_no_such_host)
 
     assert "network_error" == info.value.error_type
+
+
+def test_overlong_label_is_an_invalid_url() -> None:
+    """A 64-character DNS label is not a host name at all."""
+    with pytest.raises(SourceFailed) as info:
+        check_source_url(f"http://{'a' * 64}.example/", allow_private=False)
+
+    assert "invalid_url" == info.value.error_type
 
 
 @pytest.mark.parametrize(
