@@ -47,10 +47,10 @@ def site() -> Iterator[SampleSite]:
         yield running
 
 
-@pytest.fixture
-def executor(tmp_path: Path) -> Iterator[LocalExecutor]:
-    """A local executor allowed to crawl the loopback site."""
-    local = LocalExecutor(work_dir=tmp_path / "work", allow_private_sources=True)
+@pytest.fixture(scope="module")
+def executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalExecutor]:
+    """A local executor allowed to crawl the loopback site (one crawl process for the module)."""
+    local = LocalExecutor(work_dir=tmp_path_factory.mktemp("work"), allow_private_sources=True)
     yield local
     local.close()
 
@@ -214,8 +214,8 @@ def test_broken_source_fails_while_the_others_succeed(
 
 
 @pytest.mark.scrapy
-def test_hanging_source_is_killed_at_its_timeout(site: SampleSite, tmp_path: Path) -> None:
-    """A crawl outliving timeout_seconds fails with timeout and leaves no process behind."""
+def test_hanging_source_is_cut_at_its_timeout(site: SampleSite, tmp_path: Path) -> None:
+    """A source outliving timeout_seconds fails with timeout; the run's crawl goes on; close_run leaves nothing."""
     work = tmp_path / "hang-work"
     local = LocalExecutor(work_dir=work, allow_private_sources=True)
     slow = source(
@@ -230,10 +230,16 @@ def test_hanging_source_is_killed_at_its_timeout(site: SampleSite, tmp_path: Pat
     with pytest.raises(SourceFailed) as info:
         local.run_source(slow, RUN)
     elapsed = time.monotonic() - started
+    pid = local.crawls.running()[RUN.run_id]
+    after = local.run_source(demo_sources(site)["cvm_avisos"], RUN)
+    same_process = local.crawls.running()[RUN.run_id]
+    local.close_run(RUN)
 
     assert "timeout" == info.value.error_type
     assert "within 2s" in str(info.value)
-    assert elapsed < 15
+    assert elapsed < 10
+    assert 5 == len(after.documents)
+    assert pid == same_process
     assert [] == processes_mentioning(str(work))
     assert [] == list((work / "crawls").iterdir())
 
@@ -409,8 +415,9 @@ def test_csv_slow_download_times_out(site: SampleSite, executor: LocalExecutor) 
 
 
 @pytest.mark.scrapy
-def test_close_stops_running_crawls(site: SampleSite, tmp_path: Path) -> None:
-    """close() stops the executor's crawls still running; their sources fail at once."""
+@pytest.mark.parametrize("how", ["close_run", "close"])
+def test_closing_stops_running_crawls(site: SampleSite, tmp_path: Path, how: str) -> None:
+    """close_run(run) (or close()) stops the run's crawl; its running sources fail at once as cancelled."""
     work = tmp_path / "close-work"
     local = LocalExecutor(work_dir=work, allow_private_sources=True)
     slow = source(
@@ -427,10 +434,11 @@ def test_close_stops_running_crawls(site: SampleSite, tmp_path: Path) -> None:
             time.sleep(0.05)
         started = time.monotonic()
 
-        local.close()
+        local.close_run(RUN) if how == "close_run" else local.close()
 
         with pytest.raises(SourceFailed) as info:
             future.result(timeout=30)
     assert time.monotonic() - started < 10
-    assert "spider_error" == info.value.error_type
+    assert "cancelled" == info.value.error_type
     assert [] == processes_mentioning(str(work))
+    local.close_run(RUN)  # idempotent

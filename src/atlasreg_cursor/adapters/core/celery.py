@@ -12,6 +12,8 @@ Outcomes are translated at this edge:
   and message (classes unknown here are matched by name, as Celery rebuilds
   them);
 - no worker knows the name: :class:`TaskNotRegistered`;
+- the caller's ``cancel`` event was set: :class:`TaskCancelled`, after
+  revoking the task the same way;
 - the deadline passed: :class:`TaskTimeout`, after revoking the task with
   ``terminate=True`` so it does not go on working for nobody (tasks are
   also sent with ``expires`` at the deadline, so a worker that picks one up
@@ -105,6 +107,16 @@ class TaskTimeout(TaskError):
     """Raised when the task gave no result before the deadline (it is revoked)."""
 
     error_type = "timeout"
+
+
+class TaskCancelled(TaskError):
+    """Raised when the caller cancelled the wait (the task is revoked)."""
+
+    error_type = "cancelled"
+
+
+class _Cancelled(Exception):
+    """Raised inside ``AsyncResult.get`` to stop waiting."""
 
 
 def as_source_failed(exc: TaskError) -> SourceFailed:
@@ -210,6 +222,7 @@ class CeleryGateway:
         kwargs: Mapping[str, Any] | None = None,
         timeout: float,
         task_id: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> Any:
         """
         Send task *name* and wait for its result until *timeout* seconds pass.
@@ -220,6 +233,7 @@ class CeleryGateway:
             kwargs: keyword arguments (JSON-able).
             timeout: seconds to wait for the result, sending included.
             task_id: a chosen task id (idempotent re-sends); random otherwise.
+            cancel: once set, stop waiting (within about a second) and revoke the task.
 
         Returns:
             The task's JSON result.
@@ -228,10 +242,11 @@ class CeleryGateway:
             TaskNotRegistered: no worker knows *name*.
             TaskFailed: the task raised on the worker.
             TaskTimeout: no result in time; the task was revoked.
+            TaskCancelled: *cancel* was set; the task was revoked.
             ExecutorUnavailable: the broker or the result backend is unreachable.
         """
         deadline = time.monotonic() + timeout
-        return self._call(name, list(args), dict(kwargs or {}), deadline, task_id)
+        return self._call(name, list(args), dict(kwargs or {}), deadline, task_id, cancel)
 
     def call_many(
         self,
@@ -308,11 +323,18 @@ class CeleryGateway:
         kwargs: dict[str, Any],
         deadline: float,
         task_id: str | None,
+        cancel: threading.Event | None = None,
     ) -> Any:
         from celery.exceptions import TimeoutError as CeleryTimeoutError
 
         ctx = {"task_name": name, "broker": _safe_url(self._broker_url)}
         started = time.monotonic()
+        if cancel is not None and cancel.is_set():
+            raise TaskCancelled(
+                f"task {name} was not sent: the wait was cancelled",
+                task_name=name,
+                task_id=task_id or "",
+            )
         try:
             result = self._app.send_task(
                 name,
@@ -333,8 +355,19 @@ class CeleryGateway:
         try:
             if remaining <= 0:
                 raise CeleryTimeoutError("The operation timed out.")
-            value = result.get(timeout=remaining, propagate=False, disable_sync_subtasks=False)
+            value = result.get(
+                timeout=remaining,
+                propagate=False,
+                disable_sync_subtasks=False,
+                on_interval=_cancel_check(cancel),
+            )
             state = result.state
+        except _Cancelled:
+            self._revoke(tid, ctx)
+            log.info("celery.cancelled", task_id=tid, **ctx)
+            raise TaskCancelled(
+                f"task {name} ({tid}) was cancelled; it was revoked", task_name=name, task_id=tid
+            ) from None
         except CeleryTimeoutError:
             self._revoke(tid, ctx)
             waited = time.monotonic() - started
@@ -409,6 +442,18 @@ class CeleryGateway:
             self._app.close()
         except self._best_effort_errors as exc:  # pragma: no cover - best effort
             log.debug("celery.close_failed", error=type(exc).__name__)
+
+
+def _cancel_check(cancel: threading.Event | None) -> Any:
+    """An ``on_interval`` callback that stops ``AsyncResult.get`` once *cancel* is set."""
+    if cancel is None:
+        return None
+
+    def check() -> None:
+        if cancel.is_set():
+            raise _Cancelled
+
+    return check
 
 
 def _exception_text(value: Any) -> str:
