@@ -7,12 +7,12 @@ Exit codes: 0 success, 1 the job failed, 2 bad usage or settings,
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
-import uuid
-from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # nothing heavy is imported before the arguments are parsed
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
 
@@ -102,13 +102,14 @@ def _date_args(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
+    args = _parser().parse_args(argv)  # before any import: --help stays light
+
     from pathlib import Path
 
     from atlasreg_cursor.domain.errors import CursorError
 
     from .settings import SettingsError, load_settings
 
-    args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -143,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def new_message(kind: str, date: str, sources: str | None) -> dict[str, Any]:
     """A job message with a fresh ``message_id`` (what ``enqueue`` sends)."""
+    import datetime as dt
+    import uuid
+
     payload: dict[str, Any] = {}
     if sources:
         payload["sources"] = [s.strip() for s in sources.split(",") if s.strip()]
@@ -160,6 +164,8 @@ def new_message(kind: str, date: str, sources: str | None) -> dict[str, Any]:
 
 def print_json(data: Any) -> None:
     """Print *data* as indented JSON on stdout."""
+    import json
+
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
