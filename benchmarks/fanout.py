@@ -8,10 +8,10 @@ each answering after a delay. Measured in one run, interleaved:
   ``max_concurrent_sources`` = the concurrency;
 - plain Scrapy: one ``CrawlerProcess`` fetching the same N URLs with the
   same politeness and the same concurrency (``plain_scrapy.py``);
-- the ideal: delay × ceil(N / concurrency).
+- the ideal: delay * ceil(N / concurrency).
 
 Wall time and CPU (user + system, children included) of each process.
-With H hosts and at most 2 requests per host, at most 2·H requests run at
+With H hosts and at most 2 requests per host, at most 2*H requests run at
 once: with H=10 that is 20, the concurrency asked for, so both crawls can
 reach it.
 

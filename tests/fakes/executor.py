@@ -73,9 +73,7 @@ class FakeExecutor:
 
             items = self.pages[source.url_feed]
             found = items_to_documents(items, source)
-            kept = tuple(
-                d for d in found if matches_keywords(source.keywords, d.title, d.summary)
-            )
+            kept = tuple(d for d in found if matches_keywords(source.keywords, d.title, d.summary))
             return SourceResult(source_id=source.id, documents=kept, items_count=len(items))
         docs = documents_for(source.id, self.docs_per_source)
         return SourceResult(source_id=source.id, documents=docs, items_count=len(docs))

@@ -300,9 +300,9 @@ def _crawl_user_agent(block: Mapping[str, Any]) -> str | None:
         not isinstance(agent, str)
         or not agent.strip()
         or len(agent) > 300
-        or any(ord(c) < 32 or ord(c) == 127 for c in agent)
+        or any(not 32 <= ord(c) < 127 for c in agent)
     ):
-        raise ValueError("crawl.user_agent must be one line of printable text (at most 300)")
+        raise ValueError("crawl.user_agent must be one line of printable ASCII (at most 300)")
     return agent.strip()
 
 

@@ -319,7 +319,7 @@ def _check(settings: Settings) -> None:
     if settings.hook_endpoint and not settings.hook_endpoint.startswith(("http://", "https://")):
         problems.append("HOOK_ENDPOINT: must be an http(s) URL")
     agent = settings.crawl_user_agent
-    if agent is not None and (len(agent) > 300 or any(ord(c) < 32 for c in agent)):
-        problems.append("CRAWL_USER_AGENT: must be one line of printable text (at most 300)")
+    if agent is not None and (len(agent) > 300 or any(not 32 <= ord(c) < 127 for c in agent)):
+        problems.append("CRAWL_USER_AGENT: must be one line of printable ASCII (at most 300)")
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))

@@ -70,6 +70,8 @@ BACKEND_RETRY_POLICY: Mapping[str, float] = {
     "interval_max": 0.5,
 }
 CONNECT_TIMEOUT = 5.0
+#: How often a cancellable wait looks at its cancel event.
+CANCEL_POLL_SECONDS = 0.5
 _RETRY_LIMIT_TEXT = "Retry limit exceeded"
 
 
@@ -116,7 +118,7 @@ class TaskCancelled(TaskError):
 
 
 class _Cancelled(Exception):
-    """Raised inside ``AsyncResult.get`` to stop waiting."""
+    """Raised between two waits for a result, to stop waiting."""
 
 
 def as_source_failed(exc: TaskError) -> SourceFailed:
@@ -351,16 +353,8 @@ class CeleryGateway:
             raise self._unavailable("send", exc, ctx) from None
         tid = str(result.id)
         log.debug("celery.sent", task_id=tid, **ctx)
-        remaining = deadline - time.monotonic()
         try:
-            if remaining <= 0:
-                raise CeleryTimeoutError("The operation timed out.")
-            value = result.get(
-                timeout=remaining,
-                propagate=False,
-                disable_sync_subtasks=False,
-                on_interval=_cancel_check(cancel),
-            )
+            value = self._wait(result, deadline, cancel)
             state = result.state
         except _Cancelled:
             self._revoke(tid, ctx)
@@ -387,6 +381,23 @@ class CeleryGateway:
             log.debug("celery.succeeded", task_id=tid, **ctx)
             return value
         raise self._failure(name, tid, state, value)
+
+    def _wait(self, result: Any, deadline: float, cancel: threading.Event | None) -> Any:
+        """``result.get`` until *deadline*, in short slices while *cancel* may be set."""
+        from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CeleryTimeoutError("The operation timed out.")
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled
+            step = remaining if cancel is None else min(remaining, CANCEL_POLL_SECONDS)
+            try:
+                return result.get(timeout=step, propagate=False, disable_sync_subtasks=False)
+            except CeleryTimeoutError:
+                if step >= remaining:
+                    raise
 
     def _failure(self, name: str, tid: str, state: str, value: Any) -> TaskError:
         remote_type = type(value).__name__ if isinstance(value, BaseException) else state
@@ -442,18 +453,6 @@ class CeleryGateway:
             self._app.close()
         except self._best_effort_errors as exc:  # pragma: no cover - best effort
             log.debug("celery.close_failed", error=type(exc).__name__)
-
-
-def _cancel_check(cancel: threading.Event | None) -> Any:
-    """An ``on_interval`` callback that stops ``AsyncResult.get`` once *cancel* is set."""
-    if cancel is None:
-        return None
-
-    def check() -> None:
-        if cancel.is_set():
-            raise _Cancelled
-
-    return check
 
 
 def _exception_text(value: Any) -> str:

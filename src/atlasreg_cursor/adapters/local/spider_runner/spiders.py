@@ -170,11 +170,11 @@ class SourcesSpider(scrapy.Spider):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SourcesSpider:
-        """Build the spider; keep it open while idle; count responses per source."""
+        """Build the spider; keep it open while idle; count answers per source (retries too)."""
         spider = super().from_crawler(crawler, *args, **kwargs)
         assert isinstance(spider, SourcesSpider)
         crawler.signals.connect(spider._keep_open, signal=signals.spider_idle)
-        crawler.signals.connect(spider._on_response, signal=signals.response_received)
+        crawler.signals.connect(spider._on_response, signal=signals.response_downloaded)
         return spider
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
