@@ -93,6 +93,7 @@ def test_all_five_handlers_then_processing_and_gold(gateway, airflow3, site, cor
         scrapy_project_path=SCRAPY_PROJECT,
         local_fallback=_local_executor(tmp_path),
         processing_concurrency=4,
+        allow_private_sources=True,
     )
     base = site.base_url
     sources = _sources(

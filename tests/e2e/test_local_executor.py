@@ -485,7 +485,7 @@ class CsvServer:
                     self.end_headers()
                     self.wfile.write(server.BODY)
                 except OSError:
-                    pass
+                    self.close_connection = True
                 finally:
                     with lock:
                         server.now -= 1

@@ -467,6 +467,10 @@ class CrawlSessions:
     def __repr__(self) -> str:
         return f"CrawlSessions(runs={sorted(self._runs)!r}, policy={self.policy!r})"
 
+    def environment(self) -> dict[str, str]:
+        """The (allow-listed) environment crawl processes get."""
+        return crawl_environment(self._env_allow, self._extra_env)
+
     def running(self) -> dict[str, int | None]:
         """The pid of each run's live crawl process."""
         with self._lock:
@@ -562,7 +566,7 @@ class CrawlSessions:
                 run_id=run_id,
                 config=self._config(),
                 cwd=self.project_path,
-                env=crawl_environment(self._env_allow, self._extra_env),
+                env=self.environment(),
                 scratch=Path(tempfile.mkdtemp(prefix=f"crawl-{run_id}-", dir=self._scratch_root())),
             )
             process.start()

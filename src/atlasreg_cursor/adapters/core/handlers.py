@@ -113,7 +113,8 @@ class CoreServices:
         with self._lock:
             now = time.monotonic()
             if self._spiders is None or now - self._listed_at > SPIDER_LIST_TTL:
-                self._spiders = _list_spiders(self.scrapy_project_path)
+                env = self.crawls.environment() if self.crawls is not None else None
+                self._spiders = _list_spiders(self.scrapy_project_path, env)
                 self._listed_at = now
             return self._spiders
 
@@ -130,11 +131,13 @@ class CoreServices:
             event.set()
 
 
-def _list_spiders(project: Path) -> frozenset[str]:
+def _list_spiders(project: Path, env: Mapping[str, str] | None) -> frozenset[str]:
+    """``scrapy list`` in *project*, with the crawl processes' allow-listed environment."""
     try:
         done = subprocess.run(
             [sys.executable, "-m", "scrapy", "list"],
             cwd=project,
+            env=env,
             capture_output=True,
             text=True,
             timeout=SPIDER_LIST_TIMEOUT,
