@@ -7,6 +7,7 @@ per-host state never leak between tests).
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import itertools
 import json
@@ -267,3 +268,76 @@ def test_project_spider_runs_with_the_guard(tmp_path: Path) -> None:
     assert "forbidden_address" == info.value.error_type
     assert "127.0.0.1" in str(info.value)
     assert [] == s.hits("/noticias/")
+
+
+def counting(seconds: float) -> tuple[Route, dict[str, int]]:
+    """A route answering after *seconds*, and the most requests it saw at once."""
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0}
+
+    def route(_: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(seconds)
+        with lock:
+            state["now"] -= 1
+        return 200, {}, json_items("x")
+
+    return route, state
+
+
+def test_many_sources_on_one_host_never_exceed_the_per_host_limit(crawls: CrawlSessions) -> None:
+    """Thirty sources of one host sent at once (as a run starts): never more than 2 at once."""
+    run = "run_c0ffee000003"  # a new process: the thirty wait together for it to start
+    route, state = counting(0.2)
+    with site({"/api": route}) as s:
+        specs = [api_spec(s.url(f"/api?n={n}")) for n in range(30)]
+        with cf.ThreadPoolExecutor(max_workers=30) as pool:
+            futures = [
+                pool.submit(crawls.crawl, run, f"mesmo_host_{n}", spec, timeout=60)
+                for n, spec in enumerate(specs)
+            ]
+            outcomes = [f.result(timeout=120) for f in futures]
+    crawls.close_run(run)
+
+    assert all(["x"] == [i["title"] for i in judge(o, "h")] for o in outcomes)
+    assert 30 == len(s.hits("/api"))
+    assert 2 == state["most"]
+
+
+def test_polite_downloader_holds_the_limit_when_many_requests_queue(tmp_path: Path) -> None:
+    """A plain crawl of many start requests, where Scrapy's own downloader lets a slot's
+    whole queue out at once (10-20 at once seen), stays at 2 with PoliteDownloader."""
+    import subprocess
+    import sys
+
+    route, state = counting(0.05)
+    script = tmp_path / "crawl.py"
+    script.write_text(
+        "import sys, scrapy\n"
+        "from scrapy.crawler import CrawlerProcess\n"
+        "class S(scrapy.Spider):\n"
+        "    name = 's'\n"
+        "    async def start(self):\n"
+        "        for n in range(80):\n"
+        "            yield scrapy.Request(f'{sys.argv[1]}?n={n}', dont_filter=True)\n"
+        "    def parse(self, response):\n"
+        "        yield {}\n"
+        "p = CrawlerProcess({'LOG_LEVEL': 'ERROR', 'TELNETCONSOLE_ENABLED': False,\n"
+        "    'CONCURRENT_REQUESTS': 32, 'CONCURRENT_REQUESTS_PER_DOMAIN': 2,\n"
+        "    'DOWNLOADER': 'atlasreg_cursor.adapters.local.spider_runner.downloader.PoliteDownloader'})\n"
+        "p.crawl(S)\n"
+        "p.start()\n"
+    )
+    with site({"/api": route}) as s:
+        done = subprocess.run(
+            [sys.executable, str(script), s.url("/api")],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert 0 == done.returncode, done.stderr[-2000:]
+    assert 80 == len(s.hits("/api"))
+    assert 2 == state["most"]

@@ -33,6 +33,7 @@ ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 SHUTDOWN_GRACE_SECONDS = 2.0
 RETRY_HTTP_CODES = [429, 503, 500, 502, 504, 408, 522, 524]
 _MW = "atlasreg_cursor.adapters.local.spider_runner.middlewares"
+_DOWNLOADER = "atlasreg_cursor.adapters.local.spider_runner.downloader.PoliteDownloader"
 _RETRY = "scrapy.downloadermiddlewares.retry.RetryMiddleware"
 _NO_HANDLERS = {"file": None, "ftp": None, "s3": None, "data": None}
 
@@ -56,6 +57,7 @@ def politeness(policy: Mapping[str, Any], options: Mapping[str, Any]) -> dict[st
         "RETRY_TIMES": int(merged["retry_times"]),
         "RETRY_HTTP_CODES": RETRY_HTTP_CODES,
         "USER_AGENT": str(merged["user_agent"]),
+        "DOWNLOADER": _DOWNLOADER,
         middlewares.BACKOFF_SETTING: float(merged["retry_backoff"]),
     }
 
