@@ -103,6 +103,9 @@ def _date_args(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     args = _parser().parse_args(argv)  # before any import: --help stays light
+    # structlog imports its Twisted integration whenever Twisted is installed
+    # (it is, for the crawl processes); this process never uses it.
+    sys.modules.setdefault("structlog.twisted", None)  # type: ignore[arg-type]
 
     from pathlib import Path
 

@@ -57,8 +57,7 @@ from atlasreg_cursor.domain.gold import GoldDocument, GoldError, GoldEvent, buil
 from atlasreg_cursor.domain.runs import RunContext
 from atlasreg_cursor.domain.sources import SourceConfig, fold_text, matches_keywords
 
-from .csv_download import DEFAULT_MAX_BYTES, download_csv
-from .downloads import AbortablePool, HostTurns, RunDownloads
+from .downloads import HostTurns, RunDownloads
 from .enrichment import enrich
 
 log = structlog.get_logger()
@@ -92,7 +91,7 @@ class LocalExecutor:
         work_dir: Path,
         scrapy_project_path: Path | None = None,
         allow_private_sources: bool = False,
-        max_download_bytes: int = DEFAULT_MAX_BYTES,
+        max_download_bytes: int = 20 * 2**20,
         policy: CrawlPolicy | None = None,
         crawls: CrawlSessions | None = None,
         env_allow: Iterable[str] = (),
@@ -192,6 +191,9 @@ class LocalExecutor:
         self, source: SourceConfig, run: RunContext
     ) -> tuple[tuple[Document, ...], int]:
         """The CSV download, after its turn on the host, closed at the deadline."""
+        from .csv_download import download_csv
+        from .downloads import AbortablePool
+
         deadline = time.monotonic() + source.timeout_seconds
         host = urllib.parse.urlsplit(source.url_feed or "").hostname or ""
         pool = AbortablePool(num_pools=2, maxsize=1)
