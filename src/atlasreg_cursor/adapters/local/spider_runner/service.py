@@ -147,12 +147,16 @@ class CrawlService:
     def handle(self, command: Mapping[str, Any]) -> None:
         """Act on one command from the parent."""
         op = command.get("op")
-        if op == "crawl":
-            self._crawl(
-                str(command["key"]), dict(command.get("spec") or {}), float(command["deadline"])
-            )
-        elif op == "shutdown":
+        if op == "shutdown":
             self.shutdown()
+        elif op == "crawl":
+            key = str(command.get("key"))
+            try:
+                self._crawl(key, dict(command.get("spec") or {}), float(command["deadline"]))
+            except Exception as exc:  # a bad command must fail its source only
+                report = SourceReport(key, self.scratch / f"items-{next(self._files)}.jsonl")
+                report.runner_error = f"the crawl could not start: {type(exc).__name__}: {exc}"
+                self._emit(report.event())
 
     def _crawl(self, key: str, spec: dict[str, Any], deadline: float) -> None:
         report = SourceReport(key, self.scratch / f"items-{next(self._files)}.jsonl")
@@ -194,7 +198,7 @@ class CrawlService:
         crawler.signals.connect(self._generic_opened, signal=signals.spider_opened)
         self._generic = crawler
         crawl: Deferred[None] = crawler.crawl(on_done=self._generic_done)
-        crawl.addErrback(self._generic_failed)
+        crawl.addBoth(self._generic_ended)
 
     def _generic_opened(self, spider: SourcesSpider) -> None:
         self._spider = spider
@@ -202,10 +206,19 @@ class CrawlService:
         for source in waiting:
             spider.add(source)
 
-    def _generic_failed(self, failure: Any) -> None:
-        message = f"the crawler failed: {type(failure.value).__name__}: {failure.value}"
-        waiting, self._waiting = self._waiting, []
-        for source in waiting:
+    def _generic_ended(self, result: Any) -> None:
+        """The shared crawler stopped (it should not): fail its sources; the next starts anew."""
+        if self._stopping:
+            return
+        why = getattr(result, "value", None)
+        message = "the crawler of the generic sources stopped" + (
+            f": {type(why).__name__}: {why}" if why is not None else ""
+        )
+        left = [*self._waiting, *(self._spider.unfinished() if self._spider is not None else ())]
+        self._generic = self._spider = None
+        self._waiting = []
+        for source in left:
+            source.finished = True
             source.report.runner_error = message
             self._generic_done(source, False)
 

@@ -196,6 +196,10 @@ class SourcesSpider(scrapy.Spider):
         if source.outstanding == 0:
             self._finish(source, timed_out=False)
 
+    def unfinished(self) -> list[GenericSource]:
+        """The sources not done yet."""
+        return [s for s in self._sources.values() if not s.finished]
+
     def remaining(self, key: str) -> float | None:
         """Seconds left to source *key*, or ``None`` when it is done."""
         source = self._sources.get(key)
