@@ -1,10 +1,12 @@
 """The baseline of the fan-out row: one plain Scrapy ``CrawlerProcess``.
 
-Usage: ``python benchmarks/plain_scrapy.py URLS.json CONCURRENCY PER_HOST``.
+Usage: ``python benchmarks/plain_scrapy.py URLS.json CONCURRENCY PER_HOST [polite]``.
 Fetches every URL once with the politeness the Cursor uses by default
 (robots.txt obeyed, at most PER_HOST requests at once per host, no delay)
 and CONCURRENCY requests at once in all, parses each JSON answer into
-items; prints how many items it got.
+items; prints how many items it got. With ``polite``, Scrapy's downloader is
+replaced by the crawl process's ``PoliteDownloader`` (the stock one lets a
+slot's whole queue out at once and so exceeds PER_HOST; see README.md).
 """
 
 from __future__ import annotations
@@ -39,8 +41,11 @@ class ApiSpider(scrapy.Spider):
 def main() -> None:
     urls = json.loads(Path(sys.argv[1]).read_text())
     concurrency, per_host = int(sys.argv[2]), int(sys.argv[3])
+    polite = sys.argv[4:] == ["polite"]
+    downloader = "atlasreg_cursor.adapters.local.spider_runner.downloader.PoliteDownloader"
     process = CrawlerProcess(
         {
+            **({"DOWNLOADER": downloader} if polite else {}),
             "LOG_LEVEL": "WARNING",
             "TELNETCONSOLE_ENABLED": False,
             "ROBOTSTXT_OBEY": True,
