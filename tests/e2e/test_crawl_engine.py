@@ -341,3 +341,30 @@ def test_polite_downloader_holds_the_limit_when_many_requests_queue(tmp_path: Pa
     assert 0 == done.returncode, done.stderr[-2000:]
     assert 80 == len(s.hits("/api"))
     assert 2 == state["most"]
+
+
+def test_a_spider_blocking_the_reactor_fails_only_its_own_source(tmp_path: Path) -> None:
+    """The wedged crawl process is killed past the blocker's deadline; its neighbour is sent
+    again to a new process and succeeds."""
+    sessions = CrawlSessions(work_dir=tmp_path, project_path=PROJECT, allow_private=True)
+    route, _ = counting(2.0)
+    blocker = {"kind": "project", "spider": "blocker", "spider_args": {}, "download_timeout": 3}
+    try:
+        with site({"/api": route}) as s, cf.ThreadPoolExecutor(max_workers=2) as pool:
+            neighbour = pool.submit(
+                sessions.crawl, RUN, "vizinho", api_spec(s.url("/api")), timeout=60
+            )
+            time.sleep(0.5)
+            started = time.monotonic()
+            blocked = sessions.crawl(RUN, "bloqueio", blocker, timeout=4)
+            took = time.monotonic() - started
+            survivor = neighbour.result(timeout=120)
+    finally:
+        sessions.close()
+
+    with pytest.raises(SourceFailed) as info:
+        judge(blocked, "bloqueio")
+    assert "timeout" == info.value.error_type
+    assert took <= 4 + 5 + 5
+    assert ["x"] == [i["title"] for i in judge(survivor, "vizinho")]
+    assert blocked.pid != survivor.pid  # the neighbour finished in a new crawl process
