@@ -7,7 +7,8 @@ never disagree about the host — and refuses:
 
 - any scheme but ``http`` and ``https`` (always, even with ``allow_private``);
 - a backslash, user-info (``user:pass@``), whitespace or a control/format
-  character anywhere, an IPv6 zone id, a missing host or a bad port;
+  character anywhere, an IPv6 zone id, an IPv4 address in a legacy spelling
+  (``2130706433``, ``0x7f.1``, ``127.1``), a missing host or a bad port;
 - a host that does not resolve (``network_error``);
 - while private sources are not allowed, a host resolving to ANY address
   that is loopback, private, link-local, multicast, reserved, unspecified or
@@ -249,11 +250,22 @@ def _normalise_host(host: str) -> str:
         raise _invalid(f"malformed host {name!r}")
     if _ip_literal(name) is not None:
         return name
+    if _legacy_ipv4(name):
+        raise _invalid(f"{name!r} is an IPv4 address in a non-canonical spelling")
     try:
         ascii_name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError):
         raise _invalid(f"malformed host name {name!r}") from None
     return ascii_name.lower()
+
+
+def _legacy_ipv4(name: str) -> bool:
+    """Tell whether the system would read *name* as an IPv4 address (``127.1``, ``0x7f.1``)."""
+    try:
+        socket.inet_aton(name)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _ip_literal(host: str) -> str | None:
