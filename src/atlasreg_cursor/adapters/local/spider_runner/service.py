@@ -31,6 +31,7 @@ from .spiders import GenericSource, SourcesSpider, generic_source
 
 ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 SHUTDOWN_GRACE_SECONDS = 2.0
+ROBOTS_TIMEOUT_SECONDS = 30.0
 RETRY_HTTP_CODES = [429, 503, 500, 502, 504, 408, 522, 524]
 _MW = "atlasreg_cursor.adapters.local.spider_runner.middlewares"
 _DOWNLOADER = "atlasreg_cursor.adapters.local.spider_runner.downloader.PoliteDownloader"
@@ -72,6 +73,8 @@ def generic_settings(policy: Mapping[str, Any]) -> Settings:
         "AUTOTHROTTLE_ENABLED": True,
         "AUTOTHROTTLE_START_DELAY": float(policy["download_delay"]),
         "CONCURRENT_REQUESTS": int(policy["concurrent_requests"]),
+        # sources' requests carry their own timeout; this bounds robots.txt fetches
+        "DOWNLOAD_TIMEOUT": ROBOTS_TIMEOUT_SECONDS,
         "LOG_LEVEL": "WARNING",
         "TELNETCONSOLE_ENABLED": False,
         "COOKIES_ENABLED": False,
