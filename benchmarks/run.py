@@ -194,6 +194,12 @@ def bench_redis(rounds: int, n: int) -> list[dict[str, object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--crawl",
+        action="store_true",
+        help="also the fan-out rows (ours, plain Scrapy, ideal), the --help row and the "
+        "parent's CPU profile (several minutes; see fanout.py)",
+    )
     args = parser.parse_args()
     from atlasreg_cursor.entrypoints.log import configure_logging
 
@@ -205,6 +211,12 @@ def main() -> None:
         *bench_sqlite(rounds, n),
         *bench_redis(rounds, n),
     ]
+    if args.crawl:
+        import fanout
+
+        sizes = (40,) if args.quick else (40, 200)
+        rows += [*fanout.bench_help(rounds * 2), *fanout.bench_fanout(rounds, sizes)]
+        rows.append(fanout.profile_parent(200))
     for row in rows:
         print(json.dumps(row))
 

@@ -381,3 +381,50 @@ def test_core_down_is_executor_unavailable():
             executor.build_gold(_run(), [], ProcessingResult())
     finally:
         executor.close()
+
+
+@pytest.mark.airflow
+def test_airflow_source_stops_at_its_timeout_and_when_its_run_is_closed(gateway, airflow3):
+    """A DAG run outliving the source's timeout is a timeout soon after it; close_run stops the wait."""
+    import concurrent.futures as cf
+    import time
+
+    airflow = AirflowClient(
+        base_url=airflow3.base_url, username=airflow3.username, password=airflow3.password
+    )
+    executor = CoreExecutor(
+        celery=gateway, airflow=airflow, scrapy_project_path=None, local_fallback=None
+    )
+    slow = {"handler_id": "AIRFLOW_DAG", "dag_id": "atlasreg_slow", "seconds": 120}
+    timed, waited = _sources(
+        {"id": "lenta", "timeout_seconds": 3, **slow},
+        {"id": "cancelada", "timeout_seconds": 120, **slow},
+    )
+    run, other = _run(), _run()
+    try:
+        started = time.monotonic()
+        with pytest.raises(SourceFailed) as late:
+            executor.run_source(timed, run)
+        took = time.monotonic() - started
+        with cf.ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(executor.run_source, waited, other)
+            deadline = time.monotonic() + 60
+            dag_run_id = f"{other.run_id}_atlasreg_slow"
+            while time.monotonic() < deadline:
+                try:
+                    airflow.get_run("atlasreg_slow", dag_run_id)
+                    break
+                except SourceFailed:
+                    time.sleep(0.2)
+            closed = time.monotonic()
+            executor.close_run(other)
+            with pytest.raises(SourceFailed) as cancelled:
+                future.result(timeout=60)
+            stopped_after = time.monotonic() - closed
+    finally:
+        executor.close()
+
+    assert "timeout" == late.value.error_type
+    assert took < 3 + 8
+    assert "cancelled" == cancelled.value.error_type
+    assert stopped_after < 8

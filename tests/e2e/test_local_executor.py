@@ -47,10 +47,10 @@ def site() -> Iterator[SampleSite]:
         yield running
 
 
-@pytest.fixture
-def executor(tmp_path: Path) -> Iterator[LocalExecutor]:
-    """A local executor allowed to crawl the loopback site."""
-    local = LocalExecutor(work_dir=tmp_path / "work", allow_private_sources=True)
+@pytest.fixture(scope="module")
+def executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalExecutor]:
+    """A local executor allowed to crawl the loopback site (one crawl process for the module)."""
+    local = LocalExecutor(work_dir=tmp_path_factory.mktemp("work"), allow_private_sources=True)
     yield local
     local.close()
 
@@ -214,8 +214,8 @@ def test_broken_source_fails_while_the_others_succeed(
 
 
 @pytest.mark.scrapy
-def test_hanging_source_is_killed_at_its_timeout(site: SampleSite, tmp_path: Path) -> None:
-    """A crawl outliving timeout_seconds fails with timeout and leaves no process behind."""
+def test_hanging_source_is_cut_at_its_timeout(site: SampleSite, tmp_path: Path) -> None:
+    """A source outliving timeout_seconds fails with timeout; the run's crawl goes on; close_run leaves nothing."""
     work = tmp_path / "hang-work"
     local = LocalExecutor(work_dir=work, allow_private_sources=True)
     slow = source(
@@ -230,10 +230,16 @@ def test_hanging_source_is_killed_at_its_timeout(site: SampleSite, tmp_path: Pat
     with pytest.raises(SourceFailed) as info:
         local.run_source(slow, RUN)
     elapsed = time.monotonic() - started
+    pid = local.crawls.running()[RUN.run_id]
+    after = local.run_source(demo_sources(site)["cvm_avisos"], RUN)
+    same_process = local.crawls.running()[RUN.run_id]
+    local.close_run(RUN)
 
     assert "timeout" == info.value.error_type
     assert "within 2s" in str(info.value)
-    assert elapsed < 15
+    assert elapsed < 10
+    assert 5 == len(after.documents)
+    assert pid == same_process
     assert [] == processes_mentioning(str(work))
     assert [] == list((work / "crawls").iterdir())
 
@@ -409,8 +415,9 @@ def test_csv_slow_download_times_out(site: SampleSite, executor: LocalExecutor) 
 
 
 @pytest.mark.scrapy
-def test_close_stops_running_crawls(site: SampleSite, tmp_path: Path) -> None:
-    """close() stops the executor's crawls still running; their sources fail at once."""
+@pytest.mark.parametrize("how", ["close_run", "close"])
+def test_closing_stops_running_crawls(site: SampleSite, tmp_path: Path, how: str) -> None:
+    """close_run(run) (or close()) stops the run's crawl; its running sources fail at once as cancelled."""
     work = tmp_path / "close-work"
     local = LocalExecutor(work_dir=work, allow_private_sources=True)
     slow = source(
@@ -427,10 +434,143 @@ def test_close_stops_running_crawls(site: SampleSite, tmp_path: Path) -> None:
             time.sleep(0.05)
         started = time.monotonic()
 
-        local.close()
+        local.close_run(RUN) if how == "close_run" else local.close()
 
         with pytest.raises(SourceFailed) as info:
             future.result(timeout=30)
     assert time.monotonic() - started < 10
-    assert "spider_error" == info.value.error_type
+    assert "cancelled" == info.value.error_type
     assert [] == processes_mentioning(str(work))
+    local.close_run(RUN)  # idempotent
+
+
+class CsvServer:
+    """A loopback CSV server: ``/drip`` drips a byte at a time, ``/slow.csv`` answers late."""
+
+    BODY = "titulo;link\nOcorrência A;/a\nOcorrência B;/b\n".encode()
+
+    def __init__(self, delay: float = 0.5) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.now = 0
+        self.most = 0
+        self.hits = 0
+        self.stop = threading.Event()
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                with lock:
+                    server.hits += 1
+                    server.now += 1
+                    server.most = max(server.most, server.now)
+                try:
+                    if self.path.startswith("/drip"):
+                        self.send_response(200)
+                        self.send_header("Content-Length", "100000")
+                        self.end_headers()
+                        while not server.stop.is_set():
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            server.stop.wait(0.2)
+                        return
+                    server.stop.wait(delay)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/csv")
+                    self.send_header("Content-Length", str(len(server.BODY)))
+                    self.end_headers()
+                    self.wfile.write(server.BODY)
+                except OSError:
+                    self.close_connection = True
+                finally:
+                    with lock:
+                        server.now -= 1
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def csv_server() -> Iterator[CsvServer]:
+    """A CSV server for one test."""
+    server = CsvServer()
+    yield server
+    server.close()
+
+
+def plain_csv(url: str, source_id: str = "csv", timeout: float = 30) -> SourceConfig:
+    """A DOWNLOAD_CSV source of ``titulo;link`` rows."""
+    return source(
+        id=source_id,
+        handler_id="DOWNLOAD_CSV",
+        url_feed=url,
+        timeout_seconds=timeout,
+        csv={"delimiter": ";", "fields": {"title": "titulo", "url": "link"}},
+    )
+
+
+def test_csv_slow_drip_is_closed_at_its_timeout(csv_server: CsvServer, tmp_path: Path) -> None:
+    """A server dripping a byte at a time cannot hold a download past its timeout."""
+    local = LocalExecutor(work_dir=tmp_path, allow_private_sources=True)
+    started = time.monotonic()
+
+    with pytest.raises(SourceFailed) as info:
+        local.run_source(plain_csv(csv_server.url("/drip"), timeout=2), RUN)
+    took = time.monotonic() - started
+    local.close()
+
+    assert "timeout" == info.value.error_type
+    assert took < 2 + 4
+
+
+def test_csv_downloads_take_turns_per_host(csv_server: CsvServer, tmp_path: Path) -> None:
+    """With CRAWL_MAX_PER_HOST=1 three CSV downloads of one host never overlap."""
+    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
+
+    local = LocalExecutor(
+        work_dir=tmp_path, allow_private_sources=True, policy=CrawlPolicy(max_per_host=1)
+    )
+    sources = [plain_csv(csv_server.url(f"/slow.csv?n={n}"), f"csv{n}") for n in range(3)]
+
+    outcomes = run_enabled(local, sources)
+    local.close()
+
+    assert all(isinstance(o, SourceResult) and 2 == o.items_count for o in outcomes.values())
+    assert (3, 1) == (csv_server.hits, csv_server.most)
+
+
+def test_close_run_cancels_a_csv_download(csv_server: CsvServer, tmp_path: Path) -> None:
+    """close_run closes the run's downloads in progress: they fail as cancelled at once."""
+    local = LocalExecutor(work_dir=tmp_path, allow_private_sources=True)
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(local.run_source, plain_csv(csv_server.url("/drip"), timeout=60), RUN)
+        deadline = time.monotonic() + 30
+        while csv_server.hits == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        closed = time.monotonic()
+
+        local.close_run(RUN)
+
+        with pytest.raises(SourceFailed) as info:
+            future.result(timeout=30)
+    took = time.monotonic() - closed
+    local.close()
+
+    assert "cancelled" == info.value.error_type
+    assert took < 3

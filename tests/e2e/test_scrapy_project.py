@@ -133,13 +133,13 @@ def test_hanging_spider_is_killed_with_its_process_group(tmp_path: Path) -> None
     pidfile = tmp_path / "child.pid"
     started = time.monotonic()
 
-    outcome = run_project_spider(PROJECT, "hanger", {"pidfile": str(pidfile)}, timeout=3)
+    outcome = run_project_spider(PROJECT, "hanger", {"pidfile": str(pidfile)}, timeout=10)
     elapsed = time.monotonic() - started
     with pytest.raises(SourceFailed) as info:
         judge(outcome, "s")
 
     assert outcome.timed_out
-    assert 3 <= elapsed < 20
+    assert 10 <= elapsed < 30
     assert "timeout" == info.value.error_type
     assert outcome.pid is not None
     assert not alive(outcome.pid)
@@ -162,7 +162,7 @@ def test_term_resistant_crawl_is_killed(tmp_path: Path) -> None:
 
     assert outcome.timed_out
     assert -signal.SIGKILL == outcome.returncode
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 15
     assert outcome.pid is not None
     assert not group_alive(outcome.pid)
 
@@ -191,8 +191,8 @@ def test_unusable_spec_is_a_spider_error() -> None:
     with pytest.raises(SourceFailed) as info:
         judge(outcome, "s")
 
-    assert 2 == outcome.returncode
-    assert "unknown crawl kind 'rss'" in str(info.value)
+    assert "spider_error" == info.value.error_type
+    assert "unusable crawl spec: unknown crawl kind 'rss'" == str(info.value)
 
 
 def test_unreachable_site_is_a_network_error() -> None:
@@ -202,7 +202,7 @@ def test_unreachable_site_is_a_network_error() -> None:
         "url": "http://127.0.0.1:9/api",
         "api": {"items_path": "data"},
         "allow_private": True,
-        "settings": {"RETRY_TIMES": 0},
+        "crawl": {"retry_times": 0},
     }
 
     outcome = run_crawl(spec, timeout=60)

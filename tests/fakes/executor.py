@@ -1,4 +1,9 @@
-"""An Executor whose per-source behaviour is given as data."""
+"""An Executor whose per-source behaviour is given as data.
+
+Like the real executors it cuts a source at its ``timeout_seconds``
+(``SourceFailed(timeout)``) and :meth:`FakeExecutor.close_run` makes the
+run's sources still running return ``SourceFailed(cancelled)`` at once.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceR
 from atlasreg_cursor.domain.errors import SourceFailed
 from atlasreg_cursor.domain.gold import EventType, GoldDocument, GoldEvent, build_gold
 from atlasreg_cursor.domain.runs import RunContext
-from atlasreg_cursor.domain.sources import SourceConfig
+from atlasreg_cursor.domain.sources import SourceConfig, matches_keywords
 
 Behaviour = Callable[[SourceConfig, RunContext], SourceResult]
 
@@ -26,7 +31,10 @@ def documents_for(source_id: str, count: int) -> tuple[Document, ...]:
 class FakeExecutor:
     """
     Sources yield ``docs_per_source`` documents unless ``behaviours`` says
-    otherwise (a callable, or an exception to raise). Calls are recorded.
+    otherwise (a callable, or an exception to raise), or ``pages`` has items
+    for their ``url_feed`` (mapped and filtered by ``keywords`` as the real
+    executors do). ``sleep`` makes a source take that long (cut at its
+    timeout, or by :meth:`close_run`). Calls are recorded.
     """
 
     def __init__(self, *, docs_per_source: int = 2) -> None:
@@ -34,6 +42,9 @@ class FakeExecutor:
         self.behaviours: dict[str, Behaviour | BaseException] = {}
         self.calls: list[tuple[str, str]] = []
         self.sleep: dict[str, float] = {}
+        self.pages: dict[str, list[dict[str, str]]] = {}
+        self.closed_runs: list[str] = []
+        self._cancels: dict[str, threading.Event] = {}
         self.process_error: BaseException | None = None
         self.process_sleep = 0.0
         self.gold_error: BaseException | None = None
@@ -42,15 +53,37 @@ class FakeExecutor:
     def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
         with self._lock:
             self.calls.append(("run_source", source.id))
+            cancel = self._cancels.setdefault(run.run_id, threading.Event())
         if source.id in self.sleep:
-            time.sleep(self.sleep[source.id])
+            pause = self.sleep[source.id]
+            if cancel.wait(min(pause, source.timeout_seconds)):
+                raise SourceFailed(f"{source.id} was cancelled", error_type="cancelled")
+            if pause > source.timeout_seconds:
+                raise SourceFailed(
+                    f"{source.id} did not finish within {source.timeout_seconds:g}s",
+                    error_type="timeout",
+                )
         behaviour = self.behaviours.get(source.id)
         if isinstance(behaviour, BaseException):
             raise behaviour
         if behaviour is not None:
             return behaviour(source, run)
+        if source.url_feed in self.pages:
+            from atlasreg_cursor.adapters.core.scrapy import items_to_documents
+
+            items = self.pages[source.url_feed]
+            found = items_to_documents(items, source)
+            kept = tuple(d for d in found if matches_keywords(source.keywords, d.title, d.summary))
+            return SourceResult(source_id=source.id, documents=kept, items_count=len(items))
         docs = documents_for(source.id, self.docs_per_source)
         return SourceResult(source_id=source.id, documents=docs, items_count=len(docs))
+
+    def close_run(self, run: RunContext) -> None:
+        with self._lock:
+            self.closed_runs.append(run.run_id)
+            cancel = self._cancels.pop(run.run_id, None)
+        if cancel is not None:
+            cancel.set()
 
     def process(
         self, documents: Sequence[Document], run: RunContext, *, timeout_seconds: float

@@ -270,6 +270,21 @@ NOTIFIERS: dict[str, Callable[[Settings], Notifier]] = {"webhook": _webhook, "ou
 # --- executor ------------------------------------------------------------------
 
 
+def crawl_policy(s: Settings) -> Any:
+    """The crawl policy of the ``CRAWL_*`` settings."""
+    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
+
+    policy = CrawlPolicy(
+        max_per_host=s.crawl_max_per_host,
+        obey_robots=s.crawl_obey_robots,
+        download_delay=s.crawl_download_delay,
+        autothrottle=s.crawl_autothrottle,
+        concurrent_requests=s.crawl_concurrent_requests,
+        retry_times=s.crawl_retry_times,
+    )
+    return attrs.evolve(policy, user_agent=s.crawl_user_agent) if s.crawl_user_agent else policy
+
+
 def _local_executor(s: Settings) -> Executor:
     from atlasreg_cursor.adapters.local.executor import LocalExecutor
 
@@ -279,6 +294,9 @@ def _local_executor(s: Settings) -> Executor:
         work_dir=work,
         scrapy_project_path=s.scrapy_project_path,
         allow_private_sources=s.allow_private_sources,
+        policy=crawl_policy(s),
+        env_allow=(s.crawl_env_allow or "").split(","),
+        idle_seconds=s.crawl_idle_seconds,
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from .output import (
     EXIT_FAILED,
@@ -21,23 +20,34 @@ from .output import (
     quiet_broken_pipe,
 )
 
+TYPE_CHECKING = False  # typing is not imported before the arguments are parsed
 if TYPE_CHECKING:
     from .settings import Settings
 
 Command = Callable[["Settings", argparse.Namespace], int]
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from atlasreg_cursor import __version__
+
+        parser.exit(message=f"atlasreg-cursor {__version__}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every command, subcommand and option of the CLI."""
-    from atlasreg_cursor import __version__
-
     parser = argparse.ArgumentParser(
         prog="atlasreg-cursor",
         description=(
             "Ingest orchestrator: queue → AtlasReg Core → Gold JSON → object storage → webhook."
         ),
     )
-    parser.add_argument("--version", action="version", version=f"atlasreg-cursor {__version__}")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     parser.add_argument(
         "--env-file",
         default=".env",
@@ -174,13 +184,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)  # before any heavy import: --help stays light
+    # structlog imports its Twisted integration whenever Twisted is installed
+    # (it is, for the crawl processes); this process never uses it.
+    sys.modules.setdefault("structlog.twisted", None)  # type: ignore[arg-type]
+
     from pathlib import Path
 
     from atlasreg_cursor.domain.errors import CursorError
 
     from .settings import SettingsError, load_settings
 
-    args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
             from .demo import run_demo

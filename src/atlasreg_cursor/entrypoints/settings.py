@@ -121,6 +121,17 @@ class Settings:
     metrics_port: int = 9108
     consumer_id: str | None = None
 
+    # --- the crawl engine (Scrapy): politeness and the crawl process --------------
+    crawl_max_per_host: int = 2
+    crawl_obey_robots: bool = True
+    crawl_download_delay: float = 0.0
+    crawl_autothrottle: bool = False
+    crawl_user_agent: str | None = None
+    crawl_concurrent_requests: int = 32
+    crawl_retry_times: int = 2
+    crawl_idle_seconds: float = 120.0
+    crawl_env_allow: str | None = None
+
     max_attempts: int = 5
     visibility_timeout_seconds: float = 1800.0
     retry_base_seconds: float = 30.0
@@ -327,6 +338,11 @@ def _check(settings: Settings) -> None:
         "METRICS_PORT": 0 <= settings.metrics_port <= 65535,
         "HOOK_ATTEMPTS": settings.hook_attempts >= 1,
         "CONFIG_TTL_SECONDS": settings.config_ttl_seconds >= 0,
+        "CRAWL_MAX_PER_HOST": 1 <= settings.crawl_max_per_host <= 16,
+        "CRAWL_DOWNLOAD_DELAY": 0 <= settings.crawl_download_delay <= 60,
+        "CRAWL_CONCURRENT_REQUESTS": 1 <= settings.crawl_concurrent_requests <= 512,
+        "CRAWL_RETRY_TIMES": 0 <= settings.crawl_retry_times <= 10,
+        "CRAWL_IDLE_SECONDS": 1 <= settings.crawl_idle_seconds <= 86400,
     }
     problems += [f"{name}: out of range" for name, ok in numbers.items() if not ok]
     problems += _check_operations(settings)
@@ -337,6 +353,9 @@ def _check(settings: Settings) -> None:
             problems.append("HOOK_HMAC_SECRET: required when HOOK_ENDPOINT is set")
     if settings.hook_endpoint and not settings.hook_endpoint.startswith(("http://", "https://")):
         problems.append("HOOK_ENDPOINT: must be an http(s) URL")
+    agent = settings.crawl_user_agent
+    if agent is not None and (len(agent) > 300 or any(not 32 <= ord(c) < 127 for c in agent)):
+        problems.append("CRAWL_USER_AGENT: must be one line of printable ASCII (at most 300)")
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
 

@@ -24,9 +24,26 @@ class Executor(Protocol):
         """
         Run one source through its handler within ``source.timeout_seconds``.
 
+        Blocks until that source is done; several sources of one run may be
+        run at once from different threads. The executor enforces the
+        timeout itself: past it the source is stopped (its crawl requests
+        dropped, its subprocess or download closed, its Celery task revoked)
+        and the call returns within a small grace.
+
         Raises:
-            SourceFailed: this source failed (``error_type`` says how).
+            SourceFailed: this source failed (``error_type`` says how:
+                ``timeout`` past its timeout, ``cancelled`` once
+                :meth:`close_run` was called for *run*).
             ExecutorUnavailable: Core cannot be reached (transient).
+        """
+        ...
+
+    def close_run(self, run: RunContext) -> None:
+        """
+        Stop everything still running for *run* and release what was kept for it
+        (a crawl process). ``run_source`` calls of that run still in progress
+        return promptly with ``SourceFailed(error_type="cancelled")``. Idempotent;
+        never raises.
         """
         ...
 

@@ -12,6 +12,8 @@ Outcomes are translated at this edge:
   and message (classes unknown here are matched by name, as Celery rebuilds
   them);
 - no worker knows the name: :class:`TaskNotRegistered`;
+- the caller's ``cancel`` event was set: :class:`TaskCancelled`, after
+  revoking the task the same way;
 - the deadline passed: :class:`TaskTimeout`, after revoking the task with
   ``terminate=True`` so it does not go on working for nobody (tasks are
   also sent with ``expires`` at the deadline, so a worker that picks one up
@@ -68,6 +70,8 @@ BACKEND_RETRY_POLICY: Mapping[str, float] = {
     "interval_max": 0.5,
 }
 CONNECT_TIMEOUT = 5.0
+#: How often a cancellable wait looks at its cancel event.
+CANCEL_POLL_SECONDS = 0.5
 _RETRY_LIMIT_TEXT = "Retry limit exceeded"
 
 
@@ -105,6 +109,16 @@ class TaskTimeout(TaskError):
     """Raised when the task gave no result before the deadline (it is revoked)."""
 
     error_type = "timeout"
+
+
+class TaskCancelled(TaskError):
+    """Raised when the caller cancelled the wait (the task is revoked)."""
+
+    error_type = "cancelled"
+
+
+class _Cancelled(Exception):
+    """Raised between two waits for a result, to stop waiting."""
 
 
 def as_source_failed(exc: TaskError) -> SourceFailed:
@@ -214,6 +228,7 @@ class CeleryGateway:
         kwargs: Mapping[str, Any] | None = None,
         timeout: float,
         task_id: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> Any:
         """
         Send task *name* and wait for its result until *timeout* seconds pass.
@@ -224,6 +239,7 @@ class CeleryGateway:
             kwargs: keyword arguments (JSON-able).
             timeout: seconds to wait for the result, sending included.
             task_id: a chosen task id (idempotent re-sends); random otherwise.
+            cancel: once set, stop waiting (within about a second) and revoke the task.
 
         Returns:
             The task's JSON result.
@@ -232,10 +248,11 @@ class CeleryGateway:
             TaskNotRegistered: no worker knows *name*.
             TaskFailed: the task raised on the worker.
             TaskTimeout: no result in time; the task was revoked.
+            TaskCancelled: *cancel* was set; the task was revoked.
             ExecutorUnavailable: the broker or the result backend is unreachable.
         """
         deadline = time.monotonic() + timeout
-        return self._guarded(name, list(args), dict(kwargs or {}), deadline, task_id)
+        return self._guarded(name, list(args), dict(kwargs or {}), deadline, task_id, cancel)
 
     def call_many(
         self,
@@ -312,11 +329,12 @@ class CeleryGateway:
         kwargs: dict[str, Any],
         deadline: float,
         task_id: str | None,
+        cancel: threading.Event | None = None,
     ) -> Any:
         """``_call`` through the breaker when there is one."""
         if self._breaker is None:
-            return self._call(name, args, kwargs, deadline, task_id)
-        return self._breaker.call(self._call, name, args, kwargs, deadline, task_id)
+            return self._call(name, args, kwargs, deadline, task_id, cancel)
+        return self._breaker.call(self._call, name, args, kwargs, deadline, task_id, cancel)
 
     def _call(
         self,
@@ -325,11 +343,18 @@ class CeleryGateway:
         kwargs: dict[str, Any],
         deadline: float,
         task_id: str | None,
+        cancel: threading.Event | None = None,
     ) -> Any:
         from celery.exceptions import TimeoutError as CeleryTimeoutError
 
         ctx = {"task_name": name, "broker": _safe_url(self._broker_url)}
         started = time.monotonic()
+        if cancel is not None and cancel.is_set():
+            raise TaskCancelled(
+                f"task {name} was not sent: the wait was cancelled",
+                task_name=name,
+                task_id=task_id or "",
+            )
         try:
             result = self._app.send_task(
                 name,
@@ -346,12 +371,15 @@ class CeleryGateway:
             raise self._unavailable("send", exc, ctx) from None
         tid = str(result.id)
         log.debug("celery.sent", task_id=tid, **ctx)
-        remaining = deadline - time.monotonic()
         try:
-            if remaining <= 0:
-                raise CeleryTimeoutError("The operation timed out.")
-            value = result.get(timeout=remaining, propagate=False, disable_sync_subtasks=False)
+            value = self._wait(result, deadline, cancel)
             state = result.state
+        except _Cancelled:
+            self._revoke(tid, ctx)
+            log.info("celery.cancelled", task_id=tid, **ctx)
+            raise TaskCancelled(
+                f"task {name} ({tid}) was cancelled; it was revoked", task_name=name, task_id=tid
+            ) from None
         except CeleryTimeoutError:
             self._revoke(tid, ctx)
             waited = time.monotonic() - started
@@ -371,6 +399,23 @@ class CeleryGateway:
             log.debug("celery.succeeded", task_id=tid, **ctx)
             return value
         raise self._failure(name, tid, state, value)
+
+    def _wait(self, result: Any, deadline: float, cancel: threading.Event | None) -> Any:
+        """``result.get`` until *deadline*, in short slices while *cancel* may be set."""
+        from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CeleryTimeoutError("The operation timed out.")
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled
+            step = remaining if cancel is None else min(remaining, CANCEL_POLL_SECONDS)
+            try:
+                return result.get(timeout=step, propagate=False, disable_sync_subtasks=False)
+            except CeleryTimeoutError:
+                if step >= remaining:
+                    raise
 
     def _failure(self, name: str, tid: str, state: str, value: Any) -> TaskError:
         remote_type = type(value).__name__ if isinstance(value, BaseException) else state

@@ -4,7 +4,11 @@ Implements the ``Executor`` port (DESIGN §5, §6) on top of Core's Celery
 tasks, Airflow DAGs and Scrapy project:
 
 - ``run_source``: the source's handler from the registry (built-ins and
-  ``atlasreg_cursor.handlers`` plugins, see :mod:`.handlers`);
+  ``atlasreg_cursor.handlers`` plugins, see :mod:`.handlers`); project
+  spiders run in the run's one crawl process, shared with the local
+  fallback's generic spiders;
+- ``close_run``: stops what still runs for a run — Celery waits return
+  (their tasks revoked), Airflow waits stop, the crawl process ends;
 - ``process``: Celery ``process_document(doc_id, run_id)`` for every
   document, at most ``processing_concurrency`` in flight, within the
   deadline; failed documents are counted and recorded as Gold errors, and
@@ -17,13 +21,14 @@ tasks, Airflow DAGs and Scrapy project:
 Settings read (by the composition root): ``CELERY_BROKER_URL``,
 ``CELERY_RESULT_BACKEND``, ``AIRFLOW_API_URL``, ``AIRFLOW_USERNAME``,
 ``AIRFLOW_PASSWORD``, ``AIRFLOW_API_VERSION``, ``SCRAPY_PROJECT_PATH``,
-``PROCESSING_CONCURRENCY``.
+``PROCESSING_CONCURRENCY``, ``ALLOW_PRIVATE_SOURCES``, ``CRAWL_*``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +49,7 @@ from atlasreg_cursor.domain.runs import RunContext
 from atlasreg_cursor.domain.sources import SourceConfig
 
 from .celery import TaskError, as_processing_failed
+from .crawl_process import CrawlSessions
 from .handlers import CoreServices, Handler, registry
 
 if TYPE_CHECKING:
@@ -77,8 +83,11 @@ class CoreExecutor:
         gold_timeout: seconds to wait for ``generate_gold_json``.
         clock: the current UTC time (tests pass their own).
         allow_private_sources: hand ``url_feed``s with non-public addresses to
-            Core (``ALLOW_PRIVATE_SOURCES``); refused by default.
+            Core and let project spiders fetch from them
+            (``ALLOW_PRIVATE_SOURCES``); refused by default.
         resolver: resolves host names for the URL guard (tests pass their own).
+        crawls: the crawl processes of the runs (default: the local
+            fallback's, so a run has one crawl process).
     """
 
     def __init__(
@@ -94,9 +103,24 @@ class CoreExecutor:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         allow_private_sources: bool = False,
         resolver: Resolver | None = None,
+        crawls: CrawlSessions | None = None,
     ) -> None:
         if processing_concurrency < 1:
             raise ValueError("processing_concurrency must be at least 1")
+        shared = getattr(local_fallback, "crawls", None)
+        if (
+            crawls is None
+            and isinstance(shared, CrawlSessions)
+            and shared.project_path == scrapy_project_path
+        ):
+            crawls = shared
+        self._own_crawls = crawls is None and scrapy_project_path is not None
+        if crawls is None and scrapy_project_path is not None:
+            crawls = CrawlSessions(
+                work_dir=Path(tempfile.gettempdir()) / "atlasreg-crawls",
+                project_path=scrapy_project_path,
+                allow_private=allow_private_sources,
+            )
         self._core = CoreServices(
             celery=celery,
             airflow=airflow,
@@ -104,6 +128,7 @@ class CoreExecutor:
             local_fallback=local_fallback,
             allow_private=allow_private_sources,
             resolver=resolver,
+            crawls=crawls,
         )
         self._concurrency = processing_concurrency
         self._handlers = dict(registry() if handlers is None else handlers)
@@ -256,8 +281,24 @@ class CoreExecutor:
             processed_count=processed, failed_count=failed, documents_count=documents
         )
 
+    def close_run(self, run: RunContext) -> None:
+        """
+        Stop everything still running for *run*: Celery waits (tasks revoked),
+        Airflow waits, its crawl process. Idempotent; never raises.
+        """
+        try:
+            self._core.cancel_run(run)
+            if self._core.crawls is not None:
+                self._core.crawls.close_run(run.run_id)
+            if self._core.local_fallback is not None:
+                self._core.local_fallback.close_run(run)
+        except Exception as exc:  # closing must never fail the caller
+            log.warning("core.close_run_failed", run_id=run.run_id, error=repr(exc))
+
     def close(self) -> None:
-        """Close the Celery app, the Airflow pool and the local executor."""
+        """Close the Celery app, the Airflow pool, the crawls and the local executor."""
+        if self._own_crawls and self._core.crawls is not None:
+            self._core.crawls.close()
         self._core.celery.close()
         if self._core.airflow is not None:
             self._core.airflow.close()

@@ -7,11 +7,11 @@ A handler runs one source on AtlasReg Core and says what it collected::
 Built-in handlers (DESIGN §6 Executor):
 
 - ``SCRAPY_CVM_API`` / ``SCRAPY_NEWSROOM_PLAYER``: spider ``spider_id`` of the
-  Scrapy project at ``SCRAPY_PROJECT_PATH``, run in a subprocess with
-  ``-a url=<url_feed> -a run_id=<run_id>`` (and ``-a player_id=`` when set),
-  its items filtered by ``keywords``; without such a spider (the project is
-  listed with ``scrapy list``, again every 5 minutes), the generic local
-  spiders serve the source.
+  Scrapy project at ``SCRAPY_PROJECT_PATH``, run in the run's crawl process
+  with ``-a url=<url_feed> -a run_id=<run_id>`` (and ``-a player_id=`` when
+  set), under the URL guard, its items filtered by ``keywords``; without
+  such a spider (the project is listed with ``scrapy list``, again every 5
+  minutes), the generic local spiders serve the source.
 - ``DOWNLOAD_CSV``: Celery task ``download_csv(url_feed, run_id)``.
 - ``AIRFLOW_DAG``: triggers ``dag_id`` as run ``<run_id>_<dag_id>`` with
   ``conf={"run_id", "source_config"}`` and waits for it (the source's
@@ -19,6 +19,9 @@ Built-in handlers (DESIGN §6 Executor):
   ``xcom_task_id`` when set.
 - ``CUSTOM_SCRAPER``: Celery task ``task_name`` (default ``custom_scrape``)
   with ``source_config`` and ``run_id``.
+
+Handlers stop when the run is closed (:meth:`CoreServices.cancel_run`): a
+Celery wait returns and its task is revoked, an Airflow wait stops.
 
 A Celery handler task returns ``{"document_ids": [...], "items_count": n,
 "error": "..."}``; a non-empty ``error`` fails the source, and more than the
@@ -65,8 +68,9 @@ from .celery import TaskError, as_source_failed
 if TYPE_CHECKING:
     from atlasreg_cursor.ports.executor import Executor
 
-    from .airflow import AirflowClient
+    from .airflow import AirflowClient, DagRun
     from .celery import CeleryGateway
+    from .crawl_process import CrawlSessions
 
 log = structlog.get_logger()
 
@@ -74,6 +78,7 @@ ENTRY_POINT_GROUP = "atlasreg_cursor.handlers"
 DEFAULT_CUSTOM_TASK = "custom_scrape"
 SPIDER_LIST_TIMEOUT = 60.0
 SPIDER_LIST_TTL = 300.0
+AIRFLOW_WAIT_SLICE = 2.0
 
 
 class Handler(Protocol):
@@ -92,7 +97,9 @@ class Handler(Protocol):
 
 @attrs.define(kw_only=True)
 class CoreServices:
-    """What handlers may use: Celery, Airflow, the Scrapy project, local spiders.
+    """
+    What handlers may use: Celery, Airflow, the Scrapy project (run in the
+    run's crawl process, ``crawls``), local spiders, and each run's cancel event.
 
     ``allow_private`` is ``ALLOW_PRIVATE_SOURCES``; ``resolver`` resolves host
     names for the URL guard (the system's by default; tests pass their own).
@@ -104,6 +111,8 @@ class CoreServices:
     local_fallback: Executor | None = None
     allow_private: bool = False
     resolver: Resolver | None = attrs.field(default=None, repr=False)
+    crawls: CrawlSessions | None = None
+    _cancels: dict[str, threading.Event] = attrs.field(factory=dict, init=False, repr=False)
     _spiders: frozenset[str] | None = attrs.field(default=None, init=False, repr=False)
     _listed_at: float = attrs.field(default=0.0, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
@@ -135,16 +144,31 @@ class CoreServices:
         with self._lock:
             now = time.monotonic()
             if self._spiders is None or now - self._listed_at > SPIDER_LIST_TTL:
-                self._spiders = _list_spiders(self.scrapy_project_path)
+                env = self.crawls.environment() if self.crawls is not None else None
+                self._spiders = _list_spiders(self.scrapy_project_path, env)
                 self._listed_at = now
             return self._spiders
 
+    def cancel_event(self, run: RunContext) -> threading.Event:
+        """The event set when *run* is closed (handlers stop waiting on it)."""
+        with self._lock:
+            return self._cancels.setdefault(run.run_id, threading.Event())
 
-def _list_spiders(project: Path) -> frozenset[str]:
+    def cancel_run(self, run: RunContext) -> None:
+        """Set *run*'s cancel event; its next sources get a fresh one."""
+        with self._lock:
+            event = self._cancels.pop(run.run_id, None)
+        if event is not None:
+            event.set()
+
+
+def _list_spiders(project: Path, env: Mapping[str, str] | None) -> frozenset[str]:
+    """``scrapy list`` in *project*, with the crawl processes' allow-listed environment."""
     try:
         done = subprocess.run(
             [sys.executable, "-m", "scrapy", "list"],
             cwd=project,
+            env=env,
             capture_output=True,
             text=True,
             timeout=SPIDER_LIST_TIMEOUT,
@@ -211,10 +235,16 @@ def documents_from_result(
 
 
 def _celery_source(
-    core: CoreServices, source: SourceConfig, name: str, kwargs: Mapping[str, Any]
+    core: CoreServices,
+    source: SourceConfig,
+    run: RunContext,
+    name: str,
+    kwargs: Mapping[str, Any],
 ) -> SourceResult:
     try:
-        result = core.celery.call(name, kwargs=kwargs, timeout=source.timeout_seconds)
+        result = core.celery.call(
+            name, kwargs=kwargs, timeout=source.timeout_seconds, cancel=core.cancel_event(run)
+        )
     except TaskError as exc:
         raise as_source_failed(exc) from None
     documents, count = documents_from_result(result, source, origin=f"task {name}")
@@ -229,15 +259,25 @@ def scrapy_handler(source: SourceConfig, run: RunContext, core: CoreServices) ->
     """Run the project's spider ``spider_id``, or the generic local spiders."""
     core.vet_feed(source)
     project = core.scrapy_project_path
-    if project is not None and source.spider_id and source.spider_id in core.project_spiders():
-        from .scrapy import items_to_documents, judge, run_project_spider
+    crawls = core.crawls
+    if (
+        project is not None
+        and crawls is not None
+        and source.spider_id
+        and source.spider_id in core.project_spiders()
+    ):
+        from .scrapy import download_timeout_for, items_to_documents, judge, project_spec
 
         spider_args = {"url": source.url_feed or "", "run_id": run.run_id}
         if source.player_id:
             spider_args["player_id"] = source.player_id
-        outcome = run_project_spider(
-            project, source.spider_id, spider_args, timeout=source.timeout_seconds
+        spec = project_spec(
+            source.spider_id,
+            spider_args,
+            download_timeout=download_timeout_for(source.timeout_seconds),
+            options=source.crawl,
         )
+        outcome = crawls.crawl(run.run_id, source.id, spec, timeout=source.timeout_seconds)
         items = judge(outcome, source.id)
         documents = tuple(
             d
@@ -265,7 +305,9 @@ def download_csv_handler(source: SourceConfig, run: RunContext, core: CoreServic
     url = core.vet_feed(source)
     if url is None:
         raise SourceFailed("DOWNLOAD_CSV needs a url_feed", error_type="invalid_config")
-    return _celery_source(core, source, "download_csv", {"url_feed": url, "run_id": run.run_id})
+    return _celery_source(
+        core, source, run, "download_csv", {"url_feed": url, "run_id": run.run_id}
+    )
 
 
 def custom_scraper_handler(
@@ -275,7 +317,7 @@ def custom_scraper_handler(
     core.vet_feed(source)
     name = source.task_name or DEFAULT_CUSTOM_TASK
     return _celery_source(
-        core, source, name, {"source_config": dict(source.raw), "run_id": run.run_id}
+        core, source, run, name, {"source_config": dict(source.raw), "run_id": run.run_id}
     )
 
 
@@ -292,7 +334,7 @@ def airflow_dag_handler(source: SourceConfig, run: RunContext, core: CoreService
     dag_run_id = f"{run.run_id}_{dag_id}"
     conf = {"run_id": run.run_id, "source_config": dict(source.raw)}
     core.airflow.trigger(dag_id, dag_run_id, conf)
-    finished = core.airflow.wait(dag_id, dag_run_id, timeout=source.timeout_seconds)
+    finished = _wait_dag(core.airflow, dag_id, dag_run_id, source, core.cancel_event(run))
     if finished.state != "success":
         failed = core.airflow.failed_tasks(dag_id, dag_run_id)
         which = f" (failed tasks: {', '.join(failed)})" if failed else ""
@@ -306,6 +348,35 @@ def airflow_dag_handler(source: SourceConfig, run: RunContext, core: CoreService
     origin = f"task {source.xcom_task_id} of DAG {dag_id}"
     documents, count = documents_from_result(value, source, origin=origin)
     return SourceResult(source_id=source.id, documents=documents, items_count=count)
+
+
+def _wait_dag(
+    airflow: AirflowClient,
+    dag_id: str,
+    dag_run_id: str,
+    source: SourceConfig,
+    cancel: threading.Event,
+) -> DagRun:
+    """Wait for the DAG run in short slices, so a closed run stops the wait."""
+    deadline = time.monotonic() + source.timeout_seconds
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return airflow.wait(dag_id, dag_run_id, timeout=max(0.0, min(AIRFLOW_WAIT_SLICE, left)))
+        except SourceFailed as exc:
+            if exc.error_type != "timeout":
+                raise
+            if cancel.is_set():
+                raise SourceFailed(
+                    f"stopped waiting for DAG run {dag_run_id} of {dag_id}: its run was closed",
+                    error_type="cancelled",
+                ) from None
+            if time.monotonic() >= deadline:
+                raise SourceFailed(
+                    f"DAG run {dag_run_id} of {dag_id} did not finish within "
+                    f"{source.timeout_seconds:.0f}s",
+                    error_type="timeout",
+                ) from None
 
 
 BUILTIN: Mapping[str, Handler] = {

@@ -1,33 +1,25 @@
 """Scrapy crawls from the parent side, shared by the local and Core executors.
 
-Each crawl runs ``atlasreg_cursor.adapters.local.spider_runner`` in a new
-process (the Twisted reactor cannot restart) and in a new process group, so
-a crawl that outlives its timeout is stopped whole: SIGTERM to the group,
-then SIGKILL after a grace period. :func:`stop_crawls` stops an owner's
-running crawls on close, and a crawl whose parent dies kills its own group.
+Crawls run in one crawl process per run (:mod:`.crawl_process`); this module
+builds their specs, judges what they left behind and maps items to
+Documents. :func:`run_crawl` and :func:`run_project_spider` run one crawl in
+a process of its own (for one-off use and tests).
 
 Scrapy exits 0 even when a crawl failed, so :func:`judge` decides from the
-stats the runner writes (finish reason, HTTP statuses, download exceptions,
-errors) and raises ``SourceFailed`` with an ``error_type`` of ``timeout``,
-``spider_error``, ``http_error``, ``network_error`` or ``forbidden_address``.
-:func:`items_to_documents` maps scraped items to Documents.
+per-source stats the crawl reports (finish reason, HTTP statuses, download
+exceptions, errors) and raises ``SourceFailed`` with an ``error_type`` of
+``timeout``, ``cancelled``, ``spider_error``, ``http_error``,
+``network_error``, ``robots_disallowed``, ``invalid_url`` or
+``forbidden_address``. :func:`items_to_documents` maps scraped items to
+Documents.
 
 Settings read (by the composition root): ``SCRAPY_PROJECT_PATH`` (the project
-:func:`run_project_spider` runs in).
+:func:`run_project_spider` runs in), ``CRAWL_*``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,42 +30,45 @@ import structlog
 from atlasreg_cursor.domain.documents import Document
 from atlasreg_cursor.domain.errors import SourceFailed
 from atlasreg_cursor.domain.hashing import sha256_hex
-from atlasreg_cursor.domain.sources import SourceConfig
+from atlasreg_cursor.domain.sources import CrawlOptions, SourceConfig
+
+from .crawl_process import (
+    FORBIDDEN_STAT,
+    INVALID_URL_STAT,
+    KILL_GRACE_SECONDS,
+    MAX_ITEMS,
+    PARENT_PID_ENV,
+    CrawlOutcome,
+    CrawlPolicy,
+    CrawlSessions,
+    stop_process_group,
+)
+
+__all__ = [
+    "FORBIDDEN_STAT",
+    "INVALID_URL_STAT",
+    "MAX_ITEMS",
+    "PARENT_PID_ENV",
+    "CrawlOutcome",
+    "CrawlPolicy",
+    "CrawlSessions",
+    "crawl_options",
+    "download_timeout_for",
+    "items_to_documents",
+    "judge",
+    "run_crawl",
+    "run_project_spider",
+    "stop_process_group",
+]
 
 log = structlog.get_logger()
 
-RUNNER_MODULE = "atlasreg_cursor.adapters.local.spider_runner"
-ITEMS_FILE = "items.jsonl"
-STATS_FILE = "stats.json"
-FORBIDDEN_STAT = "atlasreg/forbidden_address"
-PARENT_PID_ENV = "ATLASREG_CRAWL_PARENT"
-KILL_GRACE_SECONDS = 3.0
-STDERR_TAIL_BYTES = 4000
-MAX_ITEMS = 100_000
 MAX_TITLE = 1_000
 MAX_SUMMARY = 5_000
 _STATUS_PREFIX = "downloader/response_status_count/"
-_RUNNING: dict[int, tuple[subprocess.Popen[bytes], object | None]] = {}
-_RUNNING_LOCK = threading.Lock()
 _EXCEPTION_PREFIX = "downloader/exception_type_count/"
-
-
-@attrs.frozen(kw_only=True)
-class CrawlOutcome:
-    """What one crawl process left behind."""
-
-    items: tuple[dict[str, Any], ...] = ()
-    stats: Mapping[str, Any] = attrs.field(factory=dict)
-    returncode: int | None = None
-    timed_out: bool = False
-    stderr_tail: str = ""
-    spider: str | None = None
-    errors: tuple[str, ...] = ()
-    http_errors: tuple[str, ...] = ()
-    runner_error: str | None = None
-    timeout_seconds: float = 0.0
-    duration_seconds: float = 0.0
-    pid: int | None = None
+_ROBOTS_STATUS_PREFIX = "robotstxt/response_status_count/"
+_ONE_OFF_RUN = "one-off"
 
 
 def run_crawl(
@@ -84,97 +79,40 @@ def run_crawl(
     env: Mapping[str, str] | None = None,
     work_dir: Path | None = None,
     kill_grace: float = KILL_GRACE_SECONDS,
-    owner: object | None = None,
+    policy: CrawlPolicy | None = None,
 ) -> CrawlOutcome:
     """
-    Run one crawl in a subprocess of its own process group.
+    Run one crawl in a crawl process of its own, stopped when it is done.
 
     Args:
-        spec: the crawl, as ``spider_runner`` reads it.
-        timeout: seconds before the whole process group is stopped.
+        spec: the crawl, as ``spider_runner`` reads it (``allow_private``
+            in it lifts the address check).
+        timeout: the crawl's timeout in seconds.
         cwd: working directory (a Scrapy project for project spiders).
-        env: variables added to the inherited environment.
-        work_dir: where the crawl's scratch directory is made (removed after).
+        env: variables added to the crawler's (allow-listed) environment.
+        work_dir: where the process's scratch directory is made (removed after).
         kill_grace: seconds between SIGTERM and SIGKILL.
-        owner: whom the crawl belongs to, for :func:`stop_crawls`.
+        policy: the crawl policy (default: ``CrawlPolicy()``).
 
     Returns:
-        The outcome; judge it with :func:`judge`.
-
-    Raises:
-        SourceFailed: ``spider_error`` when the process cannot be started.
+        The outcome (with the process's exit code); judge it with :func:`judge`.
     """
-    if work_dir is not None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="crawl-", dir=work_dir))
-    try:
-        return _run_in(
-            scratch, spec, timeout=timeout, cwd=cwd, env=env, kill_grace=kill_grace, owner=owner
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _run_in(
-    scratch: Path,
-    spec: Mapping[str, Any],
-    *,
-    timeout: float,
-    cwd: Path | None,
-    env: Mapping[str, str] | None,
-    kill_grace: float,
-    owner: object | None,
-) -> CrawlOutcome:
-    spec_path, out_dir, stderr_path = scratch / "spec.json", scratch / "out", scratch / "stderr"
-    spec_path.write_text(json.dumps(dict(spec), ensure_ascii=False), encoding="utf-8")
-    command = [sys.executable, "-m", RUNNER_MODULE, str(spec_path), str(out_dir)]
-    started = time.monotonic()
-    timed_out = False
-    with stderr_path.open("wb") as stderr:
-        try:
-            proc = subprocess.Popen(
-                command,
-                cwd=cwd,
-                env={**_environment(env), PARENT_PID_ENV: str(os.getpid())},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise SourceFailed(
-                f"cannot start the crawler process: {exc}", error_type="spider_error"
-            ) from None
-        log.debug("crawl.started", pid=proc.pid, kind=spec.get("kind"), timeout=timeout)
-        with _RUNNING_LOCK:
-            _RUNNING[proc.pid] = (proc, owner)
-        try:
-            returncode: int | None = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            returncode = stop_process_group(proc, grace=kill_grace)
-            log.warning("crawl.timed_out", pid=proc.pid, timeout=timeout)
-        finally:
-            if proc.poll() is None:
-                stop_process_group(proc, grace=kill_grace)
-            _signal_group(proc.pid, signal.SIGKILL)  # leftovers the crawl started
-            with _RUNNING_LOCK:
-                _RUNNING.pop(proc.pid, None)
-    report = _read_report(out_dir / STATS_FILE)
-    return CrawlOutcome(
-        items=_read_items(out_dir / ITEMS_FILE),
-        stats=report.get("stats") or {},
-        returncode=returncode,
-        timed_out=timed_out,
-        stderr_tail=_tail(stderr_path),
-        spider=report.get("spider"),
-        errors=tuple(str(e) for e in report.get("errors") or ()),
-        http_errors=tuple(str(e) for e in report.get("http_errors") or ()),
-        runner_error=report.get("runner_error"),
-        timeout_seconds=timeout,
-        duration_seconds=round(time.monotonic() - started, 3),
-        pid=proc.pid,
+    root = Path(work_dir) if work_dir is not None else Path(tempfile.gettempdir())
+    sessions = CrawlSessions(
+        work_dir=root,
+        policy=policy,
+        project_path=cwd,
+        allow_private=bool(spec.get("allow_private", False)),
+        extra_env=env,
+        kill_grace=kill_grace,
     )
+    source_id = str(spec.get("source_id") or "crawl")
+    try:
+        outcome = sessions.crawl(_ONE_OFF_RUN, source_id, spec, timeout=timeout)
+        code = sessions.close_run(_ONE_OFF_RUN)
+    finally:
+        sessions.close()
+    return attrs.evolve(outcome, returncode=outcome.returncode if code is None else code)
 
 
 def run_project_spider(
@@ -187,10 +125,10 @@ def run_project_spider(
     fallback: Mapping[str, Any] | None = None,
     allow_private: bool = True,
     download_timeout: float | None = None,
-    owner: object | None = None,
 ) -> CrawlOutcome:
     """
-    Run a spider of the Scrapy project at *project_path* (like ``scrapy crawl``).
+    Run a spider of the Scrapy project at *project_path* (like ``scrapy crawl``)
+    in a crawl process of its own.
 
     Args:
         project_path: the directory holding ``scrapy.cfg``.
@@ -199,30 +137,48 @@ def run_project_spider(
         timeout: seconds before the crawl is stopped.
         work_dir: where the scratch directory is made.
         fallback: a generic crawl spec to run when the project has no such spider.
-        allow_private: skip the SSRF guard on each request (project code is trusted).
+        allow_private: lift the address check of the guard.
         download_timeout: Scrapy's ``DOWNLOAD_TIMEOUT``; default below *timeout*.
-        owner: whom the crawl belongs to, for :func:`stop_crawls`.
 
     Returns:
         The outcome; judge it with :func:`judge`.
     """
+    spec = project_spec(
+        spider,
+        spider_args,
+        fallback=fallback,
+        download_timeout=download_timeout or download_timeout_for(timeout),
+    )
+    spec["allow_private"] = allow_private
+    return run_crawl(spec, timeout=timeout, cwd=project_path, work_dir=work_dir)
+
+
+def project_spec(
+    spider: str,
+    spider_args: Mapping[str, str],
+    *,
+    fallback: Mapping[str, Any] | None = None,
+    download_timeout: float,
+    options: CrawlOptions | None = None,
+) -> dict[str, Any]:
+    """The crawl spec of a project spider (``fallback``: a generic spec)."""
     spec: dict[str, Any] = {
         "kind": "project",
         "spider": spider,
         "spider_args": {str(k): str(v) for k, v in spider_args.items()},
-        "allow_private": allow_private,
-        "download_timeout": download_timeout or download_timeout_for(timeout),
+        "download_timeout": download_timeout,
+        "crawl": crawl_options(options),
     }
     if fallback is not None:
         spec["fallback"] = dict(fallback)
-    return run_crawl(
-        spec,
-        timeout=timeout,
-        cwd=project_path,
-        env={"SCRAPY_PROJECT_PATH": str(project_path)},
-        work_dir=work_dir,
-        owner=owner,
-    )
+    return spec
+
+
+def crawl_options(options: CrawlOptions | None) -> dict[str, Any]:
+    """A source's ``crawl`` block as the crawl spec carries it (set keys only)."""
+    if options is None:
+        return {}
+    return {k: v for k, v in attrs.asdict(options).items() if v is not None}
 
 
 def download_timeout_for(timeout: float) -> float:
@@ -238,17 +194,23 @@ def judge(outcome: CrawlOutcome, source_id: str) -> list[dict[str, Any]]:
     no items and no error is an empty success.
 
     Raises:
-        SourceFailed: ``timeout`` (stopped by the parent, or every download
-            timed out), ``spider_error`` (spider not found, failed to start,
-            finish reason not ``finished``, callback errors with no items),
+        SourceFailed: ``timeout`` (cut at the source's timeout, or every
+            download timed out), ``cancelled`` (its run was closed first),
+            ``spider_error`` (spider not found, failed to start, finish
+            reason not ``finished``, callback errors with no items),
             ``http_error`` (HTTP 4xx/5xx and no items), ``network_error``
-            (downloads failed and no items), ``forbidden_address`` (the SSRF
-            guard refused the URL).
+            (downloads failed and no items), ``robots_disallowed`` (robots.txt
+            forbids the URLs and no items), ``forbidden_address`` /
+            ``invalid_url`` (the URL guard refused the URLs).
     """
+    if outcome.cancelled:
+        raise SourceFailed(
+            f"crawl of {source_id} was cancelled: its run was closed", error_type="cancelled"
+        )
     if outcome.timed_out:
         raise SourceFailed(
             f"crawl of {source_id} did not finish within {outcome.timeout_seconds:g}s; "
-            "its processes were stopped",
+            "its requests were dropped",
             error_type="timeout",
         )
     if outcome.runner_error:
@@ -267,13 +229,9 @@ def judge(outcome: CrawlOutcome, source_id: str) -> list[dict[str, Any]]:
             f"crawl of {source_id} ended with finish_reason {reason!r}", error_type="spider_error"
         )
     if items:
-        if outcome.errors or outcome.http_errors:
-            log.warning(
-                "crawl.partial",
-                source_id=source_id,
-                items=len(items),
-                errors=len(outcome.errors) + len(outcome.http_errors),
-            )
+        problems = len(outcome.errors) + len(outcome.http_errors) + len(outcome.robots)
+        if problems:
+            log.warning("crawl.partial", source_id=source_id, items=len(items), errors=problems)
         return items
     _raise_for_empty(outcome, stats)
     return []
@@ -283,12 +241,20 @@ def _raise_for_empty(outcome: CrawlOutcome, stats: Mapping[str, Any]) -> None:
     forbidden = stats.get(FORBIDDEN_STAT)
     if forbidden:
         raise SourceFailed(str(forbidden), error_type="forbidden_address")
+    invalid = stats.get(INVALID_URL_STAT)
+    if invalid:
+        raise SourceFailed(str(invalid), error_type="invalid_url")
+    if outcome.robots:
+        more = f" (and {len(outcome.robots) - 1} more)" if len(outcome.robots) > 1 else ""
+        raise SourceFailed(f"no items; {outcome.robots[0]}{more}", error_type="robots_disallowed")
     statuses = {
-        code: count
+        code: left
         for key, count in stats.items()
         if key.startswith(_STATUS_PREFIX)
         and (code := key.removeprefix(_STATUS_PREFIX)).isdigit()
         and int(code) >= 400
+        # robots.txt answers are counted too; a missing robots.txt is no error
+        and (left := int(count) - int(stats.get(f"{_ROBOTS_STATUS_PREFIX}{code}", 0) or 0)) > 0
     }
     if outcome.http_errors or statuses:
         first = outcome.http_errors[0] if outcome.http_errors else None
@@ -348,97 +314,6 @@ def items_to_documents(
             ),
         )
     return tuple(documents.values())
-
-
-def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float) -> int | None:
-    """
-    Stop *proc*'s whole process group: SIGTERM, then SIGKILL after *grace*.
-
-    Returns:
-        The process's exit code (``None`` if it could not be reaped).
-    """
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        return proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        _signal_group(proc.pid, signal.SIGKILL)
-    try:
-        return proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        log.error("crawl.unkillable", pid=proc.pid)
-        return None
-
-
-def stop_crawls(owner: object | None = None, *, grace: float = KILL_GRACE_SECONDS) -> int:
-    """
-    Stop the running crawls of *owner* (every crawl when ``None``).
-
-    Returns:
-        How many crawls were running.
-    """
-    with _RUNNING_LOCK:
-        procs = [p for p, o in _RUNNING.values() if owner is None or o is owner]
-    procs = [p for p in procs if p.poll() is None]
-    for proc in procs:
-        _signal_group(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _signal_group(proc.pid, signal.SIGKILL)
-    if procs:
-        log.info("crawl.stopped_on_close", crawls=len(procs))
-    return len(procs)
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
-def _environment(extra: Mapping[str, str] | None) -> dict[str, str]:
-    env = {**os.environ, **(extra or {})}
-    package_root = str(Path(__file__).resolve().parents[3])
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if package_root not in paths:
-        env["PYTHONPATH"] = os.pathsep.join([*paths, package_root])
-    return env
-
-
-def _read_items(path: Path) -> tuple[dict[str, Any], ...]:
-    if not path.exists():
-        return ()
-    items = []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a kill
-            if isinstance(item, dict):
-                items.append(item)
-            if len(items) >= MAX_ITEMS:
-                break
-    return tuple(items)
-
-
-def _read_report(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _tail(path: Path) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - STDERR_TAIL_BYTES))
-            return fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def _last_line(text: str) -> str:

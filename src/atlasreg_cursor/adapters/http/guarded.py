@@ -56,15 +56,19 @@ class Fetched:
 
 
 class _Watchdog:
-    """Shut the current connection's socket when the deadline passes."""
+    """Shut the current connection's socket at the deadline, or when *cancel* is set."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, cancel: threading.Event | None = None) -> None:
         self.fired = False
+        self.cancelled = False
         self._lock = threading.Lock()
         self._conn: HTTPConnection | None = None
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._done = threading.Event()
+        self._cancel = cancel or threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(deadline,), name="fetch-watchdog", daemon=True
+        )
+        self._thread.start()
 
     def watch(self, conn: HTTPConnection | None) -> None:
         with self._lock:
@@ -72,13 +76,22 @@ class _Watchdog:
             if self.fired:
                 _shut(conn)
 
-    def _fire(self) -> None:
+    def _run(self, deadline: float) -> None:
+        while not self._done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if self._cancel.wait(min(left, 0.25)):
+                self.cancelled = True
+                break
+        if self._done.is_set():
+            return
         with self._lock:
             self.fired = True
             _shut(self._conn)
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        self._done.set()
 
 
 def _shut(conn: HTTPConnection | None) -> None:
@@ -137,7 +150,16 @@ class GuardedClient:
         """
         return vet_url(url, allow_private=self.allow_private, resolver=self._resolver)
 
-    def fetch(self, url: str, *, deadline: float, max_bytes: int, accept: str = "*/*") -> Fetched:
+    def fetch(
+        self,
+        url: str,
+        *,
+        deadline: float,
+        max_bytes: int,
+        accept: str = "*/*",
+        cancel: threading.Event | None = None,
+        user_agent: str | None = None,
+    ) -> Fetched:
         """
         GET *url*, following redirects, and return the 2xx body.
 
@@ -146,21 +168,25 @@ class GuardedClient:
             deadline: ``time.monotonic()`` by which everything must be done.
             max_bytes: refuse bodies larger than this (decompressed).
             accept: the ``Accept`` header.
+            cancel: when set (from another thread), the connection is shut
+                and the fetch fails as ``cancelled``.
+            user_agent: the ``User-Agent`` for this fetch (the client's otherwise).
 
         Raises:
             SourceFailed: ``invalid_url``, ``forbidden_address``,
                 ``network_error`` (does not resolve), ``http_error`` (another
                 status, too many redirects), ``too_large``, ``timeout``,
                 ``invalid_response`` (garbage ``Content-Length``, unknown
-                encoding, malformed answer) or ``tls_error``.
+                encoding, malformed answer), ``tls_error`` or ``cancelled``.
             TransientHTTPError: a connection error or a 408/429/5xx answer.
         """
-        watchdog = _Watchdog(deadline)
+        watchdog = _Watchdog(deadline, cancel)
+        headers = {"User-Agent": user_agent or self.user_agent, "Accept": accept}
         try:
             for _hop in range(self.max_redirects + 1):
                 vetted = self.vet(url)
                 _check_time(deadline, vetted.url, watchdog)
-                outcome = self._once(vetted, deadline, max_bytes, accept, watchdog)
+                outcome = self._once(vetted, deadline, max_bytes, headers, watchdog)
                 if isinstance(outcome, Fetched):
                     return outcome
                 url = outcome
@@ -195,7 +221,7 @@ class GuardedClient:
         vetted: VettedURL,
         deadline: float,
         max_bytes: int,
-        accept: str,
+        headers: Mapping[str, str],
         watchdog: _Watchdog,
     ) -> Fetched | str:
         shown = safe_url(vetted.url)
@@ -207,8 +233,7 @@ class GuardedClient:
                     vetted.request_target,
                     headers={
                         "Host": vetted.host_header,
-                        "User-Agent": self.user_agent,
-                        "Accept": accept,
+                        **headers,
                         "Accept-Encoding": "gzip, deflate",
                         "Connection": "close",
                     },
@@ -316,6 +341,8 @@ class GuardedClient:
 
 
 def _check_time(deadline: float, url: str, watchdog: _Watchdog) -> float:
+    if watchdog.cancelled:
+        raise SourceFailed(f"download of {safe_url(url)} was cancelled", error_type="cancelled")
     remaining = deadline - time.monotonic()
     if remaining <= 0 or watchdog.fired:
         raise SourceFailed(f"download of {safe_url(url)} ran out of time", error_type="timeout")
@@ -326,6 +353,8 @@ def _read_failure(
     exc: BaseException, shown: str, deadline: float, watchdog: _Watchdog
 ) -> Exception:
     """Classify a failure while talking to the source."""
+    if watchdog.cancelled:
+        return SourceFailed(f"download of {shown} was cancelled", error_type="cancelled")
     if watchdog.fired or time.monotonic() >= deadline:
         return SourceFailed(f"download of {shown} ran out of time", error_type="timeout")
     if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):

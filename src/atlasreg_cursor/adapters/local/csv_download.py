@@ -27,6 +27,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -54,6 +55,9 @@ def download_csv(
     *,
     client: GuardedClient,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    deadline: float | None = None,
+    cancel: threading.Event | None = None,
+    user_agent: str | None = None,
 ) -> tuple[tuple[Document, ...], int]:
     """
     Download and parse the source's CSV.
@@ -62,6 +66,10 @@ def download_csv(
         source: a ``DOWNLOAD_CSV`` source with ``url_feed`` and ``csv``.
         client: the guarded client (it carries ``ALLOW_PRIVATE_SOURCES``).
         max_bytes: refuse bodies larger than this.
+        deadline: ``time.monotonic()`` by which the download must be done
+            (default: the source's ``timeout_seconds`` from now).
+        cancel: set from another thread to stop the download (``cancelled``).
+        user_agent: the ``User-Agent`` (the client's otherwise).
 
     Returns:
         The Documents and the number of data rows read.
@@ -72,15 +80,31 @@ def download_csv(
     if not source.url_feed:
         raise SourceFailed("DOWNLOAD_CSV needs a url_feed", error_type="invalid_config")
     options: Mapping[str, Any] = source.csv or {}
-    deadline = time.monotonic() + source.timeout_seconds
-    body, final_url = fetch(source.url_feed, client=client, max_bytes=max_bytes, deadline=deadline)
+    if deadline is None:
+        deadline = time.monotonic() + source.timeout_seconds
+    body, final_url = fetch(
+        source.url_feed,
+        client=client,
+        max_bytes=max_bytes,
+        deadline=deadline,
+        cancel=cancel,
+        user_agent=user_agent,
+    )
     rows = parse_rows(body, options, max_rows=source.max_items)
     items = [_row_to_item(row, options, final_url) for row in rows]
     log.debug("csv.downloaded", source_id=source.id, size=len(body), rows=len(rows))
     return items_to_documents(items, source), len(rows)
 
 
-def fetch(url: str, *, client: GuardedClient, max_bytes: int, deadline: float) -> tuple[bytes, str]:
+def fetch(
+    url: str,
+    *,
+    client: GuardedClient,
+    max_bytes: int,
+    deadline: float,
+    cancel: threading.Event | None = None,
+    user_agent: str | None = None,
+) -> tuple[bytes, str]:
     """
     GET *url* through *client*, retrying transient failures within *deadline*.
 
@@ -92,7 +116,14 @@ def fetch(url: str, *, client: GuardedClient, max_bytes: int, deadline: float) -
     """
     try:
         got = retrying(
-            lambda: client.fetch(url, deadline=deadline, max_bytes=max_bytes, accept=ACCEPT),
+            lambda: client.fetch(
+                url,
+                deadline=deadline,
+                max_bytes=max_bytes,
+                accept=ACCEPT,
+                cancel=cancel,
+                user_agent=user_agent,
+            ),
             attempts=ATTEMPTS,
             timeout=max(0.1, deadline - time.monotonic()),
             wait_initial=0.5,

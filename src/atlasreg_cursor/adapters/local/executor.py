@@ -9,15 +9,19 @@ Handlers, by ``handler_id`` (DESIGN §2a):
 - ``AIRFLOW_DAG``: no local meaning, fails with ``handler_not_available``.
 
 A ``spider_id`` naming a spider of the project at ``SCRAPY_PROJECT_PATH`` runs
-that spider instead (with ``-a url=… run_id=… player_id=… source_id=…``); a
-crawl runs in its own process group and is stopped at the source's
-``timeout_seconds``. URLs pass the SSRF guard first. Items are kept when
-their title or summary contains one of the source's ``keywords`` (tagged with
-the keywords matched), then enriched in-process (``enrichment.py``) and
-assembled into the Gold with ``domain.gold.build_gold``.
+that spider instead (with ``-a url=… run_id=… player_id=… source_id=…``).
+Every crawl of a run runs in that run's one crawl process
+(:class:`~atlasreg_cursor.adapters.core.crawl_process.CrawlSessions`), which
+cuts each source at its ``timeout_seconds``; :meth:`LocalExecutor.close_run`
+ends it. A CSV download waits for its turn on its host (``CRAWL_MAX_PER_HOST``
+at once, as crawl requests) and is closed at the source's timeout or when its
+run is closed. URLs pass the URL guard first. Items are kept when their title
+or summary contains one of the source's ``keywords`` (tagged with the
+keywords matched), then enriched in-process (``enrichment.py``) and assembled
+into the Gold with ``domain.gold.build_gold``.
 
 Settings read (by the composition root): ``CURSOR_HOME`` (the work directory
-lives under it), ``SCRAPY_PROJECT_PATH``, ``ALLOW_PRIVATE_SOURCES``.
+lives under it), ``SCRAPY_PROJECT_PATH``, ``ALLOW_PRIVATE_SOURCES``, ``CRAWL_*``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime as dt
 import time
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +38,17 @@ import attrs
 import structlog
 
 from atlasreg_cursor.adapters._netguard import check_source_url
+from atlasreg_cursor.adapters.core.crawl_process import (
+    DEFAULT_IDLE_SECONDS,
+    CrawlPolicy,
+    CrawlSessions,
+)
 from atlasreg_cursor.adapters.core.scrapy import (
+    crawl_options,
     download_timeout_for,
     items_to_documents,
     judge,
-    run_crawl,
-    run_project_spider,
-    stop_crawls,
+    project_spec,
 )
 from atlasreg_cursor.adapters.http import GuardedClient
 from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
@@ -48,7 +57,8 @@ from atlasreg_cursor.domain.gold import GoldDocument, GoldError, GoldEvent, buil
 from atlasreg_cursor.domain.runs import RunContext
 from atlasreg_cursor.domain.sources import SourceConfig, fold_text, matches_keywords
 
-from .csv_download import DEFAULT_MAX_BYTES, download_csv
+from .csv_download import DEFAULT_MAX_BYTES
+from .downloads import HostTurns, RunDownloads
 from .enrichment import enrich
 
 log = structlog.get_logger()
@@ -56,6 +66,7 @@ log = structlog.get_logger()
 NEWSROOM_HANDLERS = frozenset({"SCRAPY_NEWSROOM_PLAYER", "CUSTOM_SCRAPER"})
 API_HANDLERS = frozenset({"SCRAPY_CVM_API"})
 REPROCESS_WORKERS = 4
+#: Seconds past a source's timeout before its download's sockets are shut.
 
 
 class LocalExecutor:
@@ -63,12 +74,17 @@ class LocalExecutor:
     The Executor of ``local`` mode (see the module docstring).
 
     Args:
-        work_dir: scratch space for crawls (one sub-directory per crawl).
+        work_dir: scratch space for crawls (one sub-directory per crawl process).
         scrapy_project_path: a Scrapy project whose spiders ``spider_id`` may name.
         allow_private_sources: fetch from loopback/private addresses too.
         max_download_bytes: size cap of a CSV download.
         http: the guarded HTTP client for downloads (one is made from
             *allow_private_sources* otherwise).
+        policy: the crawl policy (``CRAWL_*``); its ``max_per_host`` also
+            limits CSV downloads per host.
+        crawls: the crawl processes to use (default: made from the above).
+        env_allow: more variables the crawl process may inherit (``CRAWL_ENV_ALLOW``).
+        idle_seconds: a run's idle crawl process is stopped after this long.
     """
 
     def __init__(
@@ -79,22 +95,39 @@ class LocalExecutor:
         allow_private_sources: bool = False,
         max_download_bytes: int = DEFAULT_MAX_BYTES,
         http: GuardedClient | None = None,
+        policy: CrawlPolicy | None = None,
+        crawls: CrawlSessions | None = None,
+        env_allow: Iterable[str] = (),
+        idle_seconds: float = DEFAULT_IDLE_SECONDS,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.scrapy_project_path = scrapy_project_path
         self.allow_private_sources = allow_private_sources
         self.max_download_bytes = max_download_bytes
         self._http = http or GuardedClient(allow_private=allow_private_sources)
+        self.policy = policy or (crawls.policy if crawls is not None else CrawlPolicy())
+        self.crawls = crawls or CrawlSessions(
+            work_dir=self.work_dir / "crawls",
+            policy=self.policy,
+            project_path=scrapy_project_path,
+            allow_private=allow_private_sources,
+            env_allow=env_allow,
+            idle_seconds=idle_seconds,
+        )
+        self._turns = HostTurns(self.policy.max_per_host)
+        self._downloads = RunDownloads()
 
     # --- sources -------------------------------------------------------------
 
     def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
         """
-        Run one source through its local handler.
+        Run one source through its local handler, within its timeout.
 
         Raises:
             HandlerNotAvailable: ``AIRFLOW_DAG`` (no local meaning).
-            SourceFailed: the handler failed (``error_type`` says how).
+            SourceFailed: the handler failed (``error_type`` says how;
+                ``timeout`` past ``timeout_seconds``, ``cancelled`` once
+                :meth:`close_run` was called for *run*).
         """
         started = time.monotonic()
         documents, items_count = self._collect(source, run)
@@ -118,30 +151,25 @@ class LocalExecutor:
         if handler == "AIRFLOW_DAG":
             raise HandlerNotAvailable("handler AIRFLOW_DAG is not available in local mode")
         if handler == "DOWNLOAD_CSV":
-            return download_csv(source, client=self._http, max_bytes=self.max_download_bytes)
+            return self._download_csv(source, run)
         if handler not in NEWSROOM_HANDLERS | API_HANDLERS:
             raise HandlerNotAvailable(f"handler {handler} is not available in local mode")
         generic = self._generic_spec(source)
         if source.url_feed:
             check_source_url(source.url_feed, allow_private=self.allow_private_sources)
-        crawls = self.work_dir / "crawls"
         if source.spider_id and self.scrapy_project_path is not None:
-            outcome = run_project_spider(
-                self.scrapy_project_path,
+            spec = project_spec(
                 source.spider_id,
                 _spider_args(source, run),
-                timeout=source.timeout_seconds,
-                work_dir=crawls,
                 fallback=generic,
-                allow_private=self.allow_private_sources,
-                owner=self,
+                download_timeout=download_timeout_for(source.timeout_seconds),
+                options=source.crawl,
             )
         elif generic is not None:
-            outcome = run_crawl(
-                generic, timeout=source.timeout_seconds, work_dir=crawls, owner=self
-            )
+            spec = generic
         else:
             raise SourceFailed(_missing_config(source), error_type="invalid_config")
+        outcome = self.crawls.crawl(run.run_id, source.id, spec, timeout=source.timeout_seconds)
         items = judge(outcome, source.id)
         return items_to_documents(items, source), len(items)
 
@@ -151,9 +179,9 @@ class LocalExecutor:
             return None
         spec: dict[str, Any] = {
             "url": source.url_feed,
-            "allow_private": self.allow_private_sources,
             "download_timeout": download_timeout_for(source.timeout_seconds),
             "max_pages": source.raw.get("max_pages"),
+            "crawl": crawl_options(source.crawl),
         }
         if source.handler_id in NEWSROOM_HANDLERS and source.selectors:
             if not source.selectors.get("item"):
@@ -162,6 +190,53 @@ class LocalExecutor:
         if source.handler_id in API_HANDLERS:
             return {**spec, "kind": "api", "api": dict(source.api or {})}
         return None
+
+    def _download_csv(
+        self, source: SourceConfig, run: RunContext
+    ) -> tuple[tuple[Document, ...], int]:
+        """The CSV download, after its turn on the host; stopped at its deadline or close."""
+        from .csv_download import download_csv
+        from .downloads import DownloadStop
+
+        deadline = time.monotonic() + source.timeout_seconds
+        host = urllib.parse.urlsplit(source.url_feed or "").hostname or ""
+        stop = DownloadStop()
+        agent = (source.crawl and source.crawl.user_agent) or self.policy.user_agent
+        with (
+            self._downloads.track(run.run_id, stop),
+            self._turns.turn(host, deadline=deadline, stopped=stop.aborted),
+        ):
+            try:
+                return download_csv(
+                    source,
+                    client=self._http,
+                    max_bytes=self.max_download_bytes,
+                    deadline=deadline,
+                    cancel=stop.event,
+                    user_agent=agent,
+                )
+            except SourceFailed as exc:
+                if exc.error_type == "cancelled":
+                    raise SourceFailed(
+                        "the download was cancelled: its run was closed", error_type="cancelled"
+                    ) from None
+                raise
+
+    def close_run(self, run: RunContext) -> None:
+        """
+        Stop what still runs for *run*: its crawl process, its downloads.
+
+        Its ``run_source`` calls in progress return ``SourceFailed(cancelled)``.
+        Idempotent; never raises.
+        """
+        try:
+            aborted = self._downloads.abort(run.run_id)
+            self.crawls.close_run(run.run_id)
+        except Exception as exc:  # closing must never fail the caller
+            log.warning("executor.close_run_failed", run_id=run.run_id, error=repr(exc))
+            return
+        if aborted:
+            log.debug("executor.downloads_cancelled", run_id=run.run_id, downloads=aborted)
 
     # --- processing ----------------------------------------------------------
 
@@ -241,13 +316,15 @@ class LocalExecutor:
                         _gold_error(futures[future].id, "timeout", "reprocessing ran out of time")
                     )
             finally:
+                self.close_run(run)
                 pool.shutdown(wait=False, cancel_futures=True)
         processed = self.process(documents, run, timeout_seconds=timeout_seconds)
         return attrs.evolve(processed, errors=(*processed.errors, *errors))
 
     def close(self) -> None:
-        """Stop this executor's running crawls (downloads hold no pooled connections)."""
-        stop_crawls(self)
+        """Stop every crawl process and download of this executor."""
+        self._downloads.abort()
+        self.crawls.close()
 
 
 def _spider_args(source: SourceConfig, run: RunContext) -> dict[str, str]:

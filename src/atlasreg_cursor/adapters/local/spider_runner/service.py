@@ -1,0 +1,422 @@
+"""The crawl service of one run's crawl process (see the package docstring)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.settings import Settings
+from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.log import configure_logging
+from scrapy.utils.reactor import install_reactor
+from twisted.internet.defer import Deferred, DeferredList
+
+from atlasreg_cursor.adapters.core.crawl_process import PARENT_PID_ENV
+
+from . import middlewares
+from .middlewares import is_robots_txt
+from .report import SourceReport
+from .resolver import AddressBook, VettingResolver
+from .spiders import GenericSource, SourcesSpider, generic_source
+
+ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+SHUTDOWN_GRACE_SECONDS = 2.0
+ROBOTS_TIMEOUT_SECONDS = 30.0
+RETRY_HTTP_CODES = [429, 503, 500, 502, 504, 408, 522, 524]
+_MW = "atlasreg_cursor.adapters.local.spider_runner.middlewares"
+_DOWNLOADER = "atlasreg_cursor.adapters.local.spider_runner.downloader.PoliteDownloader"
+_RETRY = "scrapy.downloadermiddlewares.retry.RetryMiddleware"
+_NO_HANDLERS = {"file": None, "ftp": None, "s3": None, "data": None}
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class SpiderNotFound(Exception):
+    """Raised when a project has no spider of the name asked for."""
+
+
+def politeness(policy: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The Scrapy settings of the crawl policy, a source's ``crawl`` block over it."""
+    merged = {**policy, **{k: v for k, v in options.items() if v is not None}}
+    return {
+        "CONCURRENT_REQUESTS_PER_DOMAIN": int(merged["max_per_host"]),
+        "DOWNLOAD_DELAY": float(merged["download_delay"]),
+        "ROBOTSTXT_OBEY": bool(merged["obey_robots"]),
+        "AUTOTHROTTLE_ENABLED": bool(merged["autothrottle"]),
+        "AUTOTHROTTLE_START_DELAY": max(float(merged["download_delay"]), 0.5),
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": float(merged["max_per_host"]),
+        "RETRY_TIMES": int(merged["retry_times"]),
+        "RETRY_HTTP_CODES": RETRY_HTTP_CODES,
+        "USER_AGENT": str(merged["user_agent"]),
+        "DOWNLOADER": _DOWNLOADER,
+        middlewares.BACKOFF_SETTING: float(merged["retry_backoff"]),
+    }
+
+
+def generic_settings(policy: Mapping[str, Any]) -> Settings:
+    """Settings of the shared crawler of the generic sources."""
+    values = {
+        **politeness(policy, {}),
+        # robots.txt and AutoThrottle are on for the crawler; each request says
+        # whether its source obeys / is throttled (meta flags).
+        "ROBOTSTXT_OBEY": True,
+        "AUTOTHROTTLE_ENABLED": True,
+        "AUTOTHROTTLE_START_DELAY": float(policy["download_delay"]),
+        "CONCURRENT_REQUESTS": int(policy["concurrent_requests"]),
+        # sources' requests carry their own timeout; this bounds robots.txt fetches
+        "DOWNLOAD_TIMEOUT": ROBOTS_TIMEOUT_SECONDS,
+        "LOG_LEVEL": "WARNING",
+        "TELNETCONSOLE_ENABLED": False,
+        "COOKIES_ENABLED": False,
+        "DOWNLOAD_MAXSIZE": 20 * 2**20,
+        "DOWNLOAD_HANDLERS": dict(_NO_HANDLERS),
+        "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
+        "DOWNLOADER_MIDDLEWARES": {
+            f"{_MW}.SourceGateMiddleware": 10,
+            f"{_MW}.GuardMiddleware": 50,
+            _RETRY: None,
+            f"{_MW}.BackoffRetryMiddleware": 550,
+        },
+        "EXTENSIONS": {"scrapy.extensions.logstats.LogStats": None},
+    }
+    return Settings(values)
+
+
+def project_settings(
+    base: Settings, policy: Mapping[str, Any], spec: Mapping[str, Any], deadline: float
+) -> Settings:
+    """A project spider's settings: the project's, under the Cursor's politeness and guard."""
+    from scrapy.downloadermiddlewares.retry import RetryMiddleware
+
+    settings = base.copy()
+    overrides = {
+        **politeness(policy, dict(spec.get("crawl") or {})),
+        "LOG_LEVEL": "WARNING",
+        "LOG_FILE": None,
+        "TELNETCONSOLE_ENABLED": False,
+        "DOWNLOAD_TIMEOUT": float(spec.get("download_timeout") or 60.0),
+        "DOWNLOAD_HANDLERS": {**settings.getdict("DOWNLOAD_HANDLERS"), **_NO_HANDLERS},
+        middlewares.DEADLINE_SETTING: deadline,
+    }
+    settings.setdict(overrides, priority="cmdline")
+    settings.set_in_component_priority_dict(
+        "DOWNLOADER_MIDDLEWARES", middlewares.GuardMiddleware, 50
+    )
+    settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", RetryMiddleware, None)
+    settings.set_in_component_priority_dict(
+        "DOWNLOADER_MIDDLEWARES", middlewares.BackoffRetryMiddleware, 550
+    )
+    return settings
+
+
+class CrawlService:
+    """
+    Runs the sources the parent sends, all in this process's reactor.
+
+    Args:
+        config: the process's config (policy, allow_private, project, scratch).
+        emit: sends one event to the parent.
+        reactor: the running reactor.
+    """
+
+    def __init__(self, config: Mapping[str, Any], emit: Emit, reactor: Any) -> None:
+        self.policy = dict(config["policy"])
+        self.scratch = Path(config["scratch"])
+        self.project = bool(config.get("project"))
+        self._emit = emit
+        self._reactor = reactor
+        self._generic: Crawler | None = None
+        self._spider: SourcesSpider | None = None
+        self._waiting: list[GenericSource] = []
+        self._projects: dict[str, tuple[Crawler, SourceReport]] = {}
+        self._timers: dict[str, Any] = {}
+        self._project_base: Settings | None = None
+        self._loader: Any = None
+        self._stopping = False
+        self._files = itertools.count(1)
+
+    # --- commands ---------------------------------------------------------------
+
+    def handle(self, command: Mapping[str, Any]) -> None:
+        """Act on one command from the parent."""
+        op = command.get("op")
+        if op == "shutdown":
+            self.shutdown()
+        elif op == "crawl":
+            key = str(command.get("key"))
+            try:
+                self._crawl(key, dict(command.get("spec") or {}), float(command["deadline"]))
+            except Exception as exc:  # a bad command must fail its source only
+                report = SourceReport(key, self.scratch / f"items-{next(self._files)}.jsonl")
+                report.runner_error = f"the crawl could not start: {type(exc).__name__}: {exc}"
+                self._emit(report.event())
+
+    def _crawl(self, key: str, spec: dict[str, Any], deadline: float) -> None:
+        report = SourceReport(key, self.scratch / f"items-{next(self._files)}.jsonl")
+        if spec.get("kind") == "project":
+            try:
+                spec = self._start_project(key, spec, deadline, report)
+            except SpiderNotFound as exc:
+                report.runner_error = str(exc)
+                self._emit(report.event())
+                return
+            except Exception as exc:  # the project's own modules failed to load
+                report.runner_error = f"cannot load the spider: {type(exc).__name__}: {exc}"
+                self._emit(report.event())
+                return
+            if not spec:
+                return
+        try:
+            source = generic_source(key, spec, deadline=deadline, report=report, policy=self.policy)
+        except (KeyError, TypeError, ValueError) as exc:
+            report.runner_error = f"unusable crawl spec: {exc}"
+            self._emit(report.event())
+            return
+        report.spider = SourcesSpider.name
+        self._timers[key] = self._reactor.callLater(
+            max(0.0, deadline - time.monotonic()), self._expire_generic, key
+        )
+        if self._spider is None:
+            self._waiting.append(source)
+            self._open_generic()
+        else:
+            self._spider.add(source)
+
+    # --- the generic sources ----------------------------------------------------
+
+    def _open_generic(self) -> None:
+        if self._generic is not None:
+            return
+        crawler = Crawler(SourcesSpider, generic_settings(self.policy))
+        crawler.signals.connect(self._generic_opened, signal=signals.spider_opened)
+        self._generic = crawler
+        crawl: Deferred[None] = crawler.crawl(on_done=self._generic_done)
+        crawl.addBoth(self._generic_ended)
+
+    def _generic_opened(self, spider: SourcesSpider) -> None:
+        self._spider = spider
+        waiting, self._waiting = self._waiting, []
+        for source in waiting:
+            spider.add(source)
+
+    def _generic_ended(self, result: Any) -> None:
+        """The shared crawler stopped (it should not): fail its sources; the next starts anew."""
+        if self._stopping:
+            return
+        why = getattr(result, "value", None)
+        message = "the crawler of the generic sources stopped" + (
+            f": {type(why).__name__}: {why}" if why is not None else ""
+        )
+        left = [*self._waiting, *(self._spider.unfinished() if self._spider is not None else ())]
+        self._generic = self._spider = None
+        self._waiting = []
+        for source in left:
+            source.finished = True
+            source.report.runner_error = message
+            self._generic_done(source, False)
+
+    def _generic_done(self, source: GenericSource, timed_out: bool) -> None:
+        timer = self._timers.pop(source.key, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        reason = "timeout" if timed_out else "finished"
+        stats = {"finish_reason": reason, "item_scraped_count": source.report.items}
+        self._emit(source.report.event(stats=stats, timed_out=timed_out))
+
+    def _expire_generic(self, key: str) -> None:
+        self._timers.pop(key, None)
+        if self._spider is not None:
+            self._spider.expire(key)
+            return
+        for source in [s for s in self._waiting if s.key == key]:
+            self._waiting.remove(source)
+            self._generic_done(source, True)
+
+    # --- project spiders --------------------------------------------------------
+
+    def _project_loader(self) -> tuple[Settings, Any]:
+        if self._project_base is None:
+            from scrapy.spiderloader import get_spider_loader
+            from scrapy.utils.project import get_project_settings
+
+            self._project_base = get_project_settings()
+            self._loader = get_spider_loader(self._project_base)
+        return self._project_base, self._loader
+
+    def _start_project(
+        self, key: str, spec: dict[str, Any], deadline: float, report: SourceReport
+    ) -> dict[str, Any]:
+        """Start a project spider; return the fallback spec to run instead, or ``{}``."""
+        name = str(spec.get("spider") or "")
+        base, loader = self._project_loader()
+        if name not in loader.list():
+            fallback = spec.get("fallback")
+            if not isinstance(fallback, Mapping):
+                raise SpiderNotFound(f"spider {name!r} not found in the Scrapy project")
+            return {**spec, **fallback}
+        crawler = Crawler(loader.load(name), project_settings(base, self.policy, spec, deadline))
+        report.spider = name
+        _record_project(crawler, report)
+        self._projects[key] = (crawler, report)
+        args = {str(k): str(v) for k, v in dict(spec.get("spider_args") or {}).items()}
+        crawl: Deferred[None] = crawler.crawl(**args)
+        crawl.addCallbacks(
+            lambda _: self._project_done(key, None),
+            lambda failure: self._project_done(
+                key, f"spider {name!r} failed: {type(failure.value).__name__}: {failure.value}"
+            ),
+        )
+        self._timers[key] = self._reactor.callLater(
+            max(0.0, deadline - time.monotonic()), self._expire_project, key
+        )
+        return {}
+
+    def _project_done(self, key: str, error: str | None) -> None:
+        entry = self._projects.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        if entry is None:
+            return  # reported at its deadline
+        crawler, report = entry
+        if error is not None:
+            report.runner_error = error
+        self._emit(report.event(stats=_stats_of(crawler)))
+
+    def _expire_project(self, key: str) -> None:
+        self._timers.pop(key, None)
+        entry = self._projects.pop(key, None)
+        if entry is None:
+            return
+        crawler, report = entry
+        self._emit(report.event(stats=_stats_of(crawler), timed_out=True))
+        deferred_from_coro(crawler.stop_async()).addErrback(lambda _: None)
+
+    # --- the process ------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop: project spiders gracefully (bounded), then exit."""
+        if self._stopping:
+            return
+        self._stopping = True
+        crawlers = [crawler for crawler, _ in self._projects.values()]
+        if not crawlers:
+            _exit(0)
+        stops = DeferredList([deferred_from_coro(c.stop_async()) for c in crawlers])
+        stops.addBoth(lambda _: _exit(0))
+        self._reactor.callLater(SHUTDOWN_GRACE_SECONDS, _exit, 0)
+
+    def parent_gone(self) -> None:
+        """The parent closed our stdin without a shutdown: take the whole group down."""
+        if not self._stopping:
+            _kill_group()
+
+
+def _record_project(crawler: Crawler, report: SourceReport) -> None:
+    """Items, callback errors and HTTP errors of a project spider's crawler."""
+    from itemadapter import ItemAdapter
+
+    def on_item(item: Any, **_: Any) -> None:
+        report.item(ItemAdapter(item).asdict() if ItemAdapter.is_item(item) else {"value": item})
+
+    def on_error(failure: Any, response: Any = None, **_: Any) -> None:
+        where = f" ({response.url})" if response is not None else ""
+        report.error(f"{type(failure.value).__name__}: {failure.value}{where}")
+
+    def on_response(response: Any, request: Any = None, **_: Any) -> None:
+        if response.status >= 400 and not (request is not None and is_robots_txt(request)):
+            report.http_error(f"HTTP {response.status} from {response.url}")
+
+    crawler.signals.connect(on_item, signal=signals.item_scraped, weak=False)
+    crawler.signals.connect(on_error, signal=signals.spider_error, weak=False)
+    crawler.signals.connect(on_response, signal=signals.response_received, weak=False)
+
+
+def _stats_of(crawler: Crawler) -> dict[str, Any]:
+    try:
+        stats = crawler.stats
+    except RuntimeError:  # the crawl never started
+        return {}
+    return dict(stats.get_stats()) if stats is not None else {}
+
+
+def _exit(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _kill_group() -> None:
+    sys.stderr.flush()
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def watch_parent(parent: int, *, interval: float = 0.5) -> None:
+    """Kill this crawl's whole process group once *parent* is gone."""
+
+    def _loop() -> None:
+        while True:
+            if os.getppid() != parent:
+                _kill_group()
+            time.sleep(interval)
+
+    threading.Thread(target=_loop, name="parent-watch", daemon=True).start()
+
+
+def _writer(fd: int) -> Emit:
+    def emit(event: dict[str, Any]) -> None:
+        data = json.dumps(event, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+    return emit
+
+
+def _read_commands(reactor: Any, service: CrawlService) -> None:
+    for line in sys.stdin.buffer:
+        try:
+            command = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(command, dict):
+            reactor.callFromThread(service.handle, command)
+    reactor.callFromThread(service.parent_gone)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``spider_runner CONFIG.json EVENTS_FD``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or not args[1].isdigit():
+        print("usage: spider_runner CONFIG.json EVENTS_FD", file=sys.stderr)
+        return 2
+    parent = os.environ.get(PARENT_PID_ENV, "")
+    if parent.isdigit() and os.getpgrp() == os.getpid():
+        watch_parent(int(parent))
+    config = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    emit = _writer(int(args[1]))
+    install_reactor(ASYNCIO_REACTOR)
+    from twisted.internet import reactor as installed
+
+    reactor: Any = installed
+    configure_logging({"LOG_LEVEL": "WARNING"}, install_root_handler=True)
+    middlewares.ADDRESS_BOOK = AddressBook(allow_private=bool(config.get("allow_private")))
+    VettingResolver(reactor, middlewares.ADDRESS_BOOK).install()
+    service = CrawlService(config, emit, reactor)
+    threading.Thread(
+        target=_read_commands, args=(reactor, service), name="commands", daemon=True
+    ).start()
+    reactor.callWhenRunning(emit, {"event": "ready", "pid": os.getpid()})
+    reactor.run(installSignalHandlers=False)
+    return 0

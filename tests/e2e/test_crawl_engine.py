@@ -1,0 +1,370 @@
+"""The crawl engine end to end: politeness, the guard and the crawl process's environment.
+
+Every crawl runs in one real crawl process (one per test module's run) against
+small loopback servers made for each test (a fresh port, so robots.txt and
+per-host state never leak between tests).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atlasreg_cursor.adapters.core.crawl_process import (
+    CrawlPolicy,
+    CrawlSessions,
+    default_user_agent,
+)
+from atlasreg_cursor.adapters.core.scrapy import judge, run_project_spider
+from atlasreg_cursor.domain.errors import SourceFailed
+
+pytestmark = pytest.mark.scrapy
+
+PROJECT = Path(__file__).resolve().parents[1] / "fixtures" / "scrapy_project"
+RUN = "run_c0ffee000001"
+API = {"items_path": "data.items", "next_path": "data.next"}
+Route = Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], bytes]]
+
+
+class Site:
+    """A loopback server answering by path with *routes*; it records what it saw."""
+
+    def __init__(self, routes: dict[str, Route]) -> None:
+        self.routes = routes
+        self.seen: list[tuple[str, str, float]] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                site.seen.append((self.path, self.headers.get("User-Agent", ""), time.monotonic()))
+                route = site.routes.get(path)
+                status, headers, body = route(self) if route else (404, {}, b"")
+                self.send_response(status)
+                for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def hits(self, path: str) -> list[tuple[str, str, float]]:
+        return [s for s in self.seen if s[0].split("?", 1)[0] == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def json_items(*titles: str, next_url: str | None = None) -> bytes:
+    """An API page of ``data.items`` (and ``data.next``)."""
+    data: dict[str, Any] = {"items": [{"title": t, "url": f"/doc/{t}"} for t in titles]}
+    if next_url is not None:
+        data["next"] = next_url
+    return json.dumps({"data": data}).encode()
+
+
+@contextlib.contextmanager
+def site(routes: dict[str, Route]) -> Iterator[Site]:
+    running = Site(routes)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture(scope="module")
+def crawls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrawlSessions]:
+    """One crawl process for the module's run (fast retries, loopback allowed)."""
+    sessions = CrawlSessions(
+        work_dir=tmp_path_factory.mktemp("crawls"),
+        policy=CrawlPolicy(retry_backoff=0.2),
+        allow_private=True,
+        env_allow=["ATLASREG_TEST_PASSED"],
+    )
+    yield sessions
+    sessions.close()
+
+
+def api_spec(url: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": "api", "url": url, "api": API, "download_timeout": 20, **extra}
+
+
+def test_robots_disallowed_source_fails_saying_robots_txt(crawls: CrawlSessions) -> None:
+    """A URL robots.txt forbids is not fetched; the source fails with an error naming robots.txt."""
+    routes: dict[str, Route] = {
+        "/robots.txt": lambda _: (200, {}, b"User-agent: *\nDisallow: /privado/\n"),
+        "/privado/api": lambda _: (200, {}, json_items("segredo")),
+    }
+    with site(routes) as s:
+        outcome = crawls.crawl(RUN, "robots", api_spec(s.url("/privado/api")), timeout=30)
+        with pytest.raises(SourceFailed) as info:
+            judge(outcome, "robots")
+        allowed = crawls.crawl(
+            RUN,
+            "robots_off",
+            api_spec(s.url("/privado/api"), crawl={"obey_robots": False}),
+            timeout=30,
+        )
+
+    assert "robots_disallowed" == info.value.error_type
+    assert "robots.txt" in str(info.value)
+    assert ["segredo"] == [i["title"] for i in judge(allowed, "robots_off")]
+    assert 1 == len(s.hits("/privado/api"))  # only the source that opted out fetched it
+
+
+def test_429_and_503_are_retried_after_retry_after(crawls: CrawlSessions) -> None:
+    """429 with Retry-After: 1 and a 503 are retried (after the wait), then the items come."""
+    answers = iter([(429, {"Retry-After": "1"}, b""), (503, {}, b"")])
+
+    def flaky(_: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        return next(answers, (200, {}, json_items("depois")))
+
+    with site({"/api": flaky}) as s:
+        outcome = crawls.crawl(RUN, "flaky", api_spec(s.url("/api")), timeout=30)
+        hits = s.hits("/api")
+
+    assert ["depois"] == [i["title"] for i in judge(outcome, "flaky")]
+    assert 3 == len(hits)
+    assert hits[1][2] - hits[0][2] >= 0.9  # Retry-After honoured
+    assert {"downloader/response_status_count/429", "downloader/response_status_count/503"} <= set(
+        outcome.stats
+    )
+
+
+def test_retry_after_longer_than_the_timeout_gives_up_with_the_answer(
+    crawls: CrawlSessions,
+) -> None:
+    """A Retry-After past the source's deadline is not waited for: the 429 is the result."""
+    with site({"/api": lambda _: (429, {"Retry-After": "3600"}, b"")}) as s:
+        started = time.monotonic()
+        outcome = crawls.crawl(RUN, "busy", api_spec(s.url("/api")), timeout=20)
+        took = time.monotonic() - started
+
+    with pytest.raises(SourceFailed) as info:
+        judge(outcome, "busy")
+    assert "http_error" == info.value.error_type
+    assert "HTTP 429" in str(info.value)
+    assert took < 15
+
+
+def test_user_agent_names_the_product_and_a_source_may_set_its_own(crawls: CrawlSessions) -> None:
+    """Requests (robots.txt too) carry the product's User-Agent; a crawl block overrides it."""
+    with site({"/api": lambda _: (200, {}, json_items("a"))}) as s:
+        crawls.crawl(RUN, "ua", api_spec(s.url("/api")), timeout=30)
+        crawls.crawl(
+            RUN,
+            "ua2",
+            api_spec(
+                s.url("/api"), crawl={"user_agent": "MeuRobo/1.0 (+https://example.org/robo)"}
+            ),
+            timeout=30,
+        )
+        agents = [agent for _, agent, _ in s.seen]
+
+    assert default_user_agent() == agents[0]
+    assert default_user_agent().startswith("atlasreg-cursor/")
+    assert "(+https://" in default_user_agent()
+    assert "MeuRobo/1.0 (+https://example.org/robo)" == agents[-1]
+
+
+def test_file_pagination_link_is_refused_even_with_private_sources_allowed(
+    crawls: CrawlSessions, tmp_path: Path
+) -> None:
+    """A next link to file:// is never read: http and https only, always."""
+    secret = tmp_path / "segredo.json"
+    secret.write_text(json.dumps({"data": {"items": [{"title": "CONTEUDO-DO-ARQUIVO"}]}}))
+    with site({"/api": lambda _: (200, {}, json_items("pagina-1", next_url=secret.as_uri()))}) as s:
+        outcome = crawls.crawl(RUN, "file", api_spec(s.url("/api")), timeout=30)
+
+    items = judge(outcome, "file")
+    assert ["pagina-1"] == [i["title"] for i in items]
+    assert "CONTEUDO-DO-ARQUIVO" not in json.dumps(items)
+    assert any("only http and https" in e for e in outcome.errors)
+
+
+def test_per_source_delay_spaces_requests_to_its_host(crawls: CrawlSessions) -> None:
+    """A crawl block's download_delay spaces the pages of its host."""
+    pages = {
+        "/p1": lambda _: (200, {}, json_items("1", next_url="/p2")),
+        "/p2": lambda _: (200, {}, json_items("2", next_url="/p3")),
+        "/p3": lambda _: (200, {}, json_items("3")),
+    }
+    with site(pages) as s:
+        outcome = crawls.crawl(
+            RUN, "devagar", api_spec(s.url("/p1"), crawl={"download_delay": 0.6}), timeout=30
+        )
+        times = [t for path, _, t in s.seen if path.startswith("/p")]
+
+    assert ["1", "2", "3"] == [i["title"] for i in judge(outcome, "devagar")]
+    assert all(b - a >= 0.25 for a, b in itertools.pairwise(times)), times
+
+
+def test_crawl_process_gets_an_allow_listed_environment(
+    crawls: CrawlSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secrets of the Cursor never reach the crawl process; CRAWL_ENV_ALLOW names pass."""
+    sentinels = {
+        "HOOK_HMAC_SECRET": "sentinel-hook",
+        "CF_API_TOKEN": "sentinel-cf",
+        "R2_SECRET_KEY": "sentinel-r2",
+        "MINIO_SECRET_KEY": "sentinel-minio",
+        "DATABASE_URL": "postgresql://u:sentinel-db@h/db",
+        "AIRFLOW_PASSWORD": "sentinel-airflow",
+    }
+    for name, value in sentinels.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ATLASREG_TEST_PASSED", "yes")
+    run = "run_c0ffee000002"
+    try:
+        with site({"/api": lambda _: (200, {}, json_items("a"))}) as s:
+            crawls.crawl(run, "env", api_spec(s.url("/api")), timeout=30)
+        pid = crawls.running()[run]
+        environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    finally:
+        crawls.close_run(run)
+
+    assert not [v for v in sentinels.values() if v in environ]
+    assert "ATLASREG_TEST_PASSED=yes" in environ.split("\0")
+
+
+def test_project_spider_runs_with_the_guard(tmp_path: Path) -> None:
+    """Project spiders are guarded too: a private address is refused by default."""
+    with site(
+        {"/noticias/": lambda _: (200, {}, b"<article><h2><a href='/x'>t</a></h2></article>")}
+    ) as s:
+        outcome = run_project_spider(
+            PROJECT,
+            "sample_news",
+            {"url": s.url("/noticias/"), "run_id": "run_0123456789ab"},
+            timeout=60,
+            work_dir=tmp_path,
+            allow_private=False,
+        )
+
+    with pytest.raises(SourceFailed) as info:
+        judge(outcome, "projeto")
+    assert "forbidden_address" == info.value.error_type
+    assert "127.0.0.1" in str(info.value)
+    assert [] == s.hits("/noticias/")
+
+
+def counting(seconds: float) -> tuple[Route, dict[str, int]]:
+    """A route answering after *seconds*, and the most requests it saw at once."""
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0}
+
+    def route(_: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(seconds)
+        with lock:
+            state["now"] -= 1
+        return 200, {}, json_items("x")
+
+    return route, state
+
+
+def test_many_sources_on_one_host_never_exceed_the_per_host_limit(crawls: CrawlSessions) -> None:
+    """Thirty sources of one host sent at once (as a run starts): never more than 2 at once."""
+    run = "run_c0ffee000003"  # a new process: the thirty wait together for it to start
+    route, state = counting(0.2)
+    with site({"/api": route}) as s:
+        specs = [api_spec(s.url(f"/api?n={n}")) for n in range(30)]
+        with cf.ThreadPoolExecutor(max_workers=30) as pool:
+            futures = [
+                pool.submit(crawls.crawl, run, f"mesmo_host_{n}", spec, timeout=60)
+                for n, spec in enumerate(specs)
+            ]
+            outcomes = [f.result(timeout=120) for f in futures]
+    crawls.close_run(run)
+
+    assert all(["x"] == [i["title"] for i in judge(o, "h")] for o in outcomes)
+    assert 30 == len(s.hits("/api"))
+    assert 2 == state["most"]
+
+
+def test_polite_downloader_holds_the_limit_when_many_requests_queue(tmp_path: Path) -> None:
+    """A plain crawl of many start requests, where Scrapy's own downloader lets a slot's
+    whole queue out at once (10-20 at once seen), stays at 2 with PoliteDownloader."""
+    import subprocess
+    import sys
+
+    route, state = counting(0.05)
+    script = tmp_path / "crawl.py"
+    script.write_text(
+        "import sys, scrapy\n"
+        "from scrapy.crawler import CrawlerProcess\n"
+        "class S(scrapy.Spider):\n"
+        "    name = 's'\n"
+        "    async def start(self):\n"
+        "        for n in range(80):\n"
+        "            yield scrapy.Request(f'{sys.argv[1]}?n={n}', dont_filter=True)\n"
+        "    def parse(self, response):\n"
+        "        yield {}\n"
+        "p = CrawlerProcess({'LOG_LEVEL': 'ERROR', 'TELNETCONSOLE_ENABLED': False,\n"
+        "    'CONCURRENT_REQUESTS': 32, 'CONCURRENT_REQUESTS_PER_DOMAIN': 2,\n"
+        "    'DOWNLOADER': 'atlasreg_cursor.adapters.local.spider_runner.downloader.PoliteDownloader'})\n"
+        "p.crawl(S)\n"
+        "p.start()\n"
+    )
+    with site({"/api": route}) as s:
+        done = subprocess.run(
+            [sys.executable, str(script), s.url("/api")],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert 0 == done.returncode, done.stderr[-2000:]
+    assert 80 == len(s.hits("/api"))
+    assert 2 == state["most"]
+
+
+def test_a_spider_blocking_the_reactor_fails_only_its_own_source(tmp_path: Path) -> None:
+    """The wedged crawl process is killed past the blocker's deadline; its neighbour is sent
+    again to a new process and succeeds."""
+    sessions = CrawlSessions(work_dir=tmp_path, project_path=PROJECT, allow_private=True)
+    route, _ = counting(2.0)
+    blocker = {"kind": "project", "spider": "blocker", "spider_args": {}, "download_timeout": 3}
+    try:
+        with site({"/api": route}) as s, cf.ThreadPoolExecutor(max_workers=2) as pool:
+            neighbour = pool.submit(
+                sessions.crawl, RUN, "vizinho", api_spec(s.url("/api")), timeout=60
+            )
+            time.sleep(0.5)
+            started = time.monotonic()
+            blocked = sessions.crawl(RUN, "bloqueio", blocker, timeout=4)
+            took = time.monotonic() - started
+            survivor = neighbour.result(timeout=120)
+    finally:
+        sessions.close()
+
+    with pytest.raises(SourceFailed) as info:
+        judge(blocked, "bloqueio")
+    assert "timeout" == info.value.error_type
+    assert took <= 4 + 5 + 5
+    assert ["x"] == [i["title"] for i in judge(survivor, "vizinho")]
+    assert blocked.pid != survivor.pid  # the neighbour finished in a new crawl process
