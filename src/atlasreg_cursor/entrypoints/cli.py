@@ -36,7 +36,8 @@ class _VersionAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
         from atlasreg_cursor import __version__
 
-        parser.exit(message=f"atlasreg-cursor {__version__}\n")
+        print(f"atlasreg-cursor {__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
