@@ -580,7 +580,7 @@ class RedisListQueue:
             persistence = dict(self._client.info("persistence"))
             memory = dict(self._client.info("memory"))
             try:
-                raw = dict(self._client.config_get("save"))
+                raw: dict[Any, Any] = dict(self._client.config_get("save"))
             except redis.ResponseError:
                 return persistence, memory, None
             value = raw.get("save", raw.get(b"save"))
