@@ -26,7 +26,9 @@ def documents_for(source_id: str, count: int) -> tuple[Document, ...]:
 class FakeExecutor:
     """
     Sources yield ``docs_per_source`` documents unless ``behaviours`` says
-    otherwise (a callable, or an exception to raise). Calls are recorded.
+    otherwise (a callable, or an exception to raise). Calls are recorded. A
+    source given a ``sleep`` waits that long, or until ``close_run`` of its
+    run, which stops it with ``SourceFailed("cancelled")``.
     """
 
     def __init__(self, *, docs_per_source: int = 2) -> None:
@@ -37,13 +39,16 @@ class FakeExecutor:
         self.process_error: BaseException | None = None
         self.process_sleep = 0.0
         self.gold_error: BaseException | None = None
+        self.closed_runs: list[str] = []
+        self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
         with self._lock:
             self.calls.append(("run_source", source.id))
-        if source.id in self.sleep:
-            time.sleep(self.sleep[source.id])
+            stop = self._stops.setdefault(run.run_id, threading.Event())
+        if source.id in self.sleep and stop.wait(self.sleep[source.id]):
+            raise SourceFailed(f"{source.id} stopped: run closed", error_type="cancelled")
         behaviour = self.behaviours.get(source.id)
         if isinstance(behaviour, BaseException):
             raise behaviour
@@ -95,6 +100,11 @@ class FakeExecutor:
             events=tuple(_event(d) for d in docs),
             documents_count=len(docs),
         )
+
+    def close_run(self, run: RunContext) -> None:
+        with self._lock:
+            self.closed_runs.append(run.run_id)
+            self._stops.setdefault(run.run_id, threading.Event()).set()
 
     def close(self) -> None:
         return None

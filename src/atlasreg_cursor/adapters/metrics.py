@@ -26,3 +26,14 @@ NOTIFICATIONS = Counter(
     "Webhooks sent, by event type and result",
     ["event_type", "result"],
 )
+UNEXPECTED_ERRORS = Counter(
+    "cursor_unexpected_errors_total",
+    "Exceptions that are not the service's own, by where they were caught",
+    ["where"],
+)
+OUTBOX_PENDING = Gauge(
+    "cursor_outbox_pending", "Notifications in the outbox not yet delivered (as last scanned)"
+)
+RUNS_SWEPT = Counter(
+    "cursor_runs_swept_total", "Runs resumed from their journal without their message"
+)

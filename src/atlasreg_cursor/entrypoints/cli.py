@@ -86,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("message_id")
     dlq_sub.add_parser("purge", help="delete every dead letter")
 
+    hooks = sub.add_parser("hooks", help="notifications in the outbox: list, resend")
+    hooks_sub = hooks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    hooks_list = hooks_sub.add_parser("list", help="list notifications not yet delivered")
+    hooks_list.add_argument("--all", action="store_true", help="delivered ones too")
+    hooks_list.add_argument("--limit", type=int, default=100)
+    resend = hooks_sub.add_parser(
+        "resend", help="send a run's notifications again now (same webhook-id)"
+    )
+    resend.add_argument("run_id")
+
     verify = sub.add_parser(
         "verify", help="check a stored Gold: SHA-256 of its bytes and schema 2.0"
     )

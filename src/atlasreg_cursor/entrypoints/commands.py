@@ -12,7 +12,13 @@ import structlog
 from atlasreg_cursor.domain.errors import CursorError, InvalidGold, InvalidMessage, ObjectNotFound
 from atlasreg_cursor.domain.gold import parse_gold
 from atlasreg_cursor.domain.hashing import canonical_bytes, sha256_hex
-from atlasreg_cursor.domain.ingest import RunFailed, RunSummary, read_journal, run_message
+from atlasreg_cursor.domain.ingest import (
+    RunFailed,
+    RunSummary,
+    UnreadableJournal,
+    read_journal,
+    run_message,
+)
 from atlasreg_cursor.domain.messages import parse_date, parse_message
 
 from .bootstrap import App, build
@@ -77,7 +83,10 @@ def _one_shot(settings: Settings, args: argparse.Namespace, kind: str) -> int:
             store=app.store,
             notifier=app.notifier,
             policy=app.policy,
+            clock=app.clock,
+            monotonic=app.monotonic,
             on_event=log_event,
+            outbox_policy=app.outbox_policy,
         )
     except RunFailed as exc:
         print(f"run failed: {exc}", file=sys.stderr)
@@ -212,10 +221,21 @@ def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
                 data[note]["body"] = json.loads(data[note]["body"])
         print_json(data)
         return EXIT_OK
-    rows = []
+    rows: list[dict[str, Any]] = []
     for obj in app.store.list("runs/"):
         run_id = obj.key.removeprefix("runs/").removesuffix(".json")
-        journal = read_journal(app.store, run_id)
+        try:
+            journal = read_journal(app.store, run_id)
+        except UnreadableJournal as exc:
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "status": "unreadable",
+                    "error": str(exc),
+                    "updated_at": str(obj.last_modified or ""),
+                }
+            )
+            continue
         if journal is None:
             continue
         rows.append(
@@ -266,6 +286,64 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         app.close()
+
+
+def cmd_hooks(settings: Settings, args: argparse.Namespace) -> int:
+    """``hooks list`` / ``hooks resend RUN_ID``: the outbox of notifications."""
+    from atlasreg_cursor.domain.ingest import JournalStore, Outbox, deliver, outbox_key
+
+    app = build(settings)
+    outbox = Outbox(app.store, clock=app.clock, policy=app.outbox_policy)
+    try:
+        if args.action == "list":
+            rows = [
+                _hook_row(key, entry)
+                for key, entry in outbox.entries()
+                if args.all or entry.state != "delivered"
+            ]
+            print_json(rows[: args.limit])
+            return EXIT_OK
+        journal = read_journal(app.store, args.run_id)
+        keys = [key for key, _ in outbox.entries(args.run_id)]
+        for record in (journal.notification, journal.failure) if journal else ():
+            if record is not None and outbox_key(args.run_id, record.webhook_id) not in keys:
+                keys.append(outbox.add(args.run_id, record))  # queued before the outbox
+        if not keys:
+            print(f"no notification of run {args.run_id}", file=sys.stderr)
+            return EXIT_FAILED
+        journals = JournalStore(
+            app.store,
+            owner=app.policy.consumer_id,
+            lease_seconds=app.policy.lease_seconds,
+            clock=app.clock,
+        )
+        results = []
+        for key in keys:
+            outbox.resend(key)
+            entry = deliver(outbox, journals, key, app.notifier, on_event=log_event)
+            found = outbox.read(key)
+            if found is not None:
+                results.append(_hook_row(key, found[0]))
+            del entry
+        print_json(results)
+        return EXIT_OK if all(r["state"] == "delivered" for r in results) else EXIT_FAILED
+    finally:
+        app.close()
+
+
+def _hook_row(key: str, entry: Any) -> dict[str, Any]:
+    return {
+        "run_id": entry.run_id,
+        "event_type": entry.event_type,
+        "webhook_id": entry.webhook_id,
+        "state": entry.state,
+        "attempts": entry.attempts,
+        "created_at": entry.created_at,
+        "next_attempt_at": entry.next_attempt_at if entry.state == "pending" else None,
+        "status_code": entry.status_code,
+        "last_error": entry.last_error,
+        "key": key,
+    }
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:

@@ -71,6 +71,15 @@ class Executor(Protocol):
         """
         ...
 
+    def close_run(self, run: RunContext) -> None:
+        """
+        Stop everything still running for *run* and release what was kept for it
+        (a crawl process). ``run_source`` calls of that run still in progress
+        return promptly with ``SourceFailed(error_type="cancelled")``. Idempotent;
+        never raises.
+        """
+        ...
+
     def close(self) -> None:
         """Release clients and subprocesses."""
         ...

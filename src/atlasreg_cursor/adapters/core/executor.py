@@ -248,6 +248,11 @@ class CoreExecutor:
             processed_count=processed, failed_count=failed, documents_count=documents
         )
 
+    def close_run(self, run: RunContext) -> None:
+        """Stop what the local fallback still runs for *run*; Core tasks end at their deadline."""
+        if self._core.local_fallback is not None:
+            self._core.local_fallback.close_run(run)
+
     def close(self) -> None:
         """Close the Celery app, the Airflow pool and the local executor."""
         self._core.celery.close()

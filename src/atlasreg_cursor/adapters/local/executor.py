@@ -247,6 +247,10 @@ class LocalExecutor:
         processed = self.process(documents, run, timeout_seconds=timeout_seconds)
         return attrs.evolve(processed, errors=(*processed.errors, *errors))
 
+    def close_run(self, run: RunContext) -> None:
+        """Nothing is kept per run: a crawl or download ends at its own timeout."""
+        return
+
     def close(self) -> None:
         """Stop this executor's running crawls; release pooled HTTP connections."""
         stop_crawls(self)

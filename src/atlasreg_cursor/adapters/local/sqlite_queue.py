@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import secrets
 import sqlite3
 import threading
@@ -202,8 +203,10 @@ class SqliteQueue:
         deadline = time.monotonic() + max(0.0, wait_seconds)
         pause = _POLL_FIRST
         while True:
-            call = secrets.token_hex(12)  # once per call, before the retries
-            got = self._run("receive", lambda conn: self._lease(conn, max_messages, call))
+            lease = functools.partial(  # the call's token: once, before the retries
+                self._lease, limit=max_messages, call=secrets.token_hex(12)
+            )
+            got = self._run("receive", lease)
             if got:
                 log.debug("queue.received", queue=self.queue_name, count=len(got))
                 return got

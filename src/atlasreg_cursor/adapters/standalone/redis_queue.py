@@ -296,7 +296,8 @@ return redis.call('RPUSH', KEYS[1], ARGV[1])
 _REPLAY = """
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   -- 2: an earlier run of this call (reply lost) already put it back
-  if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 and redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1 then
+  local back = redis.call('HEXISTS', KEYS[3], ARGV[2]) + redis.call('HEXISTS', KEYS[4], ARGV[2])
+  if back == 2 then
     return 2
   end
   return 0
