@@ -592,7 +592,7 @@ class RedisListQueue:
         if not int(persistence.get("aof_enabled", 0)):
             if save == "":
                 warnings.append(
-                    "Redis has no persistence (appendonly no, save \"\"): a restart loses every"
+                    'Redis has no persistence (appendonly no, save ""): a restart loses every'
                     " queued and in-flight message. Fix: appendonly yes and appendfsync"
                     " everysec in redis.conf (or CONFIG SET appendonly yes)"
                 )
