@@ -518,3 +518,23 @@ def test_replay_rerun_after_a_lost_reply_reports_the_replay(
     assert 1 == proxy.dropped
     assert replayed
     assert (1, 0) == (queue.stats().ready, queue.stats().dead)
+
+
+def test_server_warnings_name_the_fix(own_redis: ThrowawayRedis) -> None:
+    """No persistence or an evicting maxmemory-policy is reported with the setting to change."""
+    queue = RedisListQueue(own_redis.url, visibility_timeout=60, poll_cap=0.3)
+    admin = redis.Redis(port=own_redis.port)
+    safe = queue.server_warnings()
+    admin.config_set("appendonly", "no")
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+
+    unsafe = queue.server_warnings()
+    admin.close()
+    queue.close()
+
+    assert [] == safe
+    assert 2 == len(unsafe)
+    assert "no persistence" in unsafe[0]
+    assert "appendonly yes" in unsafe[0]
+    assert "allkeys-lru" in unsafe[1]
+    assert "noeviction" in unsafe[1]
