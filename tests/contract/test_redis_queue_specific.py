@@ -407,7 +407,7 @@ def test_receive_blocks_on_the_server_without_busy_polling(own_redis: ThrowawayR
 @pytest.fixture
 def lossy(own_redis: ThrowawayRedis) -> Iterator[tuple[RedisListQueue, TcpProxy, redis.Redis]]:
     """The adapter behind a reply-dropping proxy, and a direct client to look with."""
-    proxy = TcpProxy(own_redis.port)
+    proxy = TcpProxy(own_redis.port, redis=True)
     queue = RedisListQueue(f"redis://{proxy.url_host}/0", visibility_timeout=60, poll_cap=0.3)
     direct = redis.Redis(port=own_redis.port)
     _load_every_script(queue)

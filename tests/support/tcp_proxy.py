@@ -95,10 +95,13 @@ class TcpProxy:
 
     Args:
         target_port: the real server's port on 127.0.0.1.
+        redis: the traffic is Redis (RESP): commands are counted and replies
+            can be dropped; otherwise bytes are forwarded as they come.
     """
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, *, redis: bool = False) -> None:
         self.target_port = target_port
+        self.redis = redis
         self.commands = 0
         self.dropped = 0
         self.cuts = 0
@@ -193,6 +196,9 @@ class TcpProxy:
                 data = link.client.recv(65536)
                 if not data:
                     break
+                if not self.redis:
+                    link.server.sendall(data)
+                    continue
                 pending += data
                 ends, _ = resp_commands(pending)
                 sent = 0
