@@ -231,7 +231,13 @@ def _export_depth(app: App, state: DaemonState, every: float = 15.0) -> None:
             metrics.QUEUE_DEPTH.labels(state=name).set(value)
 
 
-def sweep_once(app: App, state: DaemonState, sweeper: Sweeper, control: RunControl) -> int:
+def sweep_once(
+    app: App,
+    state: DaemonState,
+    sweeper: Sweeper,
+    control: RunControl,
+    pump: NotificationPump | None = None,
+) -> int:
     """Resume the stranded runs the journals show (at most every ``SWEEP_SECONDS``)."""
     now = time.monotonic()
     if now - state.last_sweep_at < app.settings.sweep_seconds:
@@ -266,6 +272,8 @@ def sweep_once(app: App, state: DaemonState, sweeper: Sweeper, control: RunContr
                 continue
             log.info("run.sweep_handled", outcome=result.outcome.value, reason=result.reason)
             resumed += 1
+            if pump is not None:
+                pump.nudge()
     return resumed
 
 
@@ -387,7 +395,7 @@ def _consume(
     while not state.stop.is_set():
         try:
             if sweeper is not None:
-                sweep_once(app, state, sweeper, control)
+                sweep_once(app, state, sweeper, control, pump)
             result = process_one(app, state, wait, control=control, pump=pump)
             backoff = 1.0
         except QueueError as exc:
