@@ -104,6 +104,7 @@ def test_redis_restarted_mid_run_loses_nothing(
 
     assert drained, daemon.tail()
     assert (True, 0) == (alive, code)
+    assert daemon.events("stamina.retry_scheduled")  # the restarts were felt
     assert (0, 0, 0) == (checked.lost, checked.doubled, dead)
     assert () == checked.missing_notifications
     assert checked.webhook_ids_stable
@@ -183,6 +184,7 @@ def test_s3_gone_for_30_seconds_mid_run_is_waited_out(
 
     assert drained, daemon.tail()
     assert (True, 0) == (alive, code)
+    assert daemon.events("run.retry_scheduled")  # the outage was felt
     assert (0, 0, 0) == (checked.lost, checked.doubled, dead)
     assert () == checked.missing_notifications
     assert checked.webhook_ids_stable

@@ -134,6 +134,10 @@ class TcpProxy:
             listener, self._listener = self._listener, None
             links = list(self._links)
         if listener is not None:
+            # shutdown wakes the thread blocked in accept(); close alone would not,
+            # and the kernel would go on accepting on the still-referenced socket
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         for link in links:
             link.close(reset=True)

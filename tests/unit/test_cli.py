@@ -14,7 +14,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
     out = capsys.readouterr().out
     assert 0 == info.value.code
-    for command in ("run", "enqueue", "ingest", "reprocess", "demo", "config", "runs", "dlq", "verify", "health"):
+    for command in ("run", "enqueue", "ingest", "reprocess", "demo", "config", "runs", "dlq", "hooks", "verify", "health"):
         assert f"    {command} " in out
 
 
