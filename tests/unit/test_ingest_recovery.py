@@ -349,3 +349,24 @@ def test_a_stop_request_gives_the_lease_and_the_delivery_back_at_once() -> None:
     assert (None, None) == (journal.lease, journal.finished_at)
     assert 1 == world.queue.stats().ready
     assert [] == [t.name for t in threading.enumerate() if t.name.startswith("source-")]
+
+
+def test_a_journal_finished_before_the_outbox_gets_its_unsent_notification_queued() -> None:
+    """A run completed by an earlier version with its webhook undelivered: a redelivery queues it."""
+    from atlasreg_cursor.domain.runs import NotificationRecord
+
+    world = World()
+    record = NotificationRecord(
+        event_type="ingest_complete",
+        webhook_id=f"{RUN_ID}-ingest-complete",
+        path="/api/v1/hooks/ingest-complete",
+        body='{"run_id": "x"}',
+    )
+    _write_journal(world, gold=_published(), notification=record, finished_at=world.now)
+    world.send(DAILY)
+
+    result = world.handle()
+    world.deliver()
+
+    assert Outcome.DUPLICATE == result.outcome
+    assert [record.webhook_id] == [n.webhook_id for n in world.notifier.sent]

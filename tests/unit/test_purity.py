@@ -67,7 +67,6 @@ def test_domain_modules_do_not_import_outer_layers(path: Path) -> None:
     assert set() == bad
 
 
-
 def test_the_ingest_service_reads_no_clock_itself() -> None:
     """Wall and monotonic clocks are injected: only utc_now, the default handed in, reads one."""
     reads = ("datetime.now(", "time.time(", "time.monotonic(", "date.today(", "time.sleep(")

@@ -20,6 +20,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from atlasreg_cursor.domain.errors import CursorError, LeaseExpired
+from atlasreg_cursor.domain.runs import RunJournal
 
 from .journals import ActiveRun, JournalStore
 from .model import (
@@ -99,6 +100,7 @@ def handle_delivery(
         return settler.failed(None, RunCrashed(exc))
     if opened.state == "complete":
         on_event("run.duplicate", {"run_id": job.run_id})
+        _queue_unsent(opened.journal, outbox)
         settler.ack()
         return HandleResult(
             outcome=Outcome.DUPLICATE,
@@ -280,3 +282,11 @@ class _Settler:
             )
         except CursorError as exc:
             self.on_event("run.release_failed", {"run_id": self.job.run_id, "error": str(exc)})
+
+
+def _queue_unsent(journal: RunJournal, outbox: Outbox) -> None:
+    """A journal finished before the outbox existed may hold an unsent notification: queue it."""
+    record = journal.notification
+    if record is None or record.delivered or record.rejected or record.outbox_key is not None:
+        return
+    outbox.add(journal.run_id, record)
