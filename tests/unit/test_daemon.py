@@ -212,3 +212,57 @@ def test_a_sweeping_daemon_finishes_an_orphaned_run(tmp_path: Path) -> None:
     assert journal.notification is not None
     assert journal.notification.delivered
     assert ["ingest_complete"] == [n.event_type for n in notifier.sent]
+
+
+class _CarelessStore(FakeObjectStore):
+    """A store that says it ignores If-None-Match (what the S3 probe finds on such a backend)."""
+
+    def check_conditional_writes(self) -> None:
+        from atlasreg_cursor.domain.errors import StorageError
+
+        raise StorageError("the S3 endpoint ignores If-None-Match on PUT")
+
+
+def test_a_store_without_conditional_writes_stops_the_daemon_before_it_starts(
+    tmp_path: Path,
+) -> None:
+    """Exactly-once depends on If-None-Match: refused at start-up (exit 2), nothing consumed."""
+    app = _app(tmp_path)
+    app = build(
+        app.settings,
+        queue=app.queue,
+        config=app.config,
+        store=_CarelessStore(),
+        notifier=app.notifier,
+        executor=app.executor,
+    )
+    app.queue.send(json.dumps(DAILY).encode())
+
+    with structlog.testing.capture_logs() as logs:
+        code = daemon.run_daemon(app, until_empty=True, serve_http=False)
+
+    queue: Any = app.queue
+    assert 2 == code
+    assert 1 == len(queue.entries)
+    assert "daemon.refused" in [entry["event"] for entry in logs]
+
+
+def test_cloudflare_max_retries_below_max_attempts_is_a_start_up_warning(tmp_path: Path) -> None:
+    """The warning names the wrangler setting and CF_QUEUE_MAX_RETRIES."""
+    from atlasreg_cursor.entrypoints.startup import startup_checks
+
+    app = _app(tmp_path, MODE="cloudflare", CONFIG_BACKEND="file", STORAGE_BACKEND="file")
+    matched = _app(
+        tmp_path,
+        MODE="cloudflare",
+        CONFIG_BACKEND="file",
+        STORAGE_BACKEND="file",
+        CF_QUEUE_MAX_RETRIES="10",
+    )
+
+    warnings = startup_checks(app)
+
+    assert 1 == len(warnings)
+    assert "max_retries=3" in warnings[0]
+    assert "CF_QUEUE_MAX_RETRIES" in warnings[0]
+    assert [] == startup_checks(matched)

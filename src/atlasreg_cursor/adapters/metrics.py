@@ -32,7 +32,7 @@ UNEXPECTED_ERRORS = Counter(
     ["where"],
 )
 OUTBOX_PENDING = Gauge(
-    "cursor_outbox_pending", "Notifications in the outbox not yet delivered (as last scanned)"
+    "cursor_outbox_pending", "Notifications in the outbox due for delivery at the last scan"
 )
 RUNS_SWEPT = Counter(
     "cursor_runs_swept_total", "Runs resumed from their journal without their message"
