@@ -370,3 +370,34 @@ def test_a_journal_finished_before_the_outbox_gets_its_unsent_notification_queue
 
     assert Outcome.DUPLICATE == result.outcome
     assert [record.webhook_id] == [n.webhook_id for n in world.notifier.sent]
+
+
+def test_a_foreground_run_that_fails_for_good_sends_its_processing_error() -> None:
+    """`ingest` of a run with invalid Gold: RunFailed, the failure delivered, the journal failed."""
+    import pytest
+
+    from atlasreg_cursor.domain.ingest import RunFailed
+
+    world = World()
+    world.executor.gold_error = InvalidGold("invalid Gold document: events missing")
+    message = parse_message(json.dumps(DAILY).encode())
+
+    with pytest.raises(RunFailed):
+        run_message(
+            message,
+            identity="m-1",
+            config=world.config,
+            executor=world.executor,
+            store=world.store,
+            notifier=world.notifier,
+            policy=world.policy,
+            clock=world.clock,
+            monotonic=time.monotonic,
+            on_event=lambda n, d: None,
+        )
+
+    journal = world.journal(RUN_ID)
+    assert ["processing_error"] == [n.event_type for n in world.notifier.sent]
+    assert (RunStatus.FAILED, None) == (journal.status, journal.gold)
+    assert journal.failure is not None
+    assert journal.failure.delivered
