@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,3 +125,78 @@ def test_repr_names_the_file_only(tmp_path: Path) -> None:
         == repr(queue)
     )
     queue.close()
+
+
+# --- a commit whose answer was lost ----------------------------------------------
+
+
+class LostCommitQueue(SqliteQueue):
+    """Commits, then reports a lock error: the caller cannot tell the change landed."""
+
+    armed = 0
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with super()._transaction() as conn:
+            yield conn
+        if self.armed:
+            self.armed -= 1
+            raise sqlite3.OperationalError("database is locked")
+
+
+def test_receive_rerun_after_a_lost_commit_returns_the_same_lease(tmp_path: Path) -> None:
+    """A receive retried after its commit was lost leases nothing more."""
+    queue = LostCommitQueue(tmp_path / "q.db", visibility_timeout=60)
+    queue.send(b"first")
+    queue.send(b"second")
+
+    queue.armed = 1
+    [got] = queue.receive(1)
+    [other] = queue.receive(1)
+
+    assert (b"first", 1, b"second") == (got.body, got.attempts, other.body)
+    assert (0, 2) == (queue.stats().ready, queue.stats().in_flight)
+
+
+def test_send_rerun_after_a_lost_commit_inserts_once(tmp_path: Path) -> None:
+    """A send retried after its commit was lost is one message."""
+    queue = LostCommitQueue(tmp_path / "q.db", visibility_timeout=60)
+
+    queue.armed = 1
+    message_id = queue.send(b"once")
+    got = queue.receive(10)
+
+    assert [(message_id, b"once")] == [(d.message_id, d.body) for d in got]
+
+
+@pytest.mark.parametrize("op", ["ack", "retry", "dead_letter", "extend", "replay"])
+def test_settling_rerun_after_a_lost_commit_is_done_once(tmp_path: Path, op: str) -> None:
+    """ack, retry, dead_letter, extend and replay retried after a lost commit succeed once."""
+    queue = LostCommitQueue(tmp_path / "q.db", visibility_timeout=60)
+    queue.send(b"job")
+    [delivery] = queue.receive(1)
+    if op == "replay":
+        queue.dead_letter(delivery, "testing")
+
+    queue.armed = 1
+    if op == "ack":
+        queue.ack(delivery)
+    elif op == "retry":
+        queue.retry(delivery, 0)
+    elif op == "dead_letter":
+        queue.dead_letter(delivery, "testing")
+    elif op == "extend":
+        queue.extend(delivery, 120)
+    else:
+        assert queue.replay_dead(delivery.message_id)
+    stats = queue.stats()
+
+    expected = {
+        "ack": (0, 0, 0),
+        "retry": (1, 0, 0),
+        "dead_letter": (0, 0, 1),
+        "extend": (0, 1, 0),
+        "replay": (1, 0, 0),
+    }[op]
+    assert expected == (stats.ready, stats.in_flight, stats.dead)
+    assert 0 == queue.armed

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import attrs
 import pytest
@@ -28,8 +26,13 @@ from atlasreg_cursor.domain.errors import (
     QueueUnavailable,
 )
 from atlasreg_cursor.ports.queue import Delivery
-from tests.support.redis_server import redis_prefix, redis_url  # noqa: F401
-from tests.support.services import free_port, missing_service, wait_until
+from tests.support.redis_server import (  # noqa: F401
+    ThrowawayRedis,
+    own_redis,
+    redis_prefix,
+    redis_url,
+)
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.redis
 
@@ -310,65 +313,6 @@ def test_two_processes_never_share_a_message(
 # --- a Redis of our own: dropped connections and restarts ---------------------------
 
 
-@attrs.define
-class ThrowawayRedis:
-    """A redis-server process on a free port with its data in *directory*."""
-
-    port: int
-    directory: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Its URL."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start it and wait until it answers PING with its data loaded."""
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        try:
-            if not wait_until(lambda: bool(client.ping()), timeout=10):
-                raise RuntimeError("throwaway redis-server did not start")
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        """Kill it (SIGKILL, like a crash)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    """A throwaway Redis for tests that break it."""
-    if shutil.which("redis-server") is None:
-        missing_service("redis-server binary for the reconnect tests")
-    server = ThrowawayRedis(port=free_port(), directory=tmp_path)
-    server.start()
-    yield server
-    server.kill()
-
-
 def kill_clients(server: ThrowawayRedis) -> int:
     """CLIENT KILL TYPE normal on the throwaway server; return how many went."""
     admin = redis.Redis(port=server.port, socket_timeout=2)
@@ -455,3 +399,142 @@ def test_receive_blocks_on_the_server_without_busy_polling(own_redis: ThrowawayR
     assert [] == got
     assert 1.9 <= elapsed < 3.0
     assert calls <= 8, stats
+
+
+# --- lost replies: the server ran the command, the answer never came ----------------
+
+
+@pytest.fixture
+def lossy(own_redis: ThrowawayRedis) -> Iterator[tuple[RedisListQueue, TcpProxy, redis.Redis]]:
+    """The adapter behind a reply-dropping proxy, and a direct client to look with."""
+    proxy = TcpProxy(own_redis.port, redis=True)
+    queue = RedisListQueue(f"redis://{proxy.url_host}/0", visibility_timeout=60, poll_cap=0.3)
+    direct = redis.Redis(port=own_redis.port)
+    _load_every_script(queue)
+    yield queue, proxy, direct
+    queue.close()
+    direct.close()
+    proxy.stop()
+
+
+def _load_every_script(queue: RedisListQueue) -> None:
+    """Run each operation once, so the dropped command is the script itself, not NOSCRIPT."""
+    queue.send(b"warm-up")
+    [first] = queue.receive(1)
+    queue.extend(first, 60)
+    queue.retry(first, 0)
+    [again] = queue.receive(1)
+    queue.dead_letter(again, "warm-up")
+    queue.replay_dead(again.message_id)
+    [last] = queue.receive(1)
+    queue.ack(last)
+    queue.purge_dead()
+    assert (0, 0, 0, 0) == tuple(attrs.astuple(queue.stats()))
+
+
+def test_receive_rerun_after_a_lost_reply_returns_the_same_lease(
+    lossy: tuple[RedisListQueue, TcpProxy, redis.Redis],
+) -> None:
+    """A receive whose reply was lost leases nothing more and loses nothing."""
+    queue, proxy, direct = lossy
+    queue.send(b"first")
+    queue.send(b"second")
+
+    proxy.drop_next_reply()
+    [got] = queue.receive(1)
+    [other] = queue.receive(1)
+    bodies = direct.hgetall("cursor:queue:ingest-queue:bodies")
+
+    assert 1 == proxy.dropped
+    assert (b"first", 1) == (got.body, got.attempts)
+    assert b"second" == other.body
+    assert {got.message_id: b"first", other.message_id: b"second"} == {
+        k.decode(): v for k, v in bodies.items()
+    }
+    assert (0, 2) == (queue.stats().ready, queue.stats().in_flight)
+
+
+@pytest.mark.parametrize("op", ["ack", "retry", "dead_letter", "extend"])
+def test_settling_rerun_after_a_lost_reply_is_done_once(
+    lossy: tuple[RedisListQueue, TcpProxy, redis.Redis], op: str
+) -> None:
+    """ack, retry, dead_letter and extend whose reply was lost succeed, with one effect."""
+    queue, proxy, _ = lossy
+    queue.send(b"job")
+    [delivery] = queue.receive(1)
+
+    proxy.drop_next_reply()
+    if op == "ack":
+        queue.ack(delivery)
+    elif op == "retry":
+        queue.retry(delivery, 0)
+    elif op == "dead_letter":
+        queue.dead_letter(delivery, "testing")
+    else:
+        queue.extend(delivery, 120)
+    stats = queue.stats()
+
+    assert 1 == proxy.dropped
+    expected = {
+        "ack": (0, 0, 0),
+        "retry": (1, 0, 0),
+        "dead_letter": (0, 0, 1),
+        "extend": (0, 1, 0),
+    }[op]
+    assert expected == (stats.ready, stats.in_flight, stats.dead)
+    if op == "retry":
+        [again] = queue.receive(1)
+        assert (delivery.message_id, 2) == (again.message_id, again.attempts)
+
+
+def test_send_rerun_after_a_lost_reply_pushes_once(
+    lossy: tuple[RedisListQueue, TcpProxy, redis.Redis],
+) -> None:
+    """A send whose reply was lost is not pushed twice."""
+    queue, proxy, direct = lossy
+
+    proxy.drop_next_reply()
+    message_id = queue.send(b"once")
+    [delivery] = queue.receive(1)
+
+    assert 1 == proxy.dropped
+    assert [b"once"] == [delivery.body]
+    assert message_id == delivery.message_id
+    assert 0 == direct.llen("cursor:queue:ingest-queue")
+
+
+def test_replay_rerun_after_a_lost_reply_reports_the_replay(
+    lossy: tuple[RedisListQueue, TcpProxy, redis.Redis],
+) -> None:
+    """A dead-letter replay whose reply was lost still says it replayed, once."""
+    queue, proxy, _ = lossy
+    queue.send(b"dead")
+    [delivery] = queue.receive(1)
+    queue.dead_letter(delivery, "testing")
+
+    proxy.drop_next_reply(skip=1)  # the LRANGE that finds it goes through; the script's reply not
+    replayed = queue.replay_dead(delivery.message_id)
+
+    assert 1 == proxy.dropped
+    assert replayed
+    assert (1, 0) == (queue.stats().ready, queue.stats().dead)
+
+
+def test_server_warnings_name_the_fix(own_redis: ThrowawayRedis) -> None:
+    """No persistence or an evicting maxmemory-policy is reported with the setting to change."""
+    queue = RedisListQueue(own_redis.url, visibility_timeout=60, poll_cap=0.3)
+    admin = redis.Redis(port=own_redis.port)
+    safe = queue.server_warnings()
+    admin.config_set("appendonly", "no")
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+
+    unsafe = queue.server_warnings()
+    admin.close()
+    queue.close()
+
+    assert [] == safe
+    assert 2 == len(unsafe)
+    assert "no persistence" in unsafe[0]
+    assert "appendonly yes" in unsafe[0]
+    assert "allkeys-lru" in unsafe[1]
+    assert "noeviction" in unsafe[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from atlasreg_cursor.adapters.local.file_store import FileObjectStore
-from atlasreg_cursor.domain.errors import InvalidKey, PreconditionFailed
-from atlasreg_cursor.ports.storage import ObjectStore
+from atlasreg_cursor.domain.errors import InvalidKey, ObjectNotFound, PreconditionFailed
+from atlasreg_cursor.ports.storage import ObjectStore, StoredObject
 from tests.contract.storage_contract import StoreContract, StoreFactory, sha
 
 
@@ -134,3 +135,57 @@ def test_create_only_across_processes(tmp_path: Path) -> None:
     assert winner[0].encode() == data
     with pytest.raises(PreconditionFailed):
         FileObjectStore(tmp_path).put("gold/race.json", b"late", if_none_match=True)
+
+
+# --- a crash between the writes of a put ------------------------------------------
+
+
+def _crash_put(store: FileObjectStore, key: str, body: bytes, *, after: int) -> None:
+    """Do the first *after* durable writes of a put of *body*, then stop as a crash would."""
+    stored = StoredObject(
+        key=key,
+        size=len(body),
+        etag=sha(body),
+        sha256=sha(body),
+        metadata={"version": body.decode()},
+        content_type="application/json",
+        last_modified=dt.datetime.now(dt.UTC),
+    )
+    steps = store._writes(store._paths(key), body, stored)
+    for _ in range(after):
+        next(steps)
+    steps.close()  # the rest never happens
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["replace", "create"])
+@pytest.mark.parametrize("after", [0, 1, 2, 3], ids=["none", "pending", "object", "sidecar"])
+def test_no_crash_point_of_a_put_wedges_the_key(tmp_path: Path, existing: bool, after: int) -> None:
+    """After a crash at any point of a put, head, get and if_match agree, and the key can move on."""
+    first = FileObjectStore(tmp_path)
+    if existing:
+        first.put("runs/r.json", b"old", metadata={"version": "old"})
+    _crash_put(first, "runs/r.json", b"new", after=after)
+
+    store = FileObjectStore(tmp_path)  # a process started after the crash
+    head = store.head("runs/r.json")
+    landed = after >= 2
+    if not existing and not landed:
+        assert head is None
+        with pytest.raises(ObjectNotFound):
+            store.get("runs/r.json")
+        store.put("runs/r.json", b"next", if_none_match=True)
+        return
+    data, got = store.get("runs/r.json")
+    again = store.head("runs/r.json")
+    replaced = store.put("runs/r.json", b"next", if_match=got.etag)
+
+    expected = b"new" if landed else b"old"
+    assert head is not None
+    assert again is not None
+    assert expected == data
+    assert sha(expected) == head.etag == got.etag == again.etag
+    assert expected.decode() == got.metadata["version"] == head.metadata["version"]
+    assert (b"next", replaced.etag) == (store.get("runs/r.json")[0], sha(b"next"))
+    with pytest.raises(PreconditionFailed):
+        store.put("runs/r.json", b"late", if_match=got.etag)
+    assert [] == list((tmp_path / ".pending").rglob("*.json"))

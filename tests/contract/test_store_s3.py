@@ -22,7 +22,12 @@ import botocore.session
 import pytest
 import urllib3
 
-from atlasreg_cursor.adapters.s3 import S3ObjectStore, dialect_for_backend, normalize_endpoint
+from atlasreg_cursor.adapters.s3 import (
+    PROBE_KEY,
+    S3ObjectStore,
+    dialect_for_backend,
+    normalize_endpoint,
+)
 from atlasreg_cursor.domain.errors import (
     IntegrityError,
     PreconditionFailed,
@@ -53,6 +58,7 @@ class ProxyState:
     corrupt_puts: int = 0
     fail_503: int = 0
     drop_replies: int = 0
+    ignore_if_none_match: bool = False
     lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def take(self, name: str) -> bool:
@@ -94,6 +100,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
                 )
                 return
         forward = {k: v for k, v in headers.items() if k not in HOP_HEADERS}
+        if state.ignore_if_none_match:  # a backend without conditional writes
+            forward.pop("if-none-match", None)
         reply = urllib3.request(
             self.command,
             state.upstream + self.path,
@@ -426,6 +434,24 @@ def test_lost_reply_of_create_only_put_is_adopted(
     assert hashlib.sha256(body).hexdigest() == obj.sha256
     assert body == store.get("gold/once.json")[0]
     assert 2 <= len([r for r in state.requests if r[0] == "PUT"])
+
+
+def test_conditional_writes_are_checked_at_start_up(
+    s3_server: S3Server, proxy: tuple[str, ProxyState], bucket: str
+) -> None:
+    """moto honours If-None-Match; a backend that ignores it is refused with what to do."""
+    endpoint, state = proxy
+    honest = make_store(s3_server.endpoint, s3_server, bucket)
+    state.ignore_if_none_match = True
+    careless = make_store(endpoint, s3_server, bucket, dialect="r2")
+
+    honest.check_conditional_writes()
+    honest.check_conditional_writes()  # the scratch key may exist: still fine
+    with pytest.raises(StorageError, match="ignores If-None-Match") as info:
+        careless.check_conditional_writes()
+
+    assert not info.value.transient
+    assert PROBE_KEY in str(info.value)
 
 
 @pytest.mark.parametrize(

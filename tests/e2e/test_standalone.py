@@ -73,6 +73,8 @@ def daemon_env(
                 "CURSOR_HOME": str(tmp_path),
                 "POLL_SECONDS": "0.5",
                 "METRICS_PORT": "0",
+                "NOTIFY_RETRY_BASE_SECONDS": "1",
+                "NOTIFY_SCAN_SECONDS": "0.5",
             }
         )
 
@@ -142,14 +144,14 @@ def test_seed_message_becomes_gold_webhook_and_poison_dead_letter(
     )
 
 
-def test_transient_failure_is_retried_then_succeeds(
+def test_failed_webhook_is_retried_from_the_outbox_and_the_message_acked(
     tmp_path: Path,
     daemon_env: dict[str, str],
     redis_url: str,
     s3_server: S3Server,
     webhook_receiver: WebhookReceiver,
 ) -> None:
-    """A webhook 503 fails the attempt; the redelivery sends the same webhook-id and succeeds."""
+    """A webhook 503: the published run is acked; the outbox sends the same webhook-id again."""
     client = redis.Redis.from_url(redis_url)
     key = f"cursor:queue:{daemon_env['QUEUE_NAME']}"
     webhook_receiver.program(503)
@@ -176,7 +178,8 @@ def test_transient_failure_is_retried_then_succeeds(
     assert first.header("webhook-id") == second.header("webhook-id") == f"{run_id}-ingest-complete"
     assert first.body == second.body
     assert (0, 0) == (client.llen(key), client.llen(key + ":dead"))
-    assert '"outcome": "retried"' in out
+    assert '"outcome": "acked"' in out
+    assert '"outcome": "retried"' not in out
 
 
 def test_two_daemons_and_a_duplicated_message_make_one_gold_and_one_webhook(

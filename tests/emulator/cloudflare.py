@@ -255,6 +255,14 @@ class CloudflareEmulator:
                 message.metadata = metadata
             return message.id
 
+    def expire_leases(self, queue_id: str) -> int:
+        """End every lease on a queue now (as if its visibility timeout passed); return how many."""
+        with self._lock:
+            leased = [m for m in self.queues[queue_id].messages.values() if m.leased]
+            for message in leased:
+                message.lease_deadline = 0.0
+            return len(leased)
+
     def messages(self, queue_id: str) -> list[EmulatedMessage]:
         """The messages still in a queue (ready, delayed or leased), oldest first."""
         with self._lock:

@@ -17,12 +17,16 @@ from atlasreg_cursor.ports.storage import StoredObject
 
 
 class FakeObjectStore:
-    """Objects in a dict; ``fail_puts`` makes the next N puts unavailable."""
+    """
+    Objects in a dict; ``fail_puts`` makes the next N puts unavailable, and
+    ``fail_prefixes[prefix] = N`` the next N puts of keys under *prefix*.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.objects: dict[str, tuple[bytes, StoredObject]] = {}
         self.fail_puts = 0
+        self.fail_prefixes: dict[str, int] = {}
         self.put_count = 0
         self.put_keys: list[str] = []
 
@@ -42,6 +46,10 @@ class FakeObjectStore:
             if self.fail_puts:
                 self.fail_puts -= 1
                 raise StorageUnavailable("store is down (fake)")
+            for prefix, left in self.fail_prefixes.items():
+                if left and key.startswith(prefix):
+                    self.fail_prefixes[prefix] = left - 1
+                    raise StorageUnavailable(f"store refuses {prefix} (fake)")
             digest = sha256_hex(body)
             if sha256 is not None and sha256 != digest:
                 raise IntegrityError(f"sha256 mismatch for {key}")

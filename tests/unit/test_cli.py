@@ -23,6 +23,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
         "config",
         "runs",
         "dlq",
+        "hooks",
         "verify",
         "health",
     ):

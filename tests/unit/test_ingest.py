@@ -1,106 +1,45 @@
-"""The ingest service wired to in-memory fakes of the ports."""
+"""The ingest service wired to in-memory fakes of the ports: what handle_delivery does."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-from typing import Any
+import threading
+import time
 
 import pytest
 
-from atlasreg_cursor.domain.errors import InvalidGold, StorageUnavailable
-from atlasreg_cursor.domain.ingest import IngestPolicy, Outcome, handle_delivery, read_journal
-from atlasreg_cursor.domain.messages import MessageType
-from atlasreg_cursor.domain.runs import Lease, derive_run_id, journal_key
-from tests.fakes import FakeConfigSource, FakeExecutor, FakeNotifier, FakeObjectStore, FakeQueue
+from atlasreg_cursor.domain.errors import InvalidGold, LeaseExpired, StorageUnavailable
+from atlasreg_cursor.domain.ingest import IngestPolicy, Job, Outcome
+from atlasreg_cursor.domain.messages import MessageType, parse_message
+from atlasreg_cursor.domain.runs import derive_run_id
 from tests.fakes.executor import failing
+from tests.unit.world import DAILY, WATCHLIST, World
 
-WATCHLIST: dict[str, Any] = {
-    "sources": [
-        {
-            "id": "aneel_news",
-            "handler_id": "SCRAPY_NEWSROOM_PLAYER",
-            "url_feed": "https://a.example/n",
-        },
-        {"id": "cvm_avisos", "handler_id": "SCRAPY_CVM_API", "url_feed": "https://c.example/api"},
-        {"id": "ons_csv", "handler_id": "DOWNLOAD_CSV", "url_feed": "https://o.example/x.csv"},
-        {
-            "id": "off",
-            "handler_id": "DOWNLOAD_CSV",
-            "url_feed": "https://o.example/y.csv",
-            "enabled": False,
-        },
-    ],
-    "global_settings": {"max_concurrent_sources": 2},
-}
+RUN_ID = derive_run_id(MessageType.START_DAILY_INGEST, "m-1")
 
 
-class World:
-    """The ports and a clock, wired for one test."""
-
-    def __init__(self, watchlist: dict[str, Any] | None = None, *, max_attempts: int = 3) -> None:
-        self.now = dt.datetime(2026, 11, 24, 6, 0, tzinfo=dt.UTC)
-        self.queue = FakeQueue(visibility_timeout=60, clock=lambda: self.now.timestamp())
-        self.store = FakeObjectStore()
-        self.config = FakeConfigSource(watchlist or json.loads(json.dumps(WATCHLIST)))
-        self.executor = FakeExecutor()
-        self.notifier = FakeNotifier()
-        self.policy = IngestPolicy(
-            consumer_id="consumer-a",
-            max_attempts=max_attempts,
-            retry_base_seconds=10,
-            lease_seconds=120,
-            source_grace_seconds=0.2,
-        )
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def clock(self) -> dt.datetime:
-        return self.now
-
-    def send(self, body: dict[str, Any] | bytes) -> str:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return self.queue.send(raw)
-
-    def handle(self, *, advance: float = 0.0, policy: IngestPolicy | None = None):
-        self.now += dt.timedelta(seconds=advance)
-        (delivery,) = self.queue.receive(1)
-        return handle_delivery(
-            delivery,
-            queue=self.queue,
-            config=self.config,
-            executor=self.executor,
-            store=self.store,
-            notifier=self.notifier,
-            policy=policy or self.policy,
-            clock=self.clock,
-            on_event=lambda n, d: self.events.append((n, dict(d))),
-        )
-
-
-DAILY = {"type": "start_daily_ingest", "date": "2026-11-24", "message_id": "m-1"}
-
-
-def test_daily_ingest_publishes_gold_notifies_and_acks() -> None:
-    """The happy path: Gold stored with its SHA-256, one signed-body notification, acked."""
+def test_daily_ingest_publishes_gold_queues_the_notification_and_acks() -> None:
+    """The happy path: Gold stored with its SHA-256, acked, one notification delivered after."""
     world = World()
     world.send(DAILY)
 
     result = world.handle()
+    queued = world.outbox_entries()
+    delivered = world.deliver()
 
-    run_id = derive_run_id(MessageType.START_DAILY_INGEST, "m-1")
-    key = f"gold/2026-11-24/{run_id}.json"
+    key = f"gold/2026-11-24/{RUN_ID}.json"
     body, obj = world.store.get(key)
     gold = json.loads(body)
     (note,) = world.notifier.sent
     sent = json.loads(note.body)
-    assert (Outcome.ACKED, run_id) == (result.outcome, result.run_id)
+    assert (Outcome.ACKED, RUN_ID) == (result.outcome, result.run_id)
+    assert ["pending"] == [e.state for e in queued]
+    assert ["delivered"] == [e.state for e in delivered]
     assert hashlib.sha256(body).hexdigest() == obj.metadata["sha256"] == sent["result"]["sha256"]
-    assert {
-        "run_id": run_id,
-        "date": "2026-11-24",
-        "schema_version": "2.0",
-    }.items() <= obj.metadata.items()
+    assert {"run_id": RUN_ID, "date": "2026-11-24", "schema_version": "2.0"}.items() <= (
+        obj.metadata.items()
+    )
     assert (6, 6, 3) == (
         gold["metadata"]["documents_count"],
         gold["metadata"]["events_count"],
@@ -115,17 +54,22 @@ def test_daily_ingest_publishes_gold_notifies_and_acks() -> None:
     )
     assert [] == world.queue.entries
     assert "off" not in [sid for kind, sid in world.executor.calls if kind == "run_source"]
+    journal = world.journal(RUN_ID)
+    assert journal.notification is not None
+    assert (True, None) == (journal.notification.delivered, journal.lease)
 
 
 def test_redelivered_complete_run_is_a_duplicate() -> None:
-    """The same message again is acked at once: no second Gold, no second webhook."""
+    """The same message again is acked at once: no second Gold, no second notification."""
     world = World()
     world.send(DAILY)
     world.handle()
+    world.deliver()
     puts = world.store.put_count
     world.send(DAILY)
 
     result = world.handle()
+    world.deliver()
 
     assert Outcome.DUPLICATE == result.outcome
     assert 1 == len(world.notifier.sent)
@@ -141,6 +85,7 @@ def test_one_broken_source_gives_partial_gold_with_its_error() -> None:
     result = world.handle()
 
     assert result.summary is not None
+    assert result.summary.gold_key is not None
     gold = json.loads(world.store.get(result.summary.gold_key)[0])
     assert "partial" == result.summary.status.value
     assert [("cvm_avisos", "http_error", "503 from feed")] == [
@@ -158,27 +103,34 @@ def test_crashing_handler_is_contained() -> None:
     result = world.handle()
 
     assert result.summary is not None
+    assert result.summary.gold_key is not None
     gold = json.loads(world.store.get(result.summary.gold_key)[0])
     assert ["handler_crashed"] == [e["error_type"] for e in gold["errors"]]
 
 
-def test_hanging_source_times_out_and_others_finish() -> None:
-    """A source past its timeout is recorded as a timeout; the run goes on."""
+def test_hanging_source_is_recorded_as_timeout_stopped_and_not_left_running() -> None:
+    """A source past its timeout is a timeout; close_run stops it; no source thread outlives the run."""
     watchlist = json.loads(json.dumps(WATCHLIST))
     watchlist["sources"][0]["timeout_seconds"] = 0.1
     world = World(watchlist)
-    world.clock = lambda: dt.datetime.now(dt.UTC)  # type: ignore[method-assign]
-    world.executor.sleep["aneel_news"] = 3.0
+    world.real_time = True
+    world.executor.sleep["aneel_news"] = 30.0
     world.send(DAILY)
 
+    started = time.monotonic()
     result = world.handle()
+    elapsed = time.monotonic() - started
 
     assert result.summary is not None
+    assert result.summary.gold_key is not None
     gold = json.loads(world.store.get(result.summary.gold_key)[0])
     assert [("aneel_news", "timeout")] == [
         (e["source_id"], e["error_type"]) for e in gold["errors"]
     ]
     assert 4 == gold["metadata"]["documents_count"]
+    assert [RUN_ID] == world.executor.closed_runs
+    assert [] == [t.name for t in threading.enumerate() if t.name.startswith("source-")]
+    assert elapsed < 10
 
 
 def test_all_sources_failing_retries_then_dead_letters_with_processing_error() -> None:
@@ -190,6 +142,7 @@ def test_all_sources_failing_retries_then_dead_letters_with_processing_error() -
 
     first = world.handle()
     second = world.handle(advance=first.delay_seconds or 0)
+    world.deliver()
 
     assert (Outcome.RETRIED, 10.0) == (first.outcome, first.delay_seconds)
     assert Outcome.DEAD_LETTERED == second.outcome
@@ -201,9 +154,13 @@ def test_all_sources_failing_retries_then_dead_letters_with_processing_error() -
         body["error_type"],
         body["context"]["attempts"],
     )
-    journal = read_journal(world.store, second.run_id or "")
-    assert journal is not None
-    assert "failed" == (journal.status.value if journal.status else None)
+    journal = world.journal(second.run_id)
+    assert ("failed", True) == (
+        journal.status.value if journal.status else None,
+        journal.dead_lettered,
+    )
+    assert journal.failure is not None
+    assert journal.failure.delivered
 
 
 def test_storage_down_is_retried_and_then_succeeds() -> None:
@@ -214,80 +171,38 @@ def test_storage_down_is_retried_and_then_succeeds() -> None:
 
     first = world.handle()
     second = world.handle(advance=first.delay_seconds or 0)
+    world.deliver()
 
     assert (Outcome.RETRIED, Outcome.ACKED) == (first.outcome, second.outcome)
     assert 1 == len(world.notifier.sent)
 
 
-def test_notification_failure_resends_same_webhook_id_without_republishing() -> None:
-    """Gold published but not notified: the retry only sends the webhook again."""
-    world = World()
-    world.notifier.fail_next = 1
-    world.send(DAILY)
-
-    first = world.handle()
-    gold_keys = [k for k in world.store.objects if k.startswith("gold/")]
-    calls = len(world.executor.calls)
-    second = world.handle(advance=first.delay_seconds or 0)
-
-    assert (Outcome.RETRIED, Outcome.ACKED) == (first.outcome, second.outcome)
-    assert gold_keys == [k for k in world.store.objects if k.startswith("gold/")]
-    assert calls == len(world.executor.calls)
-    (note,) = world.notifier.sent
-    assert f"{second.run_id}-ingest-complete" == note.webhook_id
-
-
-def test_rejected_notification_completes_the_run() -> None:
-    """A 4xx from the receiver is final: the run is acked, not retried forever."""
+def test_rejected_notification_is_final_and_the_run_stays_published() -> None:
+    """A 4xx from the receiver settles the outbox entry as rejected; the run was acked."""
     world = World()
     world.notifier.reject_with = 400
     world.send(DAILY)
 
     result = world.handle()
+    (entry,) = world.deliver()
+    later = world.deliver(advance=3600)
 
     assert Outcome.ACKED == result.outcome
-    assert result.summary is not None
-    assert result.summary.notified is False
-
-
-def test_run_leased_by_another_consumer_is_deferred() -> None:
-    """A live lease elsewhere defers the delivery by the lease's remaining time."""
-    world = World()
-    world.send(DAILY)
-    world.handle()
-    run_id = derive_run_id(MessageType.START_DAILY_INGEST, "m-2")
-    world.send({**DAILY, "message_id": "m-2"})
-    other = IngestPolicy(consumer_id="consumer-b", lease_seconds=120)
-    # consumer b holds the run's lease (it is working it right now)
-    from atlasreg_cursor.domain.codec import converter
-    from atlasreg_cursor.domain.hashing import canonical_bytes
-    from atlasreg_cursor.domain.runs import RunJournal
-
-    journal = RunJournal(
-        run_id=run_id,
-        date=dt.date(2026, 11, 24),
-        message_type=MessageType.START_DAILY_INGEST,
-        message_id="m-2",
-        created_at=world.now,
-        updated_at=world.now,
-        lease=Lease(owner=other.consumer_id, expires_at=world.now + dt.timedelta(seconds=90)),
+    assert ("rejected", 400) == (entry.state, entry.status_code)
+    assert [] == later
+    journal = world.journal(RUN_ID)
+    assert journal.notification is not None
+    assert (True, False, "success") == (
+        journal.notification.rejected,
+        journal.notification.delivered,
+        journal.status.value if journal.status else None,
     )
-    world.store.put(
-        journal_key(run_id), canonical_bytes(converter.unstructure(journal)), if_none_match=True
-    )
-
-    deferred = world.handle()
-    resumed = world.handle(advance=(deferred.delay_seconds or 0))
-
-    assert (Outcome.DEFERRED, 91.0) == (deferred.outcome, deferred.delay_seconds)
-    assert Outcome.ACKED == resumed.outcome
 
 
 def test_existing_gold_object_is_adopted_not_replaced() -> None:
     """A Gold already at the key (a crashed earlier attempt) is adopted."""
     world = World()
-    run_id = derive_run_id(MessageType.START_DAILY_INGEST, "m-1")
-    key = f"gold/2026-11-24/{run_id}.json"
+    key = f"gold/2026-11-24/{RUN_ID}.json"
     world.store.put(
         key,
         b'{"earlier":true}',
@@ -315,30 +230,49 @@ def test_poison_is_dead_lettered_with_reason_and_nothing_runs() -> None:
 
 
 def test_invalid_gold_fails_the_run_without_publishing() -> None:
-    """Invalid Gold from the executor is permanent: nothing published, processing_error sent."""
+    """Invalid Gold from the executor is permanent: nothing published, processing_error queued."""
     world = World()
     world.executor.gold_error = InvalidGold("invalid Gold document: events missing")
     world.send(DAILY)
 
     result = world.handle()
+    world.deliver()
 
     assert Outcome.DEAD_LETTERED == result.outcome
     assert [] == [k for k in world.store.objects if k.startswith("gold/")]
-    assert "processing_error" == world.notifier.sent[0].event_type
+    assert ["processing_error"] == [n.event_type for n in world.notifier.sent]
 
 
-def test_too_many_attempts_dead_letters_before_running() -> None:
-    """A message redelivered past MAX_ATTEMPTS (e.g. it crashed the process) is dead-lettered."""
+def test_too_many_deliveries_without_a_journal_dead_letters_before_running() -> None:
+    """A message redelivered past MAX_ATTEMPTS before any run started (it crashed the process)."""
     world = World(max_attempts=2)
     world.send(DAILY)
     for _ in range(2):
         world.queue.receive(1)
-        world.now += dt.timedelta(seconds=61)
+        world.advance(61)
 
     result = world.handle()
 
     assert Outcome.DEAD_LETTERED == result.outcome
-    assert [] == world.executor.calls
+    assert [] == [c for c in world.executor.calls if c[0] == "run_source"]
+    assert "gave up after 2 attempts" in world.queue.dead[0][1]
+
+
+def test_a_run_that_keeps_crashing_its_consumer_is_given_up() -> None:
+    """Each consumer that takes the journal and dies spends an attempt; then it is dead-lettered."""
+    world = World(max_attempts=2, lease_seconds=30)
+    world.send(DAILY)
+    job = Job.of(parse_message(json.dumps(DAILY).encode()), "m-1")
+    for owner in ("dead-1", "dead-2"):
+        journals = world.journals()
+        journals.owner = owner
+        journals.open(job)  # the consumer took the run, then died
+        world.advance(31)  # its lease expired
+
+    result = world.handle()
+
+    assert Outcome.DEAD_LETTERED == result.outcome
+    assert "gave up after 2 attempts" in (result.reason or "")
 
 
 def test_reprocess_publishes_with_suffix() -> None:
@@ -380,23 +314,22 @@ def test_resume_skips_sources_already_done() -> None:
     assert 3 == sum(1 for c in world.executor.calls if c[0] == "run_source")
 
 
-@pytest.mark.parametrize("source_count", [0])
-def test_no_enabled_sources_publishes_empty_gold(source_count: int) -> None:
-    """A watchlist with nothing enabled still ends with a (empty) Gold."""
+def test_no_enabled_sources_publishes_empty_gold() -> None:
+    """A watchlist with nothing enabled still ends with an empty Gold."""
     world = World({"sources": []})
     world.send(DAILY)
 
     result = world.handle()
 
     assert result.summary is not None
-    assert (source_count, Outcome.ACKED) == (result.summary.events_count, result.outcome)
+    assert (0, Outcome.ACKED) == (result.summary.events_count, result.outcome)
 
 
-@pytest.mark.parametrize(("sleep", "extra_saves"), [(0.0, 0), (2.5, 2)])
-def test_long_processing_renews_the_lease(sleep: float, extra_saves: int) -> None:
-    """While a long step runs, the journal lease is renewed about every third of its length."""
+@pytest.mark.parametrize(("sleep", "beats"), [(0.0, 0), (2.6, 2)])
+def test_the_heartbeat_renews_the_lease_while_a_long_step_runs(sleep: float, beats: int) -> None:
+    """While a long step runs, the journal lease is renewed every third of its length."""
     world = World()
-    world.clock = lambda: dt.datetime.now(dt.UTC)  # type: ignore[method-assign]
+    world.real_time = True
     world.executor.process_sleep = sleep
     policy = IngestPolicy(consumer_id="consumer-a", lease_seconds=3)
     world.send(DAILY)
@@ -404,16 +337,35 @@ def test_long_processing_renews_the_lease(sleep: float, extra_saves: int) -> Non
     result = world.handle(policy=policy)
 
     journal_puts = sum(1 for k in world.store.put_keys if k.startswith("runs/"))
-    baseline = 3 + 1 + 1 + 1 + 1 + 1  # open, 3 sources, processing, gold, notification, finish
+    baseline = 1 + 3 + 1 + 1 + 1 + 1  # open, 3 sources, processing, gold, notification, finish
     assert Outcome.ACKED == result.outcome
-    assert baseline + extra_saves <= journal_puts <= baseline + extra_saves + 1
+    assert baseline + beats <= journal_puts <= baseline + beats + 1
+
+
+def test_the_heartbeat_outlives_a_store_outage() -> None:
+    """A failed renewal is retried sooner instead of ending the heartbeat; the run completes."""
+    world = World()
+    world.real_time = True
+    world.executor.process_sleep = 2.5
+    policy = IngestPolicy(consumer_id="consumer-a", lease_seconds=3)
+    world.send(DAILY)
+
+    def outage() -> None:
+        time.sleep(0.8)
+        world.store.fail_prefixes["runs/"] = 2
+
+    threading.Thread(target=outage, daemon=True).start()
+    result = world.handle(policy=policy)
+
+    assert Outcome.ACKED == result.outcome
+    assert "lease.renew_failed" in world.event_names()
 
 
 def test_losing_the_queue_lease_does_not_fail_the_run() -> None:
     """When the queue refuses to extend the lease, the journal lease carries the run to the end."""
-    from atlasreg_cursor.domain.errors import LeaseExpired
-
     world = World()
+    world.real_time = True
+    world.executor.process_sleep = 1.5
 
     def refuse(delivery: object, seconds: float) -> None:
         raise LeaseExpired("lease expired before extended")
@@ -421,9 +373,85 @@ def test_losing_the_queue_lease_does_not_fail_the_run() -> None:
     world.queue.extend = refuse  # type: ignore[method-assign]
     world.send(DAILY)
 
-    result = world.handle()
+    result = world.handle(policy=IngestPolicy(consumer_id="consumer-a", lease_seconds=3))
 
     assert Outcome.ACKED == result.outcome
     assert result.summary is not None
     assert "success" == result.summary.status.value
-    assert any(name == "queue.extend_failed" for name, _ in world.events)
+    assert "queue.extend_failed" in world.event_names()
+
+
+def test_the_delivery_visibility_is_renewed_with_the_lease() -> None:
+    """The heartbeat extends the delivery on the queue as it renews the journal lease."""
+    world = World()
+    world.real_time = True
+    world.executor.process_sleep = 1.5
+    extended: list[float] = []
+    original = world.queue.extend
+
+    def spy(delivery: object, seconds: float) -> None:
+        extended.append(seconds)
+        original(delivery, seconds)  # type: ignore[arg-type]
+
+    world.queue.extend = spy  # type: ignore[method-assign]
+    world.send(DAILY)
+
+    world.handle(policy=IngestPolicy(consumer_id="consumer-a", lease_seconds=3))
+
+    assert extended
+    assert {3.0} == set(extended)
+
+
+def test_journal_of_another_version_is_retried_then_dead_lettered_saying_so() -> None:
+    """An unreadable journal is not a crash: retried, then dead-lettered with the reason."""
+    world = World(max_attempts=2)
+    world.store.put(f"runs/{RUN_ID}.json", b'{"run_id": 7, "written_by": "v9"}')
+    world.send(DAILY)
+
+    first = world.handle()
+    second = world.handle(advance=first.delay_seconds or 0)
+    world.deliver()
+
+    assert (Outcome.RETRIED, Outcome.DEAD_LETTERED) == (first.outcome, second.outcome)
+    reason = world.queue.dead[0][1]
+    assert "unreadable_journal" in reason
+    assert f"runs/{RUN_ID}.json" in reason
+    assert ["processing_error"] == [n.event_type for n in world.notifier.sent]
+
+
+def test_an_unexpected_exception_is_retried_then_dead_lettered_with_its_reason() -> None:
+    """A bug (not a CursorError) in a step: reported with its traceback, retried, dead-lettered."""
+    world = World(max_attempts=2)
+    world.executor.process_error = OverflowError("int too large to convert to float")
+    world.send(DAILY)
+
+    first = world.handle()
+    second = world.handle(advance=first.delay_seconds or 0)
+
+    assert (Outcome.RETRIED, Outcome.DEAD_LETTERED) == (first.outcome, second.outcome)
+    assert "unexpected error: OverflowError" in world.queue.dead[0][1]
+    crashed = [d for n, d in world.events if n == "run.crashed"]
+    assert 2 == len(crashed)
+    assert isinstance(crashed[0]["exc_info"], OverflowError)
+    assert world.journal(RUN_ID).lease is None
+
+
+def test_a_published_run_is_never_marked_failed_nor_dead_lettered() -> None:
+    """The outbox cannot be written: the message is retried past MAX_ATTEMPTS, never failed."""
+    world = World(max_attempts=2)
+    world.store.fail_prefixes["outbox/"] = 4
+    world.send(DAILY)
+
+    outcomes = []
+    delay = 0.0
+    for _ in range(5):
+        result = world.handle(advance=delay)
+        outcomes.append(result.outcome)
+        delay = result.delay_seconds or 0
+    world.deliver()
+
+    assert [Outcome.RETRIED] * 4 + [Outcome.ACKED] == outcomes
+    assert [] == world.queue.dead
+    journal = world.journal(RUN_ID)
+    assert ("success", None) == (journal.status.value if journal.status else None, journal.failure)
+    assert ["ingest_complete"] == [n.event_type for n in world.notifier.sent]

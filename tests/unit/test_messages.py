@@ -106,11 +106,12 @@ def test_oversized_body_is_poison() -> None:
         parse_message(raw)
 
 
-def test_identity_prefers_queue_id_then_message_id_then_body_hash() -> None:
-    """Identity follows DESIGN §3's order."""
+def test_identity_prefers_message_id_then_queue_id_then_body_hash() -> None:
+    """The producer's message_id wins (a doubled publish is one run), then the queue id, then the hash."""
     raw = b'{"type":"reprocess","date":"2026-11-24","message_id":"m-1"}'
     msg = parse_message(raw)
     bare = b'{"type":"reprocess","date":"2026-11-24"}'
 
-    assert ("q-1", "m-1") == (message_identity(msg, raw, "q-1"), message_identity(msg, raw, None))
+    assert ("m-1", "m-1") == (message_identity(msg, raw, "q-1"), message_identity(msg, raw, None))
+    assert "q-1" == message_identity(parse_message(bare), bare, "q-1")
     assert len(message_identity(parse_message(bare), bare, None)) == 64

@@ -45,7 +45,9 @@ def test_importing_the_domain_loads_no_io_library() -> None:
     assert "" == out.stdout.strip()
 
 
-@pytest.mark.parametrize("path", sorted(DOMAIN.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(DOMAIN.rglob("*.py")), ids=lambda p: p.relative_to(DOMAIN).as_posix()
+)
 def test_domain_modules_do_not_import_outer_layers(path: Path) -> None:
     """No domain module names adapters, entrypoints or an I/O library at top level."""
     tree = ast.parse(path.read_text())
@@ -63,3 +65,16 @@ def test_domain_modules_do_not_import_outer_layers(path: Path) -> None:
         or m.startswith(("atlasreg_cursor.adapters", "atlasreg_cursor.entrypoints"))
     }
     assert set() == bad
+
+
+def test_the_ingest_service_reads_no_clock_itself() -> None:
+    """Wall and monotonic clocks are injected: only utc_now, the default handed in, reads one."""
+    reads = ("datetime.now(", "time.time(", "time.monotonic(", "date.today(", "time.sleep(")
+    offenders = [
+        f"{path.relative_to(DOMAIN).as_posix()}: {line.strip()}"
+        for path in sorted((DOMAIN / "ingest").rglob("*.py"))
+        for line in path.read_text().splitlines()
+        if any(read in line for read in reads)
+    ]
+
+    assert ["ingest/model.py: return dt.datetime.now(dt.UTC)"] == offenders

@@ -69,7 +69,7 @@ RUN_DOCUMENTS = Histogram(
 )
 NOTIFICATIONS_PENDING = Gauge(
     "cursor_notifications_pending",
-    "Runs whose Gold is published but whose webhook is not delivered yet",
+    "Notifications in the outbox not delivered yet (at the last scan)",
 )
 DEAD_LETTERS = Counter("cursor_dead_letters_total", "Messages this process dead-lettered")
 READY = Gauge("cursor_ready", "1 when /readyz answers 200, else 0")
@@ -87,3 +87,11 @@ BREAKER_STATE = Gauge(
     ["dependency"],
 )
 SCHEDULED = Counter("cursor_schedule_enqueued_total", "Slots this process enqueued")
+UNEXPECTED_ERRORS = Counter(
+    "cursor_unexpected_errors_total",
+    "Exceptions that are not the service's own, by where they were caught",
+    ["where"],
+)
+RUNS_SWEPT = Counter(
+    "cursor_runs_swept_total", "Runs resumed from their journal without their message"
+)

@@ -21,7 +21,8 @@ botocore's automatic checksums are off (``when_required``, as R2 requires)
 and its own retries are limited to one attempt: transient failures
 (connection errors, timeouts, 5xx, ``SlowDown``) are retried here with
 stamina, so a conditional write can recognise its own earlier attempt, then
-raised as ``StorageUnavailable``.
+raised as ``StorageUnavailable``. :meth:`S3ObjectStore.check_conditional_writes`
+is the daemon's start-up check that the backend honours ``If-None-Match``.
 
 Settings read (by the composition root): ``MINIO_ENDPOINT``,
 ``MINIO_ACCESS_KEY``, ``MINIO_SECRET_KEY``, ``MINIO_SECURE``, ``R2_ENDPOINT``,
@@ -91,6 +92,8 @@ MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 RETRY_ATTEMPTS = 5
 RETRY_TIMEOUT = 60.0
+#: The scratch key of the start-up check of conditional writes.
+PROBE_KEY = "_cursor/probe/conditional-write"
 PRESIGN_LIMIT_SECONDS = 604_800
 METADATA_LIMITS: Mapping[str, int] = {"r2": 8192, "minio": 2048, "s3": 2048}
 _META_KEY = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
@@ -443,6 +446,33 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise self._translate(exc, "presign", key) from exc
         return url
+
+    def check_conditional_writes(self) -> None:
+        """
+        Make sure the backend honours ``If-None-Match: *`` on PUT (start-up check).
+
+        Exactly-once publishing depends on it: a backend that ignores the
+        header silently overwrites a Gold. The probe writes the scratch key
+        :data:`PROBE_KEY` create-only twice; the second write must be refused.
+
+        Raises:
+            StorageError: the backend overwrote the key (conditional writes
+                are ignored), with what to do about it.
+            StorageUnavailable: the endpoint cannot be reached.
+        """
+        body = b"atlasreg-cursor checks that create-only writes are refused when the key exists\n"
+        for _ in range(2):
+            try:
+                self.put(PROBE_KEY, body, content_type="text/plain", if_none_match=True)
+            except PreconditionFailed:
+                log.debug("s3.conditional_writes_ok", bucket=self.bucket)
+                return
+        raise StorageError(
+            f"the S3 endpoint {self.endpoint_url} ignores If-None-Match on PUT (bucket"
+            f" {self.bucket!r}: {PROBE_KEY} was written twice create-only); exactly-once"
+            " publishing needs conditional writes: upgrade MinIO to a release that supports"
+            " them, or use R2 or AWS S3"
+        )
 
     def close(self) -> None:
         """Release the client's connections."""

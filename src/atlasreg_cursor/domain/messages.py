@@ -156,13 +156,17 @@ def message_identity(message: QueueMessage, raw: bytes, queue_message_id: str | 
     """
     Return the identity a run is derived from (DESIGN §3).
 
-    The queue-provided id when the backend has stable ones, else the
-    message's own ``message_id``, else the SHA-256 of the raw body.
+    The message's own ``message_id`` (the producer's idempotency key) when it
+    has one, else the queue-provided id when the backend has stable ones,
+    else the SHA-256 of the raw body. The producer's key comes first because
+    a publish retried after a lost reply (Cloudflare's publish API has no
+    idempotency key) makes two queue messages, each with its own queue id,
+    of one job: they must be one run.
     """
-    if queue_message_id:
-        return queue_message_id
     if message.message_id:
         return message.message_id
+    if queue_message_id:
+        return queue_message_id
     return sha256_hex(bytes(raw))
 
 

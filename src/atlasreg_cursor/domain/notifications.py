@@ -51,9 +51,16 @@ class Notification:
         )
 
 
-def webhook_id_for(run_id: str, event_type: str) -> str:
-    """The stable ``webhook-id`` of a run's notification of one event type."""
-    return f"{run_id}-{event_type.replace('_', '-')}"
+def webhook_id_for(run_id: str, event_type: str, *, round: int = 1) -> str:
+    """
+    The stable ``webhook-id`` of a run's notification of one event type.
+
+    A run replayed from the dead letters fails (if it does) in a new round,
+    whose ``processing_error`` is a new notification: ``-r<round>`` from the
+    second round on.
+    """
+    base = f"{run_id}-{event_type.replace('_', '-')}"
+    return base if round <= 1 else f"{base}-r{round}"
 
 
 def ingest_complete(
@@ -91,8 +98,9 @@ def processing_error(
     error_message: str,
     occurred_at: dt.datetime,
     context: Mapping[str, Any],
+    round: int = 1,
 ) -> Notification:
-    """Build the ``processing_error`` notification."""
+    """Build the ``processing_error`` notification (of the run's *round*)."""
     body = {
         "event_type": PROCESSING_ERROR,
         "run_id": run_id,
@@ -101,14 +109,16 @@ def processing_error(
         "occurred_at": isoformat_z(occurred_at),
         "context": dict(context),
     }
-    return _notification(PROCESSING_ERROR, run_id, body)
+    return _notification(PROCESSING_ERROR, run_id, body, round=round)
 
 
-def _notification(event_type: str, run_id: str, body: Mapping[str, Any]) -> Notification:
+def _notification(
+    event_type: str, run_id: str, body: Mapping[str, Any], *, round: int = 1
+) -> Notification:
     return Notification(
         event_type=event_type,
         run_id=run_id,
-        webhook_id=webhook_id_for(run_id, event_type),
+        webhook_id=webhook_id_for(run_id, event_type, round=round),
         path=PATHS[event_type],
         body=canonical_bytes(body),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -129,7 +131,12 @@ class GoldRecord:
 
 @attrs.frozen(kw_only=True)
 class NotificationRecord:
-    """A notification as built (body kept, so a resend is byte-identical)."""
+    """
+    A notification as built (body kept, so a resend is byte-identical).
+
+    The outbox entry at ``outbox_key`` is what gets delivered; ``delivered``,
+    ``rejected``, ``status_code`` and ``attempts`` mirror its final state.
+    """
 
     event_type: str
     webhook_id: str
@@ -139,6 +146,7 @@ class NotificationRecord:
     rejected: bool = False
     status_code: int | None = None
     attempts: int = 0
+    outbox_key: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -146,7 +154,13 @@ class RunJournal:
     """
     Everything a run has done so far; stored at ``runs/<run_id>.json``.
 
-    A new value is made with :func:`attrs.evolve` for every step.
+    A new value is made with :func:`attrs.evolve` for every step. ``lease``
+    is ``None`` while nobody works the run (released for a retry due at
+    ``retry_at``, or finished). ``payload`` is the message's, so a run can
+    be resumed from its journal alone. ``attempts`` counts the times work
+    on the run started in this ``round``; a dead-lettered run that is
+    replayed starts the next round. ``dead_lettered`` tells whether the
+    message of a failed run went to the dead letters.
     """
 
     run_id: str
@@ -155,8 +169,13 @@ class RunJournal:
     message_id: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    payload: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
     lease: Lease | None = None
     attempts: int = 0
+    round: int = 1
+    retry_at: dt.datetime | None = None
+    last_error: str | None = None
+    dead_lettered: bool = False
     sources: tuple[SourceOutcome, ...] = ()
     documents: tuple[Document, ...] = ()
     processing: ProcessingResult | None = None
@@ -169,8 +188,13 @@ class RunJournal:
 
     @property
     def complete(self) -> bool:
-        """A run is complete once it has finished (published and notified, or failed)."""
+        """A run is complete once it has finished (published, or failed)."""
         return self.finished_at is not None
+
+    @property
+    def failed(self) -> bool:
+        """A run that finished without a Gold."""
+        return self.complete and self.gold is None
 
     def source_outcome(self, source_id: str) -> SourceOutcome | None:
         """Return the recorded outcome for *source_id*, if any."""

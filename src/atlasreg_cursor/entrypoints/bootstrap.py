@@ -8,13 +8,14 @@ maps a backend name to a factory; factories import their library inside, so
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from atlasreg_cursor.domain.ingest import IngestPolicy
+from atlasreg_cursor.domain.ingest import Clock, IngestPolicy, Monotonic, OutboxPolicy, utc_now
 from atlasreg_cursor.domain.signing import WebhookSigner
 from atlasreg_cursor.domain.sources import BUILTIN_HANDLERS
 
@@ -39,7 +40,10 @@ class App:
     executor: Executor
     signer: WebhookSigner | None
     policy: IngestPolicy
+    outbox_policy: OutboxPolicy
     breakers: BreakerBoard | None = None
+    clock: Clock = utc_now
+    monotonic: Monotonic = time.monotonic
 
     def close(self) -> None:
         """Release connections and subprocesses."""
@@ -85,7 +89,7 @@ def _sqlite_queue(s: Settings) -> MessageQueue:
     return SqliteQueue(
         s.home / "queue.sqlite3",
         queue_name=s.queue_name,
-        visibility_timeout=s.visibility_timeout_seconds,
+        visibility_timeout=s.visibility_seconds,
     )
 
 
@@ -93,7 +97,7 @@ def _redis_queue(s: Settings) -> MessageQueue:
     from atlasreg_cursor.adapters.standalone.redis_queue import RedisListQueue
 
     return RedisListQueue(
-        s.redis_url, queue_name=s.queue_name, visibility_timeout=s.visibility_timeout_seconds
+        s.redis_url, queue_name=s.queue_name, visibility_timeout=s.visibility_seconds
     )
 
 
@@ -120,7 +124,7 @@ def _cloudflare_queue(s: Settings) -> MessageQueue:
         queue_id=s.cf_queue_id,
         dlq_queue_id=s.cf_dlq_queue_id,
         dead_letter_store=dead_letter_store,
-        visibility_timeout=s.visibility_timeout_seconds,
+        visibility_timeout=s.visibility_seconds,
     )
 
 
@@ -404,17 +408,27 @@ def build(settings: Settings, **overrides: Any) -> App:
     }
     _guard(settings, wired, overrides, breakers)
     policy = IngestPolicy(
-        consumer_id=settings.worker_id,
+        consumer_id=settings.worker_id,  # once: it is random per process
         max_attempts=settings.max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=settings.retry_max_seconds,
         lease_seconds=settings.lease_seconds,
+        queue_max_deliveries=(
+            settings.cf_queue_max_retries if settings.backend("queue") == "cloudflare" else None
+        ),
+    )
+    outbox_policy = OutboxPolicy(
+        max_age_seconds=settings.notify_max_age_hours * 3600.0,
+        retry_base_seconds=settings.notify_retry_base_seconds,
+        retry_max_seconds=settings.notify_retry_max_seconds,
     )
     return App(
         settings=settings,
         signer=overrides.get("signer", build_signer(settings)),
         policy=overrides.get("policy", policy),
         breakers=breakers,
+        outbox_policy=overrides.get("outbox_policy", outbox_policy),
+        **{k: overrides[k] for k in ("clock", "monotonic") if k in overrides},
         **wired,
     )
 

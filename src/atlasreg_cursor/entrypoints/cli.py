@@ -96,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     purge = dlq.add_parser("purge", help="delete every dead letter (asks first)")
     purge.add_argument("--yes", "-y", action="store_true", help="do not ask")
 
+    hooks = _actions(sub, "hooks", "notifications in the outbox: list, resend")
+    hooks_list = hooks.add_parser("list", help="list notifications not yet delivered")
+    hooks_list.add_argument("--all", action="store_true", help="delivered ones too")
+    hooks_list.add_argument("--limit", type=int, default=100, metavar="N")
+    _output_arg(hooks_list)
+    hooks.add_parser(
+        "resend", help="send a run's notifications again now (same webhook-id)"
+    ).add_argument("run_id")
+
     schedule = _actions(sub, "schedule", "the built-in schedule (SCHEDULE, SCHEDULE_TZ)")
     show = schedule.add_parser("show", help="print the next slots, globally and per source")
     show.add_argument("--count", type=int, default=5, metavar="N", help="slots to print")
@@ -171,6 +180,8 @@ def dispatch_table() -> dict[str, Command]:
         "dlq list": commands.cmd_dlq_list,
         "dlq replay": commands.cmd_dlq_replay,
         "dlq purge": commands.cmd_dlq_purge,
+        "hooks list": commands.cmd_hooks_list,
+        "hooks resend": commands.cmd_hooks_resend,
         "schedule show": commands.cmd_schedule_show,
         "verify": commands.cmd_verify,
         "health": commands.cmd_health,

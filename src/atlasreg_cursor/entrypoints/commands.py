@@ -24,7 +24,12 @@ from atlasreg_cursor.domain.errors import (
 )
 from atlasreg_cursor.domain.gold import parse_gold
 from atlasreg_cursor.domain.hashing import canonical_bytes, sha256_hex
-from atlasreg_cursor.domain.ingest import RunFailed, RunSummary, read_journal, run_message
+from atlasreg_cursor.domain.ingest import (
+    RunFailed,
+    RunSummary,
+    read_journal,
+    run_message,
+)
 from atlasreg_cursor.domain.messages import parse_date, parse_message
 from atlasreg_cursor.domain.redaction import redact_url
 from atlasreg_cursor.domain.sources import WatchlistConfig
@@ -108,7 +113,10 @@ def _one_shot(settings: Settings, args: argparse.Namespace, kind: str) -> int:
             store=app.store,
             notifier=app.notifier,
             policy=app.policy,
+            clock=app.clock,
+            monotonic=app.monotonic,
             on_event=log_event,
+            outbox_policy=app.outbox_policy,
         )
     except RunFailed as exc:
         print(f"run failed: {exc}", file=sys.stderr)
@@ -275,7 +283,15 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
     from .journals import recent_journals
 
     app = build(settings)
-    rows = [
+    rows: list[dict[str, Any]] = []
+
+    def unreadable(run_id: str, exc: CursorError, listed: Any) -> None:
+        modified = listed.last_modified.isoformat() if listed.last_modified else ""
+        rows.append(
+            {"run_id": run_id, "status": "unreadable", "error": str(exc), "updated_at": modified}
+        )
+
+    rows += [
         {
             "run_id": journal.run_id,
             "date": journal.date.isoformat(),
@@ -284,7 +300,7 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
             "gold_key": journal.gold.key if journal.gold else None,
             "updated_at": journal.updated_at.isoformat(),
         }
-        for journal in recent_journals(app.store, args.limit)
+        for journal in recent_journals(app.store, args.limit, on_unreadable=unreadable)
     ]
     rows.sort(key=lambda r: str(r["updated_at"]), reverse=True)
     print_rows(rows, columns=("run_id", "date", "type", "status", "updated_at"), fmt=args.output)
@@ -356,6 +372,64 @@ def cmd_dlq_purge(settings: Settings, args: argparse.Namespace) -> int:
         app.close()
 
 
+def _outbox(app: App) -> Any:
+    from atlasreg_cursor.domain.ingest import Outbox
+
+    return Outbox(app.store, clock=app.clock, policy=app.outbox_policy)
+
+
+def cmd_hooks_list(settings: Settings, args: argparse.Namespace) -> int:
+    """``hooks list [--all]``: the notifications in the outbox not yet delivered."""
+    app = build(settings)
+    try:
+        rows = [
+            _hook_row(key, entry)
+            for key, entry in _outbox(app).entries()
+            if args.all or entry.state != "delivered"
+        ]
+        print_rows(
+            rows[: args.limit],
+            columns=("run_id", "event_type", "state", "attempts", "next_attempt_at", "last_error"),
+            fmt=args.output,
+        )
+        return EXIT_OK
+    finally:
+        app.close()
+
+
+def cmd_hooks_resend(settings: Settings, args: argparse.Namespace) -> int:
+    """``hooks resend RUN_ID``: deliver the run's notifications again now (same ``webhook-id``)."""
+    from atlasreg_cursor.domain.ingest import JournalStore, deliver, outbox_key
+
+    app = build(settings)
+    outbox = _outbox(app)
+    try:
+        journal = read_journal(app.store, args.run_id)
+        keys = [key for key, _ in outbox.entries(args.run_id)]
+        for record in (journal.notification, journal.failure) if journal else ():
+            if record is not None and outbox_key(args.run_id, record.webhook_id) not in keys:
+                keys.append(outbox.add(args.run_id, record))  # queued before the outbox
+        if not keys:
+            return fail(f"no notification of run {args.run_id}")
+        journals = JournalStore(
+            app.store,
+            owner=app.policy.consumer_id,
+            lease_seconds=app.policy.lease_seconds,
+            clock=app.clock,
+        )
+        results = []
+        for key in keys:
+            outbox.resend(key)
+            deliver(outbox, journals, key, app.notifier, on_event=log_event)
+            found = outbox.read(key)
+            if found is not None:
+                results.append(_hook_row(key, found[0]))
+        print_json(results)
+        return EXIT_OK if all(r["state"] == "delivered" for r in results) else EXIT_FAILED
+    finally:
+        app.close()
+
+
 def cmd_schedule_show(settings: Settings, args: argparse.Namespace) -> int:
     """``schedule show``: the next global slots and each source's own."""
     from .scheduler import schedule_rows
@@ -371,6 +445,21 @@ def cmd_schedule_show(settings: Settings, args: argparse.Namespace) -> int:
         print("SCHEDULE is not set: nothing is enqueued on a schedule", file=sys.stderr)
     print_rows(rows, columns=("slot", "local_time", "date", "sources"), fmt=args.output)
     return EXIT_OK
+
+
+def _hook_row(key: str, entry: Any) -> dict[str, Any]:
+    return {
+        "run_id": entry.run_id,
+        "event_type": entry.event_type,
+        "webhook_id": entry.webhook_id,
+        "state": entry.state,
+        "attempts": entry.attempts,
+        "created_at": entry.created_at,
+        "next_attempt_at": entry.next_attempt_at if entry.state == "pending" else None,
+        "status_code": entry.status_code,
+        "last_error": entry.last_error,
+        "key": key,
+    }
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:

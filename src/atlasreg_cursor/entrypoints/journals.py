@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from atlasreg_cursor.domain.errors import CursorError
@@ -23,12 +23,18 @@ def _newest_first(obj: StoredObject) -> tuple[dt.datetime, str]:
     return modified, obj.key
 
 
-def recent_journals(store: ObjectStore, limit: int) -> Iterator[RunJournal]:
+def recent_journals(
+    store: ObjectStore,
+    limit: int,
+    *,
+    on_unreadable: Callable[[str, CursorError, StoredObject], None] | None = None,
+) -> Iterator[RunJournal]:
     """
     Yield up to *limit* journals, most recently written first.
 
     Only the keys under ``runs/`` are listed (one listing, no bodies); then
-    the *limit* newest are read, one ``get`` each.
+    the *limit* newest are read, one ``get`` each. A journal that cannot be
+    read is skipped, after ``on_unreadable(run_id, error, listed)`` is told.
     """
     if limit <= 0:
         return
@@ -38,7 +44,9 @@ def recent_journals(store: ObjectStore, limit: int) -> Iterator[RunJournal]:
         run_id = obj.key.removeprefix("runs/").removesuffix(".json")
         try:
             journal = read_journal(store, run_id)
-        except CursorError:
-            continue  # a key that is not a journal of ours
+        except CursorError as exc:  # corrupted, another version's, or not ours
+            if on_unreadable is not None:
+                on_unreadable(run_id, exc, obj)
+            continue
         if journal is not None:
             yield journal

@@ -32,6 +32,12 @@ from .telemetry import seed_from_store, start_metrics
 if TYPE_CHECKING:
     from .bootstrap import App
 
+
+#: A run in hand longer than this (or than its queue lease, if longer) means
+#: the loop is wedged: sources are bounded by their timeouts and processing by
+#: ``processing_timeout_minutes`` (30 by default), so a healthy run ends well before.
+WEDGED_RUN_SECONDS = 3 * 3600.0
+
 log = structlog.get_logger()
 
 PROBE_KEY = "probe/readiness"
@@ -122,7 +128,7 @@ def start_operations(app: App, monitor: LoopMonitor, *, serve_http: bool) -> Ope
     )
     ops = Operations(monitor=monitor, prober=prober)
     idle_limit = max(60.0, settings.poll_seconds * 3)
-    run_limit = settings.visibility_timeout_seconds + 60.0
+    run_limit = max(settings.visibility_seconds + 60.0, WEDGED_RUN_SECONDS)
 
     def health() -> tuple[bool, dict[str, Any]]:
         return monitor.liveness(idle_limit=idle_limit, run_limit=run_limit)

@@ -2,7 +2,7 @@
 
 - ``/healthz`` (liveness): the consume loop is not wedged. It goes round at
   least every ``max(60 s, 3 x POLL_SECONDS)`` while idle; a run in progress
-  counts as alive until it has lasted longer than ``VISIBILITY_TIMEOUT_SECONDS``.
+  counts as alive until it has lasted longer than three hours (or its queue lease).
 - ``/readyz`` (readiness): alive, not stopping, and the queue backend, the
   object store and the config source answered their last probe. Probes run
   on a background thread every ``PROBE_INTERVAL_SECONDS``; a request only

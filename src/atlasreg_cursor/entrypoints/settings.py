@@ -11,7 +11,9 @@ appear in reprs, logs or error messages.
 
 from __future__ import annotations
 
+import functools
 import os
+import secrets
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -133,10 +135,10 @@ class Settings:
     crawl_env_allow: str | None = None
 
     max_attempts: int = 5
-    visibility_timeout_seconds: float = 1800.0
+    visibility_timeout_seconds: float | None = None
     retry_base_seconds: float = 30.0
     retry_max_seconds: float = 3600.0
-    lease_seconds: float = 300.0
+    lease_seconds: float = 30.0
     poll_seconds: float = 5.0
 
     # --- operations: schedule, readiness, circuit breakers ---
@@ -145,6 +147,16 @@ class Settings:
     probe_interval_seconds: float = 15.0
     breaker_fail_max: int = 5
     breaker_reset_seconds: float = 60.0
+    # --- reliability: outbox, sweeping, stopping, queue limits -----------------
+    notify_max_age_hours: float = 72.0
+    notify_retry_base_seconds: float = 10.0
+    notify_retry_max_seconds: float = 600.0
+    notify_scan_seconds: float = 10.0
+    notify_workers: int = 4
+    sweep_orphans: bool | None = None
+    sweep_seconds: float = 10.0
+    stop_grace_seconds: float = 8.0
+    cf_queue_max_retries: int = 3
 
     def backend(self, port: str) -> str:
         """The backend for *port*: its override, else what ``MODE`` implies."""
@@ -181,8 +193,35 @@ class Settings:
 
     @property
     def worker_id(self) -> str:
-        """Who this process is, for journal leases."""
-        return self.consumer_id or f"{socket.gethostname()}-{os.getpid()}"
+        """
+        Who this process is, for journal leases: ``CONSUMER_ID``, else unique per process.
+
+        ``<hostname>-<pid>-<random>``: containers often share a fixed hostname
+        and run as pid 1, so the random part is what tells two daemons apart.
+        """
+        return self.consumer_id or f"{socket.gethostname()}-{os.getpid()}-{_process_token()}"
+
+    @property
+    def visibility_seconds(self) -> float:
+        """
+        ``VISIBILITY_TIMEOUT_SECONDS``, else the queue's default.
+
+        A queue whose leases the heartbeat extends (SQLite, Redis) gets a
+        short one, so a crashed consumer's message comes back within about
+        ``LEASE_SECONDS``; Cloudflare cannot extend over HTTP, so its lease
+        must cover a whole run (30 minutes), and crashed runs are swept from
+        their journals instead.
+        """
+        if self.visibility_timeout_seconds is not None:
+            return self.visibility_timeout_seconds
+        return 1800.0 if self.backend("queue") == "cloudflare" else self.lease_seconds
+
+    @property
+    def sweeps(self) -> bool:
+        """``SWEEP_ORPHANS``, else on where the queue cannot extend a lease (Cloudflare)."""
+        if self.sweep_orphans is not None:
+            return self.sweep_orphans
+        return self.backend("queue") == "cloudflare"
 
     def redacted(self) -> dict[str, Any]:
         """
@@ -201,6 +240,16 @@ class Settings:
                 value = redact_url(value)
             out[field.name.upper()] = str(value) if isinstance(value, Path) else value
         return out
+
+
+@functools.cache
+def _token_of(pid: int) -> str:
+    return secrets.token_hex(4)
+
+
+def _process_token() -> str:
+    """A random token made once per process (a forked child makes its own)."""
+    return _token_of(os.getpid())
 
 
 def redact_url(url: str) -> str:
@@ -332,8 +381,16 @@ def _check(settings: Settings) -> None:
             problems.append(f"{port.upper()}_BACKEND: {value!r} is not one of {', '.join(allowed)}")
     numbers = {
         "MAX_ATTEMPTS": settings.max_attempts >= 1,
-        "VISIBILITY_TIMEOUT_SECONDS": 1 <= settings.visibility_timeout_seconds <= 43200,
-        "LEASE_SECONDS": settings.lease_seconds >= 5,
+        "VISIBILITY_TIMEOUT_SECONDS": 1 <= settings.visibility_seconds <= 43200,
+        "LEASE_SECONDS": settings.lease_seconds >= 3,
+        "NOTIFY_MAX_AGE_HOURS": settings.notify_max_age_hours > 0,
+        "NOTIFY_RETRY_BASE_SECONDS": settings.notify_retry_base_seconds > 0,
+        "NOTIFY_RETRY_MAX_SECONDS": settings.notify_retry_max_seconds > 0,
+        "NOTIFY_SCAN_SECONDS": settings.notify_scan_seconds > 0,
+        "NOTIFY_WORKERS": 1 <= settings.notify_workers <= 64,
+        "SWEEP_SECONDS": settings.sweep_seconds > 0,
+        "STOP_GRACE_SECONDS": settings.stop_grace_seconds >= 0,
+        "CF_QUEUE_MAX_RETRIES": 1 <= settings.cf_queue_max_retries <= 100,
         "PROCESSING_CONCURRENCY": settings.processing_concurrency >= 1,
         "METRICS_PORT": 0 <= settings.metrics_port <= 65535,
         "HOOK_ATTEMPTS": settings.hook_attempts >= 1,

@@ -33,24 +33,8 @@ class _RunBook:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.pending: set[str] = set()  # seen published here, not yet delivered
-        self.scanned: set[str] = set()  # found pending in the store by the last scan
         self.documents: dict[str, int] = {}
         self.last_success: dict[str | None, float] = {}  # None: the run gauge
-
-    def set_pending(self, run_id: str, pending: bool) -> None:
-        with self.lock:
-            if pending:
-                self.pending.add(run_id)
-            else:
-                self.pending.discard(run_id)
-                self.scanned.discard(run_id)
-            metrics.NOTIFICATIONS_PENDING.set(len(self.pending | self.scanned))
-
-    def set_scanned(self, run_ids: set[str]) -> None:
-        with self.lock:
-            self.scanned = run_ids
-            metrics.NOTIFICATIONS_PENDING.set(len(self.pending | self.scanned))
 
     def succeeded(self, source_id: str | None, at: float) -> None:
         """Move a last-success gauge forward to *at* (never back)."""
@@ -76,7 +60,6 @@ def start_metrics(version: str) -> None:
         metrics.RUNS.labels(status=status)
     for result in ("delivered", "rejected", "failed"):
         metrics.NOTIFICATIONS.labels(event_type="ingest_complete", result=result)
-    metrics.NOTIFICATIONS_PENDING.set(len(_book.pending))
 
 
 def record_event(name: str, data: Mapping[str, Any]) -> None:
@@ -84,8 +67,6 @@ def record_event(name: str, data: Mapping[str, Any]) -> None:
     run_id = str(data.get("run_id") or "")
     if name == "source.finished":
         _source_finished(run_id, data)
-    elif name == "gold.published":
-        _book.set_pending(run_id, True)
     elif name == "run.finished":
         status = str(data.get("status"))
         metrics.RUNS.labels(status=status).inc()
@@ -95,8 +76,6 @@ def record_event(name: str, data: Mapping[str, Any]) -> None:
             documents = _book.documents.pop(run_id, None)
         if documents is not None:
             metrics.RUN_DOCUMENTS.observe(documents)
-        if data.get("notified"):
-            _book.set_pending(run_id, False)
     elif name == "run.failed":
         metrics.RUNS.labels(status="failed").inc()
         metrics.ERRORS.labels(error_type=str(data.get("error_type", name))).inc()
@@ -106,15 +85,18 @@ def record_event(name: str, data: Mapping[str, Any]) -> None:
         result = "delivered" if name == "notification.delivered" else "rejected"
         event_type = str(data.get("event_type"))
         metrics.NOTIFICATIONS.labels(event_type=event_type, result=result).inc()
-        if event_type == "ingest_complete":
-            _book.set_pending(run_id, False)
         if result == "rejected":
             metrics.ERRORS.labels(error_type=name).inc()
-    elif name == "notification.failed":
+    elif name in {"notification.retry_scheduled", "notification.expired"}:
         metrics.NOTIFICATIONS.labels(event_type=str(data.get("event_type")), result="failed").inc()
         metrics.ERRORS.labels(error_type=name).inc()
-    elif name == "message.poison":
+    elif name in {"message.poison", "executor.close_failed"}:
         metrics.ERRORS.labels(error_type=str(data.get("error_type", name))).inc()
+    elif name == "run.crashed":
+        metrics.UNEXPECTED_ERRORS.labels(where="run").inc()
+        metrics.ERRORS.labels(error_type=name).inc()
+    elif name == "run.swept":
+        metrics.RUNS_SWEPT.inc()
 
 
 def _source_finished(run_id: str, data: Mapping[str, Any]) -> None:
@@ -151,25 +133,20 @@ def record_handled(result: HandleResult, duration_seconds: float) -> None:
 
 def seed_from_store(store: ObjectStore, *, journals: int = 20) -> None:
     """
-    Set the "last success" gauges and the pending count from recent journals.
+    Set the "last success" gauges from recent journals.
 
     Run at start (so a restarted daemon does not report "never succeeded"
-    until its next run) and every few minutes (a webhook another daemon
-    delivered is no longer pending). Reads at most *journals* journals.
+    until its next run) and every few minutes (another daemon's runs count
+    too). Reads at most *journals* journals. The pending notifications are
+    counted by the outbox's own scan.
     """
     from .journals import recent_journals
 
-    pending = set()
     for journal in recent_journals(store, journals):
         finished = journal.finished_at.timestamp() if journal.finished_at else None
         if journal.gold is not None and finished and journal.gold.status.value in _PUBLISHED:
             _book.succeeded(None, finished)
-        if journal.gold is not None:
-            note = journal.notification
-            if note is None or not (note.delivered or note.rejected):
-                pending.add(journal.run_id)
         for outcome in journal.sources:
             if outcome.ok and finished:
                 _book.succeeded(outcome.source_id, finished)
-    _book.set_scanned(pending)
-    log.debug("metrics.seeded", pending=len(pending))
+    log.debug("metrics.seeded")

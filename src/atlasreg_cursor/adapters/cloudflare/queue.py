@@ -8,7 +8,8 @@ sleeps ``poll_min`` seconds, doubling up to ``poll_max``, until
 in practice), ``bytes`` is base64, ``text`` is taken as it is; ``v8`` or an
 undecodable body is delivered as the raw text, which the service
 dead-letters as a poison message. The Cloudflare message id is the message
-identity (``Delivery.identity_from_queue``).
+identity (``Delivery.identity_from_queue``) of a body without a
+``message_id`` of its own.
 
 ``ack`` and ``retry`` go through ``.../messages/ack`` (``retry`` delays are
 capped at 12 h). ``dead_letter`` publishes ``{"body", "reason",
@@ -17,6 +18,14 @@ and then acks; without one, the same JSON goes to the object store under
 ``dead-letters/<date>/<message_id>.json``. ``send`` publishes a body as
 ``json`` when that is lossless (compact JSON, as ``enqueue`` writes it),
 else as ``text``; the API returns no id, so ``send`` returns a local UUID.
+
+Re-running after a lost reply: ``ack`` and ``retry`` name a lease, and
+Cloudflare accepts an ack or retry of a lease already settled (at most a
+warning), so repeating one changes nothing. The publish API has no
+idempotency key, so a publish retried after its reply was lost can land
+twice; the two copies carry the same body, and so the same ``message_id``
+(``enqueue`` always sets one), which is what the service derives the run
+from: the second copy is acked as a duplicate of the first one's run.
 
 Cloudflare cannot renew a lease over HTTP (``extend`` is a no-op) and
 accepts late acks silently, so processing must stay idempotent. ``stats``

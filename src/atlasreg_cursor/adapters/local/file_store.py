@@ -1,13 +1,26 @@
 """ObjectStore in a directory on disk: the ``local`` store.
 
 Objects live at ``<root>/<key>``; each has a JSON sidecar at
-``<root>/.meta/<key>.json`` (size, sha256, etag, content type, metadata) and a
-lock file at ``<root>/.locks/<key>.lock``. Writes are atomic (a temp file in
-the object's directory, fsync, ``os.replace``) and hold an exclusive
-``flock`` on the key's lock file, so ``if_none_match`` / ``if_match`` hold
-under concurrent writers in threads and processes; readers take a shared
-lock. The etag is the unquoted SHA-256 hex of the bytes. ``presign_get``
-returns a ``file://`` URL, or ``<public_base>/<key>`` when a base is set.
+``<root>/.meta/<key>.json`` (size, sha256, etag, content type, metadata, and
+the fingerprint — inode, size, mtime — of the object file it describes) and
+a lock file at ``<root>/.locks/<key>.lock``. Every file is written atomically
+(a temp file in the same directory, fsync, ``os.replace``) under an
+exclusive ``flock`` on the key's lock file, so ``if_none_match`` /
+``if_match`` hold under concurrent writers in threads and processes; readers
+take a shared lock. The etag is the unquoted SHA-256 hex of the bytes.
+``presign_get`` returns a ``file://`` URL, or ``<public_base>/<key>`` when a
+base is set.
+
+No crash between the writes of a ``put`` can leave ``head``, ``get`` and a
+conditional ``put`` disagreeing. A put writes, in order: the new description
+to ``<root>/.pending/<key>.json``, the object, the sidecar with the new
+object's fingerprint, then removes the pending file. A reader trusts the
+sidecar only while its fingerprint matches the object file; otherwise it
+describes the object from its bytes (etag = their SHA-256), takes the
+metadata from whichever description has that SHA-256 (the pending one after
+a crash mid-put), and writes the repaired sidecar. So every reader and every
+writer computes the same etag from the same files, whatever state a crash
+left behind.
 
 Settings read (by the composition root): ``CURSOR_HOME`` (the root lives
 under it).
@@ -45,7 +58,8 @@ log = structlog.get_logger()
 
 _META_DIR = ".meta"
 _LOCK_DIR = ".locks"
-_RESERVED = frozenset({_META_DIR, _LOCK_DIR})
+_PENDING_DIR = ".pending"
+_RESERVED = frozenset({_META_DIR, _LOCK_DIR, _PENDING_DIR})
 _TMP_PREFIX = ".~tmp."
 
 
@@ -55,6 +69,49 @@ class _Paths:
     obj: Path
     meta: Path
     lock: Path
+    pending: Path
+
+
+def _fingerprint(path: Path) -> list[int]:
+    """Inode, size and mtime of *path*: they change whenever the file is replaced."""
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _read_description(path: Path, key: str) -> tuple[StoredObject, list[int] | None] | None:
+    """A sidecar (or pending description) and its fingerprint; ``None`` if unreadable."""
+    try:
+        raw: dict[str, Any] = json.loads(path.read_bytes())
+        modified = raw.get("last_modified")
+        obj = StoredObject(
+            key=key,
+            size=int(raw["size"]),
+            etag=str(raw["etag"]),
+            sha256=str(raw["sha256"]),
+            metadata={str(k): str(v) for k, v in raw.get("metadata", {}).items()},
+            content_type=raw.get("content_type"),
+            last_modified=dt.datetime.fromisoformat(modified) if modified else None,
+        )
+        fingerprint = raw.get("fingerprint")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not (isinstance(fingerprint, list) and len(fingerprint) == 3):
+        fingerprint = None
+    return obj, fingerprint
+
+
+def _description_bytes(stored: StoredObject, fingerprint: list[int] | None) -> bytes:
+    meta = {
+        "key": stored.key,
+        "size": stored.size,
+        "etag": stored.etag,
+        "sha256": stored.sha256,
+        "content_type": stored.content_type,
+        "metadata": dict(stored.metadata),
+        "last_modified": stored.last_modified.isoformat() if stored.last_modified else None,
+        "fingerprint": fingerprint,
+    }
+    return json.dumps(meta, sort_keys=True).encode("utf-8")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -126,11 +183,12 @@ class FileObjectStore:
             obj=obj,
             meta=self.root / _META_DIR / f"{key}.json",
             lock=self.root / _LOCK_DIR / f"{key}.lock",
+            pending=self.root / _PENDING_DIR / f"{key}.json",
         )
 
     @contextlib.contextmanager
-    def _locked(self, paths: _Paths, *, exclusive: bool) -> Iterator[None]:
-        """Hold the key's flock; a reader of a never-written key takes none."""
+    def _locked(self, paths: _Paths, *, exclusive: bool) -> Iterator[int | None]:
+        """Hold the key's flock (yield its fd); a reader of a never-written key takes none."""
         if exclusive:
             paths.lock.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -138,62 +196,86 @@ class FileObjectStore:
             try:
                 fd = os.open(paths.lock, os.O_RDONLY)
             except (FileNotFoundError, NotADirectoryError):
-                yield
+                yield None
                 return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
+            yield fd
         finally:
             os.close(fd)
 
     # --- descriptions -----------------------------------------------------------
 
-    def _describe(self, paths: _Paths, data: bytes | None = None) -> StoredObject | None:
-        """Read the sidecar; repair it from the bytes if it does not match them."""
-        try:
-            size = paths.obj.stat().st_size if data is None else len(data)
-            if not paths.obj.is_file():
-                return None
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        try:
-            raw: dict[str, Any] = json.loads(paths.meta.read_bytes())
-            obj = StoredObject(
-                key=paths.key,
-                size=int(raw["size"]),
-                etag=str(raw["etag"]),
-                sha256=str(raw["sha256"]),
-                metadata={str(k): str(v) for k, v in raw.get("metadata", {}).items()},
-                content_type=raw.get("content_type"),
-                last_modified=dt.datetime.fromisoformat(raw["last_modified"]),
-            )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            obj = None
-        if (
-            obj is not None
-            and obj.size == size
-            and (data is None or obj.sha256 == sha256_hex(data))
-        ):
-            return obj
-        return self._repair(paths, data, obj)
+    def _describe(
+        self, paths: _Paths, data: bytes | None = None
+    ) -> tuple[StoredObject | None, bool]:
+        """
+        Describe the object at *paths* from the files on disk.
 
-    def _repair(
-        self, paths: _Paths, data: bytes | None, stale: StoredObject | None
-    ) -> StoredObject:
-        """Describe an object whose sidecar is missing or stale (a crash mid-write)."""
+        Returns:
+            The description (``None``: no object) and whether the sidecar must
+            be rewritten to match it (a crash or an outside edit left it stale).
+        """
+        try:
+            if not paths.obj.is_file():
+                return None, False
+            fingerprint = _fingerprint(paths.obj)
+        except (FileNotFoundError, NotADirectoryError):
+            return None, False
+        sidecar = _read_description(paths.meta, paths.key)
+        if sidecar is not None and sidecar[1] == fingerprint:
+            obj = sidecar[0]
+            if data is None or sha256_hex(data) == obj.sha256:
+                return obj, False
         body = paths.obj.read_bytes() if data is None else data
         digest = sha256_hex(body)
-        log.warning("store.meta_repaired", key=paths.key, sha256=digest)
+        candidates = [sidecar, _read_description(paths.pending, paths.key)]
+        for candidate in candidates:
+            if candidate is not None and candidate[0].sha256 == digest:
+                return attrs.evolve(candidate[0], size=len(body), etag=digest), True
+        stale = sidecar[0] if sidecar is not None else None
         modified = dt.datetime.fromtimestamp(paths.obj.stat().st_mtime, dt.UTC)
-        return StoredObject(
-            key=paths.key,
-            size=len(body),
-            etag=digest,
-            sha256=digest,
-            metadata=dict(stale.metadata) if stale else {},
-            content_type=stale.content_type if stale else None,
-            last_modified=modified,
+        log.warning("store.meta_unknown", key=paths.key, sha256=digest)
+        return (
+            StoredObject(
+                key=paths.key,
+                size=len(body),
+                etag=digest,
+                sha256=digest,
+                metadata=dict(stale.metadata) if stale else {},
+                content_type=stale.content_type if stale else None,
+                last_modified=modified,
+            ),
+            True,
         )
+
+    def _repair(self, paths: _Paths, obj: StoredObject) -> None:
+        """Rewrite the sidecar for the object on disk (the exclusive lock is held)."""
+        _write_atomic(paths.meta, _description_bytes(obj, _fingerprint(paths.obj)))
+        with contextlib.suppress(FileNotFoundError):
+            paths.pending.unlink()
+        log.warning("store.meta_repaired", key=paths.key, sha256=obj.sha256)
+
+    def _read(self, paths: _Paths, *, with_data: bool) -> tuple[bytes | None, StoredObject | None]:
+        """Describe (and read) under a shared lock; repair a stale sidecar under an exclusive."""
+        with self._locked(paths, exclusive=False) as fd:
+            data = self._object_bytes(paths) if with_data else None
+            obj, stale = self._describe(paths, data)
+            if not stale or fd is None:
+                return data, obj
+            fcntl.flock(fd, fcntl.LOCK_EX)  # upgrade; the state may change in between
+            data = self._object_bytes(paths) if with_data else None
+            obj, stale = self._describe(paths, data)
+            if stale and obj is not None:
+                self._repair(paths, obj)
+            return data, obj
+
+    @staticmethod
+    def _object_bytes(paths: _Paths) -> bytes | None:
+        try:
+            return paths.obj.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
 
     # --- ObjectStore ------------------------------------------------------------
 
@@ -224,7 +306,7 @@ class FileObjectStore:
             raise IntegrityError(f"sha256 of the body does not match the one given for {key}")
         try:
             with self._locked(paths, exclusive=True):
-                current = self._describe(paths)
+                current, _ = self._describe(paths)
                 if if_none_match and current is not None:
                     raise PreconditionFailed(f"{key} already exists")
                 if if_match is not None and (
@@ -240,7 +322,8 @@ class FileObjectStore:
                     content_type=content_type,
                     last_modified=dt.datetime.now(dt.UTC),
                 )
-                self._write(paths, body, stored)
+                for _ in self._writes(paths, body, stored):
+                    pass
         except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
             raise InvalidKey(f"object key clashes with another object: {key[:80]!r}") from exc
         except OSError as exc:
@@ -248,20 +331,25 @@ class FileObjectStore:
         log.debug("store.put", key=key, size=len(body), sha256=digest)
         return stored
 
-    def _write(self, paths: _Paths, body: bytes, stored: StoredObject) -> None:
-        meta = {
-            "key": stored.key,
-            "size": stored.size,
-            "etag": stored.etag,
-            "sha256": stored.sha256,
-            "content_type": stored.content_type,
-            "metadata": dict(stored.metadata),
-            "last_modified": stored.last_modified.isoformat() if stored.last_modified else None,
-        }
+    def _writes(self, paths: _Paths, body: bytes, stored: StoredObject) -> Iterator[str]:
+        """
+        The durable writes of one put, in order; each step is yielded once on disk.
+
+        A crash after any step leaves files every reader describes alike (see
+        the module docstring): pending description, object, sidecar, cleanup.
+        """
         paths.obj.parent.mkdir(parents=True, exist_ok=True)
         paths.meta.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(paths.meta, json.dumps(meta, sort_keys=True).encode("utf-8"))
+        paths.pending.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(paths.pending, _description_bytes(stored, None))
+        yield "pending"
         _write_atomic(paths.obj, body)
+        yield "object"
+        _write_atomic(paths.meta, _description_bytes(stored, _fingerprint(paths.obj)))
+        yield "sidecar"
+        with contextlib.suppress(FileNotFoundError):
+            paths.pending.unlink()
+        yield "done"
 
     def get(self, key: str) -> tuple[bytes, StoredObject]:
         """
@@ -273,15 +361,10 @@ class FileObjectStore:
         """
         paths = self._paths(key)
         try:
-            with self._locked(paths, exclusive=False):
-                try:
-                    data = paths.obj.read_bytes()
-                except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                    raise ObjectNotFound(key) from None
-                stored = self._describe(paths, data)
+            data, stored = self._read(paths, with_data=True)
         except OSError as exc:
             raise StorageUnavailable(f"cannot read {key}: {exc}") from exc
-        if stored is None:
+        if data is None or stored is None:
             raise ObjectNotFound(key)
         return data, stored
 
@@ -289,8 +372,7 @@ class FileObjectStore:
         """Describe the object at *key*, or ``None``."""
         paths = self._paths(key)
         try:
-            with self._locked(paths, exclusive=False):
-                return self._describe(paths)
+            return self._read(paths, with_data=False)[1]
         except OSError as exc:
             raise StorageUnavailable(f"cannot read {key}: {exc}") from exc
 

@@ -9,6 +9,13 @@ clock seconds, shared by every process on the machine.
 ``receive`` waits without busy polling: short polls with a growing pause
 (50 ms up to 500 ms), woken at once by ``send`` from the same process.
 
+A transaction retried after an error its commit may have survived (lock
+contention, an I/O error reported late) does no harm twice: ``send`` inserts
+its id once, a ``receive`` call returns what it leased before (its lease
+tokens carry the call's token), ``retry`` and ``dead_letter`` keep the lease
+token on the row so a re-run recognises its own release, and a re-run
+``ack`` accepts that the row is already gone.
+
 Settings read (by the composition root): ``CURSOR_HOME`` (where the file
 lives), ``QUEUE_NAME``, ``VISIBILITY_TIMEOUT_SECONDS``.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import secrets
 import sqlite3
 import threading
@@ -40,6 +48,7 @@ MAX_BATCH = 100
 _POLL_FIRST = 0.05
 _POLL_MAX = 0.5
 _BUSY_TIMEOUT_MS = 10_000
+_NEVER = "-"  # a state no row is ever in
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -56,6 +65,7 @@ CREATE TABLE IF NOT EXISTS messages (
     dead_at REAL
 );
 CREATE INDEX IF NOT EXISTS messages_due ON messages (queue, state, visible_at, seq);
+CREATE INDEX IF NOT EXISTS messages_token ON messages (lease_token);
 """
 
 _wakeups_lock = threading.Lock()
@@ -67,6 +77,16 @@ def _wakeup_for(path: Path) -> threading.Condition:
     key = str(path)
     with _wakeups_lock:
         return _wakeups.setdefault(key, threading.Condition())
+
+
+def _delivery(message_id: str, body: bytes, attempts: int, token: str) -> Delivery:
+    return Delivery(
+        message_id=message_id,
+        body=bytes(body),
+        attempts=attempts,
+        lease_token=token,
+        identity_from_queue=False,
+    )
 
 
 def _is_busy(exc: Exception) -> bool:
@@ -140,10 +160,14 @@ class SqliteQueue:
 
     def _run(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run *fn* in one write transaction, retrying lock contention."""
+        return self._run_again(what, lambda conn, _first: fn(conn))
+
+    def _run_again(self, what: str, fn: Callable[[sqlite3.Connection, bool], T]) -> T:
+        """Like :meth:`_run`; *fn* is told whether this is its first attempt."""
         try:
             for attempt in stamina.retry_context(on=_is_busy, attempts=5, timeout=60.0):
                 with attempt, self._transaction() as conn:
-                    return fn(conn)
+                    return fn(conn, attempt.num == 1)
         except sqlite3.Error as exc:
             raise QueueUnavailable(f"queue {self.queue_name}: {what} failed: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -156,9 +180,9 @@ class SqliteQueue:
         now = self._clock()
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO messages (queue, message_id, body, attempts, state, visible_at,"
-                " enqueued_at) VALUES (?, ?, ?, 0, 'ready', ?, ?)",
+            conn.execute(  # OR IGNORE: a re-run after a lost commit inserts nothing
+                "INSERT OR IGNORE INTO messages (queue, message_id, body, attempts, state,"
+                " visible_at, enqueued_at) VALUES (?, ?, ?, 0, 'ready', ?, ?)",
                 (self.queue_name, message_id, bytes(body), now, now),
             )
 
@@ -179,7 +203,10 @@ class SqliteQueue:
         deadline = time.monotonic() + max(0.0, wait_seconds)
         pause = _POLL_FIRST
         while True:
-            got = self._run("receive", lambda conn: self._lease(conn, max_messages))
+            lease = functools.partial(  # the call's token: once, before the retries
+                self._lease, limit=max_messages, call=secrets.token_hex(12)
+            )
+            got = self._run("receive", lease)
             if got:
                 log.debug("queue.received", queue=self.queue_name, count=len(got))
                 return got
@@ -190,8 +217,16 @@ class SqliteQueue:
                 self._wakeup.wait(timeout=min(pause, left))
             pause = min(pause * 2, _POLL_MAX)
 
-    def _lease(self, conn: sqlite3.Connection, limit: int) -> list[Delivery]:
+    def _lease(self, conn: sqlite3.Connection, limit: int, call: str) -> list[Delivery]:
         now = self._clock()
+        earlier = conn.execute(
+            "SELECT message_id, body, attempts, lease_token FROM messages"
+            " WHERE lease_token >= ? AND lease_token < ? AND queue = ? AND state = 'leased'"
+            " AND visible_at > ? ORDER BY seq",
+            (f"{call}.", f"{call}/", self.queue_name, now),  # the tokens "<call>.<n>"
+        ).fetchall()
+        if earlier:  # this call committed before: hand out the same leases
+            return [_delivery(mid, body, attempts, token) for mid, body, attempts, token in earlier]
         rows = conn.execute(
             "SELECT seq, message_id, body, attempts FROM messages"
             " WHERE queue = ? AND state IN ('ready', 'leased') AND visible_at <= ?"
@@ -199,37 +234,53 @@ class SqliteQueue:
             (self.queue_name, now, limit),
         ).fetchall()
         out = []
-        for seq, message_id, body, attempts in rows:
-            token = secrets.token_hex(16)
+        for index, (seq, message_id, body, attempts) in enumerate(rows):
+            token = f"{call}.{index}"
             conn.execute(
                 "UPDATE messages SET state = 'leased', lease_token = ?, attempts = ?,"
                 " visible_at = ? WHERE seq = ?",
                 (token, attempts + 1, now + self.visibility_timeout, seq),
             )
-            out.append(
-                Delivery(
-                    message_id=message_id,
-                    body=bytes(body),
-                    attempts=attempts + 1,
-                    lease_token=token,
-                    identity_from_queue=False,
-                )
-            )
+            out.append(_delivery(message_id, body, attempts + 1, token))
         return out
 
-    def _change(self, what: str, delivery: Delivery, sql: str, params: tuple[Any, ...]) -> None:
-        """Apply *sql* to the delivery's row if its lease is still held."""
+    def _change(
+        self,
+        what: str,
+        delivery: Delivery,
+        sql: str,
+        params: tuple[Any, ...],
+        *,
+        done_state: str | None,
+    ) -> None:
+        """
+        Apply *sql* to the delivery's row if its lease is still held.
 
-        def apply(conn: sqlite3.Connection) -> int:
+        A re-run after a lost commit recognises its own earlier effect: the
+        row in *done_state* still carrying this lease's token, or (for a
+        delete, *done_state* ``None``) no row at all. ``extend`` needs no such
+        check (running it twice is running it once) and passes
+        :data:`_NEVER`, a state no row has.
+        """
+
+        def apply(conn: sqlite3.Connection, first: bool) -> bool:
             now = self._clock()
             cursor = conn.execute(
                 sql + " WHERE queue = ? AND message_id = ? AND state = 'leased'"
                 " AND lease_token = ? AND visible_at > ?",
                 (*params, self.queue_name, delivery.message_id, delivery.lease_token, now),
             )
-            return cursor.rowcount
+            if cursor.rowcount == 1:
+                return True
+            row = conn.execute(
+                "SELECT state, lease_token FROM messages WHERE queue = ? AND message_id = ?",
+                (self.queue_name, delivery.message_id),
+            ).fetchone()
+            if done_state is None:
+                return row is None and not first
+            return row is not None and tuple(row) == (done_state, delivery.lease_token)
 
-        if self._run(what, apply) != 1:
+        if not self._run_again(what, apply):
             raise LeaseExpired(
                 f"queue {self.queue_name}: lease of {delivery.message_id} expired before {what}"
             )
@@ -237,16 +288,17 @@ class SqliteQueue:
 
     def ack(self, delivery: Delivery) -> None:
         """Delete the delivered message. Raises ``LeaseExpired`` if the lease is gone."""
-        self._change("acked", delivery, "DELETE FROM messages", ())
+        self._change("acked", delivery, "DELETE FROM messages", (), done_state=None)
 
     def retry(self, delivery: Delivery, delay_seconds: float) -> None:
         """Release the message, due again in *delay_seconds*. Raises ``LeaseExpired``."""
         due = self._clock() + max(0.0, delay_seconds)
-        self._change(
+        self._change(  # the lease token stays on the row: a re-run sees its own release
             "retried",
             delivery,
-            "UPDATE messages SET state = 'ready', lease_token = NULL, visible_at = ?",
+            "UPDATE messages SET state = 'ready', visible_at = ?",
             (due,),
+            done_state="ready",
         )
         if delay_seconds <= 0:
             with self._wakeup:
@@ -257,14 +309,17 @@ class SqliteQueue:
         self._change(
             "dead_lettered",
             delivery,
-            "UPDATE messages SET state = 'dead', lease_token = NULL, dead_reason = ?, dead_at = ?",
+            "UPDATE messages SET state = 'dead', dead_reason = ?, dead_at = ?",
             (reason, self._clock()),
+            done_state="dead",
         )
 
     def extend(self, delivery: Delivery, seconds: float) -> None:
         """Keep the lease for *seconds* from now. Raises ``LeaseExpired``."""
         until = self._clock() + max(0.0, seconds)
-        self._change("extended", delivery, "UPDATE messages SET visible_at = ?", (until,))
+        self._change(
+            "extended", delivery, "UPDATE messages SET visible_at = ?", (until,), done_state=_NEVER
+        )
 
     def stats(self) -> QueueStats:
         """Exact counts of ready, in-flight, delayed and dead messages."""
@@ -317,15 +372,22 @@ class SqliteQueue:
         """Put a dead letter back on the queue with fresh attempts; ``False`` if absent."""
         now = self._clock()
 
-        def replay(conn: sqlite3.Connection) -> int:
-            return conn.execute(
+        def replay(conn: sqlite3.Connection, first: bool) -> bool:
+            changed = conn.execute(
                 "UPDATE messages SET state = 'ready', attempts = 0, visible_at = ?,"
                 " dead_reason = NULL, dead_at = NULL"
                 " WHERE queue = ? AND message_id = ? AND state = 'dead'",
                 (now, self.queue_name, message_id),
             ).rowcount
+            if changed == 1 or first:
+                return changed == 1
+            row = conn.execute(  # a re-run: did the first attempt put it back?
+                "SELECT attempts, dead_at FROM messages WHERE queue = ? AND message_id = ?",
+                (self.queue_name, message_id),
+            ).fetchone()
+            return row is not None and row[1] is None
 
-        replayed = self._run("replay_dead", replay) == 1
+        replayed = self._run_again("replay_dead", replay)
         if replayed:
             with self._wakeup:
                 self._wakeup.notify_all()

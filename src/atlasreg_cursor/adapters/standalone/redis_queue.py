@@ -19,6 +19,9 @@ Keys, with ``L`` the list key:
 - ``L:bodies``: HASH id → the body bytes, unchanged (binary safe).
 - ``L:sent``: HASH sha1(body) → ids handed out by ``send``, so the id it
   returns is the ``Delivery.message_id``.
+- ``L:sent:<id>``: a marker (24 h) that ``send`` of that id already pushed.
+- ``L:receipt:<call>``: what one ``receive`` call leased (ids and tokens),
+  kept for the visibility timeout.
 - ``L:dead``: dead letters, JSON ``{body, reason, attempts, message_id, dead_at}``
   (a body that is not UTF-8 is base64 with ``"body_encoding": "base64"``).
 
@@ -29,6 +32,16 @@ most ``poll_cap`` seconds or until the next deadline, never busy polling.
 Connection errors are retried with stamina, then raised as
 ``QueueUnavailable``; nothing acked is redelivered and nothing un-acked is
 lost across reconnects and Redis restarts (with Redis persistence on).
+
+Every script is safe to run again after its reply was lost (the server ran
+it, the connection dropped before the answer): ids and tokens are made once
+per logical call, before the retries, and each script recognises its own
+earlier effect. A repeated ``receive`` returns what the first run leased
+(its receipt) instead of leasing more; a repeated ``send`` finds its marker
+and pushes nothing; ``ack``, ``retry`` and ``dead_letter`` find the message
+already settled by their lease; ``extend`` is idempotent by nature.
+:meth:`RedisListQueue.server_warnings` reports a server that would lose the
+queue (no persistence, an evicting ``maxmemory-policy``).
 
 Needs Redis 6.2 or later (``BLMOVE``) on a single server or a primary with
 replicas; the keys are not hash-tagged for Redis Cluster, so that the list
@@ -82,6 +95,7 @@ MAX_BATCH = 100
 PROMOTE_LIMIT = 1000
 MIN_BLOCK_SECONDS = 0.01
 MARKER = "@envelope:"
+SEND_MARKER_MS = 24 * 3600 * 1000
 
 # --- Lua ------------------------------------------------------------------
 
@@ -103,13 +117,35 @@ local function lease(inflight, envelopes, id, token)
 end
 """
 
-# KEYS: list, inflight, delayed, envelopes, bodies, sent
+# KEYS: list, inflight, delayed, envelopes, bodies, sent, receipt of this call
 # ARGV: n, visibility_ms, promote_limit, then per slot k: fresh id, token
 _RECEIVE = (
     _PRELUDE
     + """
-local list, inflight, delayed, envelopes, bodies, sent = unpack(KEYS)
+local list, inflight, delayed, envelopes, bodies, sent, receipt = unpack(KEYS)
 local n, vis, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local prior = redis.call('GET', receipt)
+if prior then
+  -- this call ran before and its reply was lost: hand out the same leases
+  local again = {0}
+  local pairs_ = cjson.decode(prior)
+  for i = 1, #pairs_, 2 do
+    local id, token = pairs_[i], pairs_[i + 1]
+    local raw = redis.call('HGET', envelopes, id)
+    local body = redis.call('HGET', bodies, id)
+    local deadline = redis.call('ZSCORE', inflight, id)
+    if raw and body and deadline and tonumber(deadline) > now then
+      local env = cjson.decode(raw)
+      if env.token == token then
+        again[#again + 1] = id
+        again[#again + 1] = body
+        again[#again + 1] = env.attempts
+        again[#again + 1] = token
+      end
+    end
+  end
+  return again
+end
 for _, zset in ipairs({inflight, delayed}) do
   local ids = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'LIMIT', 0, limit)
   for i = #ids, 1, -1 do
@@ -163,6 +199,14 @@ while taken < n and scanned < n + 100 do
     out[#out + 1] = env.attempts
     out[#out + 1] = env.token
   end
+end
+if #out > 0 then
+  local leased = {}
+  for i = 1, #out, 4 do
+    leased[#leased + 1] = out[i]
+    leased[#leased + 1] = out[i + 3]
+  end
+  redis.call('SET', receipt, cjson.encode(leased), 'PX', math.max(vis, 1000))
 end
 local wait = -1
 for _, zset in ipairs({inflight, delayed}) do
@@ -235,8 +279,9 @@ return 1
 """
 )
 
-# KEYS: list, sent; ARGV: body, id
+# KEYS: list, sent, marker of this id; ARGV: body, id, marker_ttl_ms
 _SEND = """
+if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[3]) then return 0 end
 local h = redis.sha1hex(ARGV[1])
 local pending = redis.call('HGET', KEYS[2], h)
 if pending then
@@ -249,7 +294,14 @@ return redis.call('RPUSH', KEYS[1], ARGV[1])
 
 # KEYS: dead, list, envelopes, bodies; ARGV: exact dead entry, id, body, envelope JSON
 _REPLAY = """
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  -- 2: an earlier run of this call (reply lost) already put it back
+  local back = redis.call('HEXISTS', KEYS[3], ARGV[2]) + redis.call('HEXISTS', KEYS[4], ARGV[2])
+  if back == 2 then
+    return 2
+  end
+  return 0
+end
 redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
 redis.call('RPUSH', KEYS[2], '@envelope:' .. ARGV[2])
@@ -461,10 +513,13 @@ class RedisListQueue:
         Raises:
             QueueUnavailable: Redis could not be reached.
         """
-        message_id = uuid.uuid4().hex
+        message_id = uuid.uuid4().hex  # once, before the retries: a re-run finds its marker
+        marker = f"{self._sent}:{message_id}"
         self._run(
             "send",
-            lambda: self._send_script(keys=[self.list_key, self._sent], args=[body, message_id]),
+            lambda: self._send_script(
+                keys=[self.list_key, self._sent, marker], args=[body, message_id, SEND_MARKER_MS]
+            ),
         )
         log.debug("queue.sent", queue=self.list_key, message_id=message_id)
         return message_id
@@ -507,6 +562,54 @@ class RedisListQueue:
         return QueueStats(
             ready=int(ready), in_flight=int(in_flight), delayed=int(delayed), dead=int(dead)
         )
+
+    def server_warnings(self) -> list[str]:
+        """
+        Tell what about the Redis server would lose queued messages, with the fix.
+
+        Reads ``INFO persistence`` and ``INFO memory`` (and ``CONFIG GET save``
+        where allowed; managed servers often refuse ``CONFIG``).
+
+        Returns:
+            One sentence per problem; ``[]`` when the server keeps the queue.
+
+        Raises:
+            QueueUnavailable: Redis could not be reached.
+        """
+
+        def read() -> tuple[dict[str, Any], dict[str, Any], str | None]:
+            persistence = dict(self._client.info("persistence"))
+            memory = dict(self._client.info("memory"))
+            try:
+                raw: dict[Any, Any] = dict(self._client.config_get("save"))
+            except redis.ResponseError:
+                return persistence, memory, None
+            value = raw.get("save", raw.get(b"save"))
+            return persistence, memory, None if value is None else _text(value)
+
+        (persistence, memory, save), _ = self._run("server_check", read)
+        warnings = []
+        if not int(persistence.get("aof_enabled", 0)):
+            if save == "":
+                warnings.append(
+                    'Redis has no persistence (appendonly no, save ""): a restart loses every'
+                    " queued and in-flight message. Fix: appendonly yes and appendfsync"
+                    " everysec in redis.conf (or CONFIG SET appendonly yes)"
+                )
+            else:
+                warnings.append(
+                    "Redis keeps the queue in RDB snapshots only (appendonly no): a crash"
+                    " loses what changed since the last snapshot. Fix: appendonly yes and"
+                    " appendfsync everysec in redis.conf (or CONFIG SET appendonly yes)"
+                )
+        policy = _text(memory.get("maxmemory_policy", "noeviction"))
+        if policy != "noeviction":
+            warnings.append(
+                f"Redis maxmemory-policy is {policy}: under memory pressure it deletes keys,"
+                " queued messages and their leases included. Fix: maxmemory-policy noeviction"
+                " (CONFIG SET maxmemory-policy noeviction) and enough maxmemory"
+            )
+        return warnings
 
     def close(self) -> None:
         """Close the client when this queue built it from a URL."""
@@ -583,9 +686,11 @@ class RedisListQueue:
                 args=[entry, letter.message_id, letter.body, envelope],
             ),
         )
-        return int(done) == 1
+        return int(done) in {1, 2}
 
     def _take(self, n: int) -> tuple[int, list[Delivery]]:
+        # Ids, tokens and the receipt are made once per call, before the
+        # retries: a re-run after a lost reply returns the same leases.
         args: list[Any] = [n, _ms(self.visibility_timeout), PROMOTE_LIMIT]
         for _ in range(n):
             args += [uuid.uuid4().hex, uuid.uuid4().hex]
@@ -596,6 +701,7 @@ class RedisListQueue:
             self._envelopes,
             self._bodies,
             self._sent,
+            f"{self.list_key}:receipt:{uuid.uuid4().hex}",
         ]
         reply, _ = self._run("receive", lambda: self._receive_script(keys=keys, args=args))
         wait_ms = int(reply[0])
@@ -648,6 +754,10 @@ class RedisListQueue:
         except redis.RedisError as exc:
             raise QueueError(f"Redis error during {op} on {self.list_key}: {exc}") from exc
         raise QueueUnavailable(f"Redis queue {self.list_key}: no attempt made ({op})")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _parse_dead(entry: bytes | str) -> DeadLetter | None:

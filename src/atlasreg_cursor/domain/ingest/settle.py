@@ -1,0 +1,292 @@
+"""Settling a delivery: run its job, then ack, retry, defer or dead-letter it.
+
+- A poison message is dead-lettered at once.
+- A run already complete is a duplicate: acked. A run failed without its
+  message being dead-lettered (by a sweep) dead-letters this message now.
+- A run another live consumer holds is *deferred*: retried after the rest of
+  that lease (at most one lease), spending none of the run's attempts.
+- A transient failure is retried with backoff until the run's attempts (kept
+  in its journal) reach ``max_attempts``; then the run is failed, its
+  ``processing_error`` queued in the outbox, and the message dead-lettered.
+- A run whose Gold is published is never failed nor dead-lettered: once
+  its notification is in the outbox the message is acked.
+- An exception of any kind is settled like a transient failure (the daemon
+  survives it); nothing is left unsettled but a delivery the queue refuses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from atlasreg_cursor.domain.errors import CursorError, LeaseExpired
+from atlasreg_cursor.domain.runs import RunJournal
+
+from .journals import ActiveRun, JournalStore
+from .model import (
+    Clock,
+    EventSink,
+    HandleResult,
+    IngestPolicy,
+    Job,
+    LeaseHeld,
+    LeaseLost,
+    Monotonic,
+    Outcome,
+    Poison,
+    RunAborted,
+    RunCrashed,
+    error_text,
+    error_type,
+    read_job,
+    retryable,
+    summary_of,
+)
+from .outbox import Outbox
+from .runner import RunControl, fail_run, release_for_retry, work
+
+if TYPE_CHECKING:
+    from atlasreg_cursor.ports.config import ConfigSource
+    from atlasreg_cursor.ports.executor import Executor
+    from atlasreg_cursor.ports.queue import Delivery, MessageQueue
+    from atlasreg_cursor.ports.storage import ObjectStore
+
+
+def handle_delivery(
+    delivery: Delivery,
+    *,
+    queue: MessageQueue,
+    config: ConfigSource,
+    executor: Executor,
+    store: ObjectStore,
+    policy: IngestPolicy,
+    clock: Clock,
+    monotonic: Monotonic,
+    on_event: EventSink,
+    job: Job | Poison | None = None,
+    control: RunControl | None = None,
+) -> HandleResult:
+    """
+    Handle one delivery end to end and settle it on the queue.
+
+    Args:
+        job: the delivery as :func:`read_job` parsed it (parsed here if not given).
+        control: lets the daemon stop the run in hand at once.
+
+    Returns:
+        What was done with the delivery.
+
+    Raises:
+        QueueError: only when settling the delivery on the queue fails.
+    """
+    job = read_job(delivery) if job is None else job
+    if isinstance(job, Poison):
+        queue.dead_letter(delivery, job.reason)
+        on_event("message.poison", {"message_id": delivery.message_id, "reason": job.reason})
+        return HandleResult(outcome=Outcome.DEAD_LETTERED, reason=job.reason)
+    journals = JournalStore(
+        store, owner=policy.consumer_id, lease_seconds=policy.lease_seconds, clock=clock
+    )
+    outbox = Outbox(store, clock=clock)
+    settler = _Settler(delivery, job, queue, journals, outbox, policy, clock, on_event)
+    try:
+        opened = journals.open(job)
+    except LeaseHeld as exc:
+        return settler.defer(exc.remaining, str(exc))
+    except CursorError as exc:
+        return settler.failed(None, exc)
+    except Exception as exc:  # the daemon survives anything
+        on_event("run.crashed", {"run_id": job.run_id, "exc_info": exc})
+        return settler.failed(None, RunCrashed(exc))
+    if opened.state == "complete":
+        on_event("run.duplicate", {"run_id": job.run_id})
+        _queue_unsent(opened.journal, outbox)
+        settler.ack()
+        return HandleResult(
+            outcome=Outcome.DUPLICATE,
+            run_id=job.run_id,
+            summary=summary_of(opened.journal, duplicate=True),
+        )
+    if opened.state == "failed":
+        return settler.dead_letter_failed(opened.journal.error or "the run failed")
+    active = opened.active
+    assert active is not None
+    if active.value.gold is None:  # a published run is only finished, never given up
+        if opened.state == "fresh" and delivery.attempts > policy.max_attempts:
+            return settler.give_up(active, delivery.attempts - 1)
+        if active.value.attempts > policy.max_attempts:
+            return settler.give_up(active, active.value.attempts - 1)
+    if control is not None:
+        control.attach(journals, active, lambda: queue.retry(delivery, 0))
+    try:
+        work(
+            job,
+            active,
+            config=config,
+            executor=executor,
+            store=store,
+            journals=journals,
+            outbox=outbox,
+            policy=policy,
+            clock=clock,
+            monotonic=monotonic,
+            on_event=on_event,
+            keep_alive=lambda: queue.extend(delivery, policy.lease_seconds),
+        )
+    except RunAborted as exc:
+        return HandleResult(outcome=Outcome.RELEASED, run_id=job.run_id, reason=str(exc))
+    except LeaseLost as exc:
+        return settler.defer(policy.lease_seconds, str(exc))
+    except CursorError as exc:
+        return settler.failed(active, exc)
+    finally:
+        if control is not None:
+            control.detach()
+    settler.ack()
+    return HandleResult(outcome=Outcome.ACKED, run_id=job.run_id, summary=summary_of(active.value))
+
+
+class _Settler:
+    """The ways one delivery of one job is settled on the queue."""
+
+    def __init__(
+        self,
+        delivery: Delivery,
+        job: Job,
+        queue: MessageQueue,
+        journals: JournalStore,
+        outbox: Outbox,
+        policy: IngestPolicy,
+        clock: Clock,
+        on_event: EventSink,
+    ) -> None:
+        self.delivery = delivery
+        self.job = job
+        self.queue = queue
+        self.journals = journals
+        self.outbox = outbox
+        self.policy = policy
+        self.clock = clock
+        self.on_event = on_event
+
+    def ack(self) -> None:
+        try:
+            self.queue.ack(self.delivery)
+        except LeaseExpired:
+            # The run is complete in its journal; a redelivery is acked as a duplicate.
+            self.on_event(
+                "message.ack_late",
+                {"run_id": self.job.run_id, "message_id": self.delivery.message_id},
+            )
+
+    def defer(self, remaining: float, reason: str) -> HandleResult:
+        """Wait for another consumer's live run, spending none of its attempts."""
+        limit = self.policy.queue_max_deliveries
+        if limit is not None and self.delivery.attempts >= limit:
+            # The queue would retire the message on its next delivery; the
+            # journal carries the run (it is swept if its consumer dies).
+            self.on_event("run.handed_to_journal", {"run_id": self.job.run_id})
+            self.ack()
+            return HandleResult(outcome=Outcome.DUPLICATE, run_id=self.job.run_id, reason=reason)
+        delay = self.policy.defer_delay(remaining)
+        # LeaseExpired: the message already went back (another consumer works it)
+        with contextlib.suppress(LeaseExpired):
+            self.queue.retry(self.delivery, delay)
+        self.on_event("run.deferred", {"run_id": self.job.run_id, "delay_seconds": delay})
+        return HandleResult(
+            outcome=Outcome.DEFERRED, run_id=self.job.run_id, reason=reason, delay_seconds=delay
+        )
+
+    def failed(self, active: ActiveRun | None, exc: CursorError) -> HandleResult:
+        """Retry a transient failure with backoff, or make the failure final."""
+        kind = error_type(exc)
+        attempts = active.value.attempts if active is not None else self.delivery.attempts
+        published = active is not None and active.value.gold is not None
+        if published or (retryable(exc) and attempts < self.policy.max_attempts):
+            delay = self.policy.retry_delay(min(attempts, self.policy.max_attempts))
+            if active is not None:
+                release_for_retry(
+                    self.journals,
+                    active,
+                    delay=delay,
+                    error=f"{kind}: {exc}",
+                    clock=self.clock,
+                    on_event=self.on_event,
+                )
+            self.queue.retry(self.delivery, delay)
+            self.on_event(
+                "run.retry_scheduled",
+                {
+                    "run_id": self.job.run_id,
+                    "error_type": kind,
+                    "error": error_text(str(exc)),
+                    "attempts": attempts,
+                    "delay_seconds": delay,
+                },
+            )
+            return HandleResult(
+                outcome=Outcome.RETRIED,
+                run_id=self.job.run_id,
+                reason=error_text(str(exc)),
+                delay_seconds=delay,
+            )
+        reason = error_text(f"{kind}: {exc}")
+        if retryable(exc):
+            reason = f"{reason} (after {attempts} attempts)"
+        return self._final(active, kind, str(exc), attempts, reason)
+
+    def give_up(self, active: ActiveRun, attempts: int) -> HandleResult:
+        """The run was tried ``max_attempts`` times (each crashed or failed)."""
+        reason = f"gave up after {attempts} attempts (MAX_ATTEMPTS={self.policy.max_attempts})"
+        return self._final(active, "max_attempts_exceeded", reason, attempts, reason)
+
+    def _final(
+        self, active: ActiveRun | None, kind: str, message: str, attempts: int, reason: str
+    ) -> HandleResult:
+        """
+        Fail the run, then dead-letter the message, then say so in the journal.
+
+        In that order a crash in between never loses the failure: a message
+        that comes back to a failed journal not yet marked dead-lettered is
+        dead-lettered then (:meth:`dead_letter_failed`).
+        """
+        fail_run(
+            self.job,
+            active=active,
+            journals=self.journals,
+            outbox=self.outbox,
+            error_type=kind,
+            error_message=message,
+            attempts=attempts,
+            dead_lettered=False,
+            clock=self.clock,
+            on_event=self.on_event,
+        )
+        self.queue.dead_letter(self.delivery, reason)
+        self._mark_dead_lettered()
+        return HandleResult(outcome=Outcome.DEAD_LETTERED, run_id=self.job.run_id, reason=reason)
+
+    def dead_letter_failed(self, error: str) -> HandleResult:
+        """The run was failed without this message (a sweep, a crash): dead-letter it now."""
+        reason = error_text(f"the run failed: {error}")
+        self.queue.dead_letter(self.delivery, reason)
+        self._mark_dead_lettered()
+        return HandleResult(outcome=Outcome.DEAD_LETTERED, run_id=self.job.run_id, reason=reason)
+
+    def _mark_dead_lettered(self) -> None:
+        """Record that the failed run's message is in the dead letters (a replay reruns it)."""
+        try:
+            self.journals.update_complete(
+                self.job.run_id,
+                lambda journal: {"dead_lettered": True} if journal.failed else None,
+            )
+        except CursorError as exc:
+            self.on_event("run.release_failed", {"run_id": self.job.run_id, "error": str(exc)})
+
+
+def _queue_unsent(journal: RunJournal, outbox: Outbox) -> None:
+    """A journal finished before the outbox existed may hold an unsent notification: queue it."""
+    record = journal.notification
+    if record is None or record.delivered or record.rejected or record.outbox_key is not None:
+        return
+    outbox.add(journal.run_id, record)

@@ -1,0 +1,93 @@
+"""Start-up checks of the daemon: what would break the guarantees, said clearly.
+
+- A Redis without persistence, or with an evicting ``maxmemory-policy``,
+  loses queued messages on a restart or under memory pressure: a warning
+  with the fix.
+- An S3 backend that ignores ``If-None-Match`` on PUT would overwrite a
+  published Gold: the daemon refuses to start (exactly-once depends on it).
+- A Cloudflare queue whose ``max_retries`` is below ``MAX_ATTEMPTS`` retires
+  messages before the service gives up on them: a warning with the wrangler
+  setting to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from atlasreg_cursor.domain.errors import CursorError, StorageError
+
+from .bootstrap import App
+
+log = structlog.get_logger()
+
+
+class StartupRefused(CursorError):
+    """Raised when a backend cannot keep the service's guarantees: the daemon does not start."""
+
+
+def startup_checks(app: App) -> list[str]:
+    """
+    Check the backends; log a warning per problem.
+
+    Returns:
+        The warnings logged.
+
+    Raises:
+        StartupRefused: the object store ignores conditional writes.
+    """
+    warnings = [*_queue_warnings(app), *_cloudflare_warnings(app)]
+    for warning in warnings:
+        log.warning("startup.warning", problem=warning)
+    _check_store(app)
+    return warnings
+
+
+def _method(port: Any, name: str) -> Callable[[], Any] | None:
+    try:
+        method = getattr(port, name)
+    except AttributeError:
+        return None
+    return method if callable(method) else None
+
+
+def _queue_warnings(app: App) -> list[str]:
+    check = _method(app.queue, "server_warnings")
+    if check is None:
+        return []
+    try:
+        found: list[str] = check()
+    except CursorError as exc:
+        log.warning("startup.check_failed", check="queue server", error=str(exc))
+        return []
+    return found
+
+
+def _cloudflare_warnings(app: App) -> list[str]:
+    settings = app.settings
+    if settings.backend("queue") != "cloudflare":
+        return []
+    if settings.cf_queue_max_retries >= settings.max_attempts:
+        return []
+    return [
+        f"the Cloudflare queue retires a message after max_retries={settings.cf_queue_max_retries}"
+        f" deliveries (CF_QUEUE_MAX_RETRIES), before MAX_ATTEMPTS={settings.max_attempts} are"
+        " used: the journal sweep then carries failing runs, but set the consumer's"
+        f" max_retries to at least {settings.max_attempts + 5} (wrangler.toml"
+        " [[queues.consumers]] max_retries, or the dashboard) and CF_QUEUE_MAX_RETRIES to match"
+    ]
+
+
+def _check_store(app: App) -> None:
+    check = _method(app.store, "check_conditional_writes")
+    if check is None:
+        return
+    try:
+        check()
+    except StorageError as exc:
+        if exc.transient:
+            log.warning("startup.check_failed", check="conditional writes", error=str(exc))
+            return
+        raise StartupRefused(str(exc)) from exc

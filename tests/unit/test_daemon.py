@@ -1,0 +1,268 @@
+"""The daemon loop on fakes: it survives anything, signals are only counted, stops give back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from atlasreg_cursor.adapters import metrics
+from atlasreg_cursor.domain.errors import QueueUnavailable
+from atlasreg_cursor.domain.ingest import Outcome, read_journal
+from atlasreg_cursor.domain.messages import MessageType
+from atlasreg_cursor.domain.runs import derive_run_id
+from atlasreg_cursor.entrypoints import daemon
+from atlasreg_cursor.entrypoints.bootstrap import App, build
+from atlasreg_cursor.entrypoints.settings import load_settings
+from tests.fakes import FakeConfigSource, FakeExecutor, FakeNotifier, FakeObjectStore, FakeQueue
+from tests.unit.world import DAILY, WATCHLIST
+
+RUN_ID = derive_run_id(MessageType.START_DAILY_INGEST, "m-1")
+
+
+def _app(tmp_path: Path, **env: str) -> App:
+    settings = load_settings(
+        {
+            "CURSOR_HOME": str(tmp_path),
+            "LEASE_SECONDS": "30",
+            "RETRY_BASE_SECONDS": "1",
+            "NOTIFY_SCAN_SECONDS": "0.2",
+            "POLL_SECONDS": "0.2",
+            **env,
+        },
+        env_file=None,
+    )
+    return build(
+        settings,
+        queue=FakeQueue(visibility_timeout=60),
+        config=FakeConfigSource(json.loads(json.dumps(WATCHLIST))),
+        store=FakeObjectStore(),
+        notifier=FakeNotifier(),
+        executor=FakeExecutor(),
+    )
+
+
+def _unexpected(where: str) -> float:
+    return metrics.UNEXPECTED_ERRORS.labels(where=where)._value.get()  # type: ignore[no-any-return]
+
+
+def test_an_exception_while_settling_is_logged_counted_and_the_delivery_retried(
+    tmp_path: Path,
+) -> None:
+    """A bug below handle_delivery (here in ack) never kills the loop nor orphans the delivery."""
+    app = _app(tmp_path)
+    queue: Any = app.queue
+    real_ack = queue.ack
+    calls = []
+
+    def broken_ack(delivery: Any) -> None:
+        calls.append(delivery)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in ack")
+        real_ack(delivery)
+
+    queue.ack = broken_ack
+    queue.send(json.dumps(DAILY).encode())
+    before = _unexpected("handle")
+
+    with structlog.testing.capture_logs() as logs:
+        first = daemon.process_one(app, daemon.DaemonState(), 0.1)
+    queue.state.clock = lambda: time.monotonic() + 3600  # the retry delay has passed
+    second = daemon.process_one(app, daemon.DaemonState(), 0.1)
+
+    assert first is not None
+    assert second is not None
+    assert (Outcome.RETRIED, Outcome.DUPLICATE) == (first.outcome, second.outcome)
+    assert before + 1 == _unexpected("handle")
+    crashed = [entry for entry in logs if entry["event"] == "message.crashed"]
+    assert 1 == len(crashed)
+    assert crashed[0]["log_level"] == "error"
+    assert [] == queue.entries
+
+
+def test_a_failing_stats_call_cannot_orphan_a_delivery(tmp_path: Path) -> None:
+    """Queue depth is exported before the receive, and its failure is only a warning."""
+    app = _app(tmp_path)
+    queue: Any = app.queue
+
+    def down() -> Any:
+        raise QueueUnavailable("stats down")
+
+    queue.stats = down
+    queue.send(json.dumps(DAILY).encode())
+
+    result = daemon.process_one(app, daemon.DaemonState(), 0.1)
+
+    assert result is not None
+    assert Outcome.ACKED == result.outcome
+
+
+def test_a_journal_another_version_wrote_is_dead_lettered_saying_so(tmp_path: Path) -> None:
+    """The daemon keeps going; after MAX_ATTEMPTS the message is dead-lettered with the reason."""
+    app = _app(tmp_path, MAX_ATTEMPTS="2")
+    app.store.put(f"runs/{RUN_ID}.json", b'{"schema": "v9", "run_id": null}')
+    queue: Any = app.queue
+    queue.send(json.dumps(DAILY).encode())
+    queue.send(json.dumps({**DAILY, "message_id": "m-2"}).encode())
+    queue.state.clock = lambda: time.monotonic() + 10_000 * len(queue.state.retries)
+
+    code = daemon.run_daemon(app, until_empty=True, serve_http=False)
+
+    assert 0 == code
+    [(_, reason)] = queue.dead
+    assert "unreadable_journal" in reason
+    assert read_journal(app.store, derive_run_id(MessageType.START_DAILY_INGEST, "m-2"))
+
+
+def test_the_signal_handler_only_counts(tmp_path: Path) -> None:
+    """No log line, no lock, no exception from the handler: the loop acts on the count."""
+    state = daemon.DaemonState()
+    previous = daemon._install_signals(state)
+    try:
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        with structlog.testing.capture_logs() as logs:
+            handler(signal.SIGTERM, None)
+            handler(signal.SIGTERM, None)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    assert ([], 2, False) == (logs, state.signals, state.stop.is_set())
+
+
+def _signal_later(count: int, after: float, gap: float) -> None:
+    def send() -> None:
+        time.sleep(after)
+        for _ in range(count):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(gap)
+
+    threading.Thread(target=send, daemon=True).start()
+
+
+@pytest.mark.parametrize(
+    ("signals", "grace", "code"),
+    [(1, "30", 0), (2, "30", 130), (1, "0.5", 130)],
+    ids=["one-signal-finishes", "second-signal-gives-back", "grace-over-gives-back"],
+)
+def test_stopping_finishes_or_gives_the_run_back(
+    tmp_path: Path, signals: int, grace: str, code: int
+) -> None:
+    """First signal: the message in hand finishes. Second, or grace over: lease and message back, 130."""
+    app = _app(tmp_path, STOP_GRACE_SECONDS=grace)
+    executor: Any = app.executor
+    executor.sleep["aneel_news"] = 2.5
+    queue: Any = app.queue
+    queue.send(json.dumps(DAILY).encode())
+    _signal_later(signals, after=0.8, gap=0.3)
+
+    started = time.monotonic()
+    exit_code = daemon.run_daemon(app, serve_http=False)
+    elapsed = time.monotonic() - started
+
+    journal = read_journal(app.store, RUN_ID)
+    assert journal is not None
+    assert code == exit_code
+    assert journal.lease is None
+    if code == 0:
+        assert journal.gold is not None
+        assert [] == queue.entries
+    else:
+        assert (None, 1) == (journal.gold, queue.stats().ready)
+        assert elapsed < 2.4
+
+
+def test_a_sweeping_daemon_finishes_an_orphaned_run(tmp_path: Path) -> None:
+    """With SWEEP_ORPHANS on, a run whose consumer died is finished without its message."""
+    import datetime as dt
+
+    from atlasreg_cursor.domain.codec import converter
+    from atlasreg_cursor.domain.hashing import canonical_bytes
+    from atlasreg_cursor.domain.runs import Lease, RunJournal
+
+    app = _app(tmp_path, SWEEP_ORPHANS="true", SWEEP_SECONDS="0.1")
+    now = dt.datetime.now(dt.UTC)
+    orphan = RunJournal(
+        run_id=RUN_ID,
+        date=dt.date(2026, 11, 24),
+        message_type=MessageType.START_DAILY_INGEST,
+        message_id="m-1",
+        created_at=now,
+        updated_at=now,
+        lease=Lease(owner="dead", expires_at=now - dt.timedelta(seconds=1)),
+        attempts=1,
+    )
+    app.store.put(f"runs/{RUN_ID}.json", canonical_bytes(converter.unstructure(orphan)))
+
+    code = daemon.run_daemon(app, until_empty=True, serve_http=False)
+
+    journal = read_journal(app.store, RUN_ID)
+    notifier: Any = app.notifier
+    assert 0 == code
+    assert journal is not None
+    assert journal.gold is not None
+    assert journal.notification is not None
+    assert journal.notification.delivered
+    assert ["ingest_complete"] == [n.event_type for n in notifier.sent]
+
+
+class _CarelessStore(FakeObjectStore):
+    """A store that says it ignores If-None-Match (what the S3 probe finds on such a backend)."""
+
+    def check_conditional_writes(self) -> None:
+        from atlasreg_cursor.domain.errors import StorageError
+
+        raise StorageError("the S3 endpoint ignores If-None-Match on PUT")
+
+
+def test_a_store_without_conditional_writes_stops_the_daemon_before_it_starts(
+    tmp_path: Path,
+) -> None:
+    """Exactly-once depends on If-None-Match: refused at start-up (exit 2), nothing consumed."""
+    app = _app(tmp_path)
+    app = build(
+        app.settings,
+        queue=app.queue,
+        config=app.config,
+        store=_CarelessStore(),
+        notifier=app.notifier,
+        executor=app.executor,
+    )
+    app.queue.send(json.dumps(DAILY).encode())
+
+    with structlog.testing.capture_logs() as logs:
+        code = daemon.run_daemon(app, until_empty=True, serve_http=False)
+
+    queue: Any = app.queue
+    assert 2 == code
+    assert 1 == len(queue.entries)
+    assert "daemon.refused" in [entry["event"] for entry in logs]
+
+
+def test_cloudflare_max_retries_below_max_attempts_is_a_start_up_warning(tmp_path: Path) -> None:
+    """The warning names the wrangler setting and CF_QUEUE_MAX_RETRIES."""
+    from atlasreg_cursor.entrypoints.startup import startup_checks
+
+    app = _app(tmp_path, MODE="cloudflare", CONFIG_BACKEND="file", STORAGE_BACKEND="file")
+    matched = _app(
+        tmp_path,
+        MODE="cloudflare",
+        CONFIG_BACKEND="file",
+        STORAGE_BACKEND="file",
+        CF_QUEUE_MAX_RETRIES="10",
+    )
+
+    warnings = startup_checks(app)
+
+    assert 1 == len(warnings)
+    assert "max_retries=3" in warnings[0]
+    assert "CF_QUEUE_MAX_RETRIES" in warnings[0]
+    assert [] == startup_checks(matched)
