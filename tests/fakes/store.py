@@ -19,7 +19,9 @@ from atlasreg_cursor.ports.storage import StoredObject
 class FakeObjectStore:
     """
     Objects in a dict; ``fail_puts`` makes the next N puts unavailable, and
-    ``fail_prefixes[prefix] = N`` the next N puts of keys under *prefix*.
+    ``fail_prefixes[prefix] = N`` the next N puts of keys under *prefix*;
+    ``fail_retry_after`` is the ``retry_after_seconds`` those failures carry
+    (as a circuit breaker's fail-fast error does).
     """
 
     def __init__(self) -> None:
@@ -27,6 +29,7 @@ class FakeObjectStore:
         self.objects: dict[str, tuple[bytes, StoredObject]] = {}
         self.fail_puts = 0
         self.fail_prefixes: dict[str, int] = {}
+        self.fail_retry_after: float | None = None
         self.put_count = 0
         self.put_keys: list[str] = []
 
@@ -45,7 +48,9 @@ class FakeObjectStore:
         with self._lock:
             if self.fail_puts:
                 self.fail_puts -= 1
-                raise StorageUnavailable("store is down (fake)")
+                down = StorageUnavailable("store is down (fake)")
+                down.retry_after_seconds = self.fail_retry_after
+                raise down
             for prefix, left in self.fail_prefixes.items():
                 if left and key.startswith(prefix):
                     self.fail_prefixes[prefix] = left - 1

@@ -177,6 +177,19 @@ def test_storage_down_is_retried_and_then_succeeds() -> None:
     assert 1 == len(world.notifier.sent)
 
 
+def test_a_dependency_known_down_is_not_retried_before_it_can_answer() -> None:
+    """An error saying when trying again can help (a breaker's trial) delays the retry past it."""
+    world = World()
+    world.store.fail_puts = 1
+    world.store.fail_retry_after = 90.0  # above RETRY_MAX_SECONDS-style caps and the backoff
+    world.send(DAILY)
+
+    first = world.handle()
+
+    assert Outcome.RETRIED == first.outcome
+    assert first.delay_seconds is not None and first.delay_seconds >= 90.0
+
+
 def test_rejected_notification_is_final_and_the_run_stays_published() -> None:
     """A 4xx from the receiver settles the outbox entry as rejected; the run was acked."""
     world = World()

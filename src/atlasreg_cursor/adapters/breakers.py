@@ -64,10 +64,18 @@ class CircuitOpen(CursorError):
 
     transient = True
 
-    def __init__(self, message: str, *, dependency: str, opened_at: dt.datetime | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        dependency: str,
+        opened_at: dt.datetime | None,
+        trial_in: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.dependency = dependency
         self.opened_at = opened_at
+        self.retry_after_seconds = trial_in
 
 
 class StorageCircuitOpen(CircuitOpen, StorageUnavailable):
@@ -85,8 +93,15 @@ class ExecutorCircuitOpen(CircuitOpen, ExecutorUnavailable):
 class SourceCircuitOpen(CircuitOpen, SourceFailed):
     """Raised for a source whose host's breaker is open (``error_type`` ``circuit_open``)."""
 
-    def __init__(self, message: str, *, dependency: str, opened_at: dt.datetime | None) -> None:
-        super().__init__(message, dependency=dependency, opened_at=opened_at)
+    def __init__(
+        self,
+        message: str,
+        *,
+        dependency: str,
+        opened_at: dt.datetime | None,
+        trial_in: float | None = None,
+    ) -> None:
+        super().__init__(message, dependency=dependency, opened_at=opened_at, trial_in=trial_in)
         self.error_type = "circuit_open"
 
 
@@ -165,12 +180,14 @@ class Breaker:
             return
         opened = self.opened_at
         reset = dt.timedelta(seconds=self._cb.reset_timeout)
-        if opened is not None and dt.datetime.now(dt.UTC) < opened + reset:
+        now = dt.datetime.now(dt.UTC)
+        if opened is not None and now < opened + reset:
             raise self._open_error(
                 f"circuit open for {self.dependency} since {opened.isoformat()}: failing fast "
                 f"(next trial after {(opened + reset).isoformat()})",
                 dependency=self.dependency,
                 opened_at=opened,
+                trial_in=(opened + reset - now).total_seconds(),
             )
 
     def record(self, exc: BaseException | None) -> None:

@@ -18,9 +18,14 @@ class CursorError(Exception):
     :func:`~atlasreg_cursor.domain.redaction.redact_text`, so a URL with
     ``user:password@`` or ``?api_key=`` is hidden wherever the error is shown
     (logs, Gold ``errors``, journals, notifications).
+
+    ``retry_after_seconds``, when set on a transient error, says that trying
+    again sooner cannot help (a circuit breaker cooling down): the delivery is
+    retried no earlier than that.
     """
 
     transient: ClassVar[bool] = False
+    retry_after_seconds: float | None = None
 
     def __init__(self, *args: object) -> None:
         super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))

@@ -18,6 +18,9 @@ from atlasreg_cursor.domain.runs import RunContext, RunJournal, RunStatus, deriv
 if TYPE_CHECKING:
     from atlasreg_cursor.ports.queue import Delivery
 
+#: The longest delay a queue takes for a retry (Cloudflare's limit: 12 h).
+MAX_QUEUE_DELAY_SECONDS = 43200.0
+
 #: Progress events the entry points turn into log lines and metrics.
 EventSink = Callable[[str, Mapping[str, Any]], None]
 #: The wall clock: aware UTC now. Injected; the domain never reads one itself.
@@ -93,10 +96,18 @@ class IngestPolicy:
         """How often a run's lease is renewed."""
         return max(0.5, self.lease_seconds / 3)
 
-    def retry_delay(self, attempts: int) -> float:
-        """Exponential backoff after the *attempts*-th attempt."""
-        delay = self.retry_base_seconds * (2 ** max(0, attempts - 1))
-        return float(min(self.retry_max_seconds, 43200.0, delay))
+    def retry_delay(self, attempts: int, *, not_before: float | None = None) -> float:
+        """
+        Exponential backoff after the *attempts*-th attempt.
+
+        Args:
+            not_before: seconds before which trying again cannot help (a
+                circuit breaker's next trial); it wins over the backoff cap.
+        """
+        delay = min(self.retry_max_seconds, self.retry_base_seconds * (2 ** max(0, attempts - 1)))
+        if not_before is not None:
+            delay = max(delay, not_before + 1.0)
+        return float(min(MAX_QUEUE_DELAY_SECONDS, delay))
 
     def defer_delay(self, remaining: float) -> float:
         """How long a duplicate of a live run waits: the lease's rest, at most one lease."""

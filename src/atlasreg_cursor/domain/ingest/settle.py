@@ -203,37 +203,52 @@ class _Settler:
         attempts = active.value.attempts if active is not None else self.delivery.attempts
         published = active is not None and active.value.gold is not None
         if published or (retryable(exc) and attempts < self.policy.max_attempts):
-            delay = self.policy.retry_delay(min(attempts, self.policy.max_attempts))
-            if active is not None:
-                release_for_retry(
-                    self.journals,
-                    active,
-                    delay=delay,
-                    error=f"{kind}: {exc}",
-                    clock=self.clock,
-                    on_event=self.on_event,
-                )
-            self.queue.retry(self.delivery, delay)
-            self.on_event(
-                "run.retry_scheduled",
-                {
-                    "run_id": self.job.run_id,
-                    "error_type": kind,
-                    "error": error_text(str(exc)),
-                    "attempts": attempts,
-                    "delay_seconds": delay,
-                },
-            )
-            return HandleResult(
-                outcome=Outcome.RETRIED,
-                run_id=self.job.run_id,
-                reason=error_text(str(exc)),
-                delay_seconds=delay,
-            )
+            return self._retry(active, exc, kind, attempts)
         reason = error_text(f"{kind}: {exc}")
         if retryable(exc):
             reason = f"{reason} (after {attempts} attempts)"
-        return self._final(active, kind, str(exc), attempts, reason)
+        try:
+            return self._final(active, kind, str(exc), attempts, reason)
+        except CursorError as recording:
+            if not recording.transient:
+                raise
+            # The failure cannot be recorded (the store is down too): try again
+            # later rather than dead-letter a run whose journal does not say so.
+            return self._retry(active, recording, error_type(recording), attempts)
+
+    def _retry(
+        self, active: ActiveRun | None, exc: CursorError, kind: str, attempts: int
+    ) -> HandleResult:
+        """Release the run and retry the delivery with backoff (never before *exc* allows)."""
+        delay = self.policy.retry_delay(
+            min(attempts, self.policy.max_attempts), not_before=exc.retry_after_seconds
+        )
+        if active is not None:
+            release_for_retry(
+                self.journals,
+                active,
+                delay=delay,
+                error=f"{kind}: {exc}",
+                clock=self.clock,
+                on_event=self.on_event,
+            )
+        self.queue.retry(self.delivery, delay)
+        self.on_event(
+            "run.retry_scheduled",
+            {
+                "run_id": self.job.run_id,
+                "error_type": kind,
+                "error": error_text(str(exc)),
+                "attempts": attempts,
+                "delay_seconds": delay,
+            },
+        )
+        return HandleResult(
+            outcome=Outcome.RETRIED,
+            run_id=self.job.run_id,
+            reason=error_text(str(exc)),
+            delay_seconds=delay,
+        )
 
     def give_up(self, active: ActiveRun, attempts: int) -> HandleResult:
         """The run was tried ``max_attempts`` times (each crashed or failed)."""
