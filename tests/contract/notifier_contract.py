@@ -1,33 +1,49 @@
-"""The Notifier contract (DESIGN §6, §8), run against every HTTP notifier.
+"""The Notifier contract (DESIGN §6, §8), run against every notifier.
 
-A test module plugs an adapter in by subclassing :class:`NotifierContract`
-and overriding the ``notifier_factory`` fixture::
+:class:`NotifierContract` states what every ``Notifier`` promises — the
+exact body reaches the other side under its stable ``webhook-id``, a resend
+keeps the id, concurrent sends all arrive whole, failures are typed — and
+runs against the webhook notifier, the outbox and the fake. A module plugs
+an adapter in by subclassing it and overriding the ``harness`` fixture,
+which returns a :class:`NotifierHarness`:
 
-    class TestWebhookNotifier(NotifierContract):
+    ``notifier``: the adapter under test, signing with :data:`SECRETS` where
+    it signs; ``delivered()``: what reached the far side so far, oldest
+    first; ``break_delivery()``: every later send fails transiently;
+    ``refuse_with``: ``None`` where nothing can refuse a notification (the
+    outbox), else a function making every later send be refused with that
+    HTTP status.
+
+Capabilities: ``SIGNS`` (the delivered headers carry signatures that verify
+with the ``standardwebhooks`` package), ``REJECTS`` (a receiver can refuse).
+
+:class:`HttpNotifierContract` adds what an HTTP notifier promises (paths
+under the endpoint, retries of 408/429/5xx with the same ``webhook-id``, no
+retry of other 4xx); its modules override ``notifier_factory``::
+
+    class TestWebhookNotifier(HttpNotifierContract):
         @pytest.fixture
         def notifier_factory(self):
             def make(endpoint: str, signer: WebhookSigner, *, attempts: int) -> Notifier:
                 return WebhookNotifier(endpoint, signer, timeout=5, attempts=attempts)
             return make
 
-Fixture shape:
-    ``notifier_factory`` returns ``make(endpoint, signer, *, attempts) -> Notifier``:
-    a notifier POSTing to *endpoint* (a base URL, maybe with a path and a
-    trailing slash), signing with *signer*, making at most *attempts* tries.
-    The receiving side is the real HTTP server of
-    ``tests/support/webhook_receiver.py`` (the ``receiver`` fixture), which
-    verifies signatures with the ``standardwebhooks`` package.
-
-Capabilities: none; retry timing is checked by each adapter's own tests
-(stamina runs without backoff under test).
+    ``make(endpoint, signer, *, attempts) -> Notifier``: a notifier POSTing
+    to *endpoint* (a base URL, maybe with a path and a trailing slash). The
+    receiving side is the real HTTP server of ``tests/support/webhook_receiver.py``,
+    which verifies signatures with the ``standardwebhooks`` package. Retry
+    timing is checked by each adapter's own tests (stamina runs without
+    backoff under test).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
-from typing import Protocol
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import ClassVar, Protocol
 
+import attrs
 import pytest
 
 from atlasreg_cursor.domain.errors import NotificationRejected, NotificationUnavailable
@@ -36,8 +52,33 @@ from atlasreg_cursor.domain.runs import RunStatus
 from atlasreg_cursor.domain.signing import WebhookSigner
 from atlasreg_cursor.ports.notifier import Notifier
 from tests.support.services import free_port
-from tests.support.webhook_receiver import SECRETS, Reply, WebhookReceiver
+from tests.support.webhook_receiver import (
+    SECRETS,
+    Reply,
+    WebhookReceiver,
+    verify_signatures,
+)
 
+
+@attrs.frozen(kw_only=True)
+class Delivered:
+    """One notification as the far side got it."""
+
+    path: str
+    webhook_id: str | None
+    body: bytes
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class NotifierHarness(Protocol):
+    """The adapter under test and a view of the far side."""
+
+    notifier: Notifier
+    refuse_with: Callable[[int], None] | None
+
+    def delivered(self) -> list[Delivered]: ...
+
+    def break_delivery(self) -> None: ...
 
 class NotifierFactory(Protocol):
     """Builds the notifier under test."""
@@ -70,8 +111,126 @@ def error_notification() -> Notification:
     )
 
 
+def signer_for_tests() -> WebhookSigner:
+    """Both schemes, with a second secret as during a rotation."""
+    return WebhookSigner(SECRETS[0], additional_secrets=(SECRETS[1],))
+
+
 class NotifierContract:
-    """Checks every HTTP Notifier adapter must pass."""
+    """Checks every Notifier adapter must pass."""
+
+    SIGNS: ClassVar[bool] = True
+    REJECTS: ClassVar[bool] = True
+
+    @pytest.fixture
+    def harness(self) -> NotifierHarness:
+        """Return the adapter's harness."""
+        raise NotImplementedError
+
+    def test_exact_body_arrives_under_its_webhook_id(self, harness: NotifierHarness) -> None:
+        """One send is one delivery of the exact bytes, on the event's path, under its id."""
+        notification = complete_notification()
+
+        receipt = harness.notifier.send(notification)
+        [delivered] = harness.delivered()
+
+        assert receipt.attempts >= 1
+        assert delivered.path.endswith(notification.path)
+        assert notification.webhook_id == delivered.webhook_id
+        assert notification.body == delivered.body
+
+    def test_processing_error_has_its_own_path(self, harness: NotifierHarness) -> None:
+        """``processing_error`` arrives on its own path."""
+        notification = error_notification()
+
+        harness.notifier.send(notification)
+        [delivered] = harness.delivered()
+
+        assert delivered.path.endswith("/api/v1/hooks/processing-error")
+        assert notification.body == delivered.body
+
+    def test_a_resend_keeps_the_webhook_id(self, harness: NotifierHarness) -> None:
+        """Sending the same notification again delivers the same id and bytes (receivers dedupe)."""
+        notification = complete_notification()
+
+        harness.notifier.send(notification)
+        harness.notifier.send(notification)
+        delivered = harness.delivered()
+
+        assert [notification.webhook_id] * 2 == [d.webhook_id for d in delivered]
+        assert [notification.body] * 2 == [d.body for d in delivered]
+
+    def test_signatures_verify_where_the_adapter_signs(self, harness: NotifierHarness) -> None:
+        """Signed adapters' headers verify over the delivered bytes; the others carry none."""
+        harness.notifier.send(complete_notification())
+        [delivered] = harness.delivered()
+        standard, legacy = verify_signatures(delivered.body, delivered.headers)
+
+        assert (SECRETS if self.SIGNS else ()) == standard
+        assert self.SIGNS == legacy
+
+    def test_concurrent_sends_all_arrive_whole(self, harness: NotifierHarness) -> None:
+        """Eight threads sending at once: eight deliveries, none torn or mixed."""
+        notifications = [complete_notification(f"run_{n:012x}") for n in range(8)]
+        threads = [
+            threading.Thread(target=harness.notifier.send, args=(n,)) for n in notifications
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        delivered = {d.webhook_id: d.body for d in harness.delivered()}
+
+        assert {n.webhook_id: n.body for n in notifications} == delivered
+
+    def test_unavailable_far_side_is_typed_and_delivers_nothing(
+        self, harness: NotifierHarness
+    ) -> None:
+        """A far side that cannot take it is ``NotificationUnavailable``, nothing delivered."""
+        harness.break_delivery()
+
+        with pytest.raises(NotificationUnavailable):
+            harness.notifier.send(complete_notification())
+
+        assert [] == harness.delivered()
+
+    def test_refusal_is_typed_where_a_receiver_can_refuse(self, harness: NotifierHarness) -> None:
+        """A refusal is ``NotificationRejected`` with the status; the outbox cannot be refused."""
+        assert self.REJECTS == (harness.refuse_with is not None)
+        if harness.refuse_with is None:
+            return
+        harness.refuse_with(422)
+
+        with pytest.raises(NotificationRejected) as info:
+            harness.notifier.send(complete_notification())
+
+        assert 422 == info.value.status_code
+
+
+@attrs.define
+class _HttpHarness:
+    notifier: Notifier
+    receiver: WebhookReceiver
+
+    def delivered(self) -> list[Delivered]:
+        return [
+            Delivered(
+                path=r.path, webhook_id=r.header("webhook-id"), body=r.body, headers=r.headers
+            )
+            for r in self.receiver.requests
+            if 200 <= r.status < 300
+        ]
+
+    def break_delivery(self) -> None:
+        self.receiver.program(*[503] * 50)
+
+    @property
+    def refuse_with(self) -> Callable[[int], None]:
+        return lambda status: self.receiver.program(*[status] * 50)
+
+
+class HttpNotifierContract(NotifierContract):
+    """Checks every HTTP Notifier adapter must pass, beyond the port's."""
 
     @pytest.fixture
     def notifier_factory(self) -> NotifierFactory:
@@ -91,7 +250,14 @@ class NotifierContract:
     @pytest.fixture
     def signer(self) -> WebhookSigner:
         """Both schemes, with a second secret as during a rotation."""
-        return WebhookSigner(SECRETS[0], additional_secrets=(SECRETS[1],))
+        return signer_for_tests()
+
+    @pytest.fixture
+    def harness(
+        self, notifier_factory: NotifierFactory, receiver: WebhookReceiver, signer: WebhookSigner
+    ) -> NotifierHarness:
+        """The notifier for the receiver, one attempt."""
+        return _HttpHarness(notifier_factory(receiver.url, signer, attempts=1), receiver)
 
     @pytest.fixture
     def make(

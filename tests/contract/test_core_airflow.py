@@ -108,7 +108,7 @@ def test_retrigger_adopts_the_existing_run(client):
     assert (run_id, run_id) == (second.dag_run_id, third.dag_run_id)
     assert "success" == finished.state
     assert ("success", True) == (third.state, third.adopted)
-    response = client._api("GET", "/dags/atlasreg_success/dagRuns?limit=100")
+    response = client.api.call("GET", "/dags/atlasreg_success/dagRuns?limit=100")
     ids = [r["dag_run_id"] for r in response.data["dag_runs"]]
     assert 1 == ids.count(run_id)
 
@@ -200,19 +200,19 @@ def test_invalid_token_is_renewed(client3):
     """A 403 "Invalid JWT token" makes the client fetch a new token once."""
     client3.check_dag("atlasreg_success")
     assert 1 == client3.token_requests
-    client3._token = "not-a-jwt"
+    client3.api._token = "not-a-jwt"
 
     client3.check_dag("atlasreg_success")
 
     assert 2 == client3.token_requests
-    assert "not-a-jwt" != client3._token
+    assert "not-a-jwt" != client3.api._token
 
 
 def test_expired_token_is_renewed(client3, airflow3):
     """A 401 "Token Expired" (a genuinely expired token) makes the client re-authenticate."""
     client3.check_dag("atlasreg_success")
-    expired = _expired_copy(client3._token, airflow3.jwt_secret)
-    client3._token, client3._token_expiry = expired, None
+    expired = _expired_copy(client3.api._token, airflow3.jwt_secret)
+    client3.api._token, client3.api._token_expiry = expired, None
 
     run = client3.trigger("atlasreg_success", _run_id(), {})
 
@@ -223,7 +223,7 @@ def test_expired_token_is_renewed(client3, airflow3):
 def test_token_near_expiry_is_renewed_before_use(client3):
     """A token about to expire is replaced before the request is sent."""
     client3.check_dag("atlasreg_success")
-    client3._token_expiry = time.time() + 5
+    client3.api._token_expiry = time.time() + 5
 
     client3.check_dag("atlasreg_success")
 

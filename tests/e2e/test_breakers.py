@@ -197,3 +197,32 @@ def test_answers_are_not_failures(board: BreakerBoard) -> None:
             breaker.call(rejected)
 
     assert ("closed", 0) == (breaker.state, breaker.failures)
+
+
+def test_airflow_breaker_fails_fast_while_airflow_is_down(tmp_path: Path) -> None:
+    """Airflow refused twice: the breaker opens and the next call fails at once, typed."""
+    from atlasreg_cursor.adapters.breakers import ExecutorCircuitOpen
+    from atlasreg_cursor.adapters.core.airflow import AirflowClient
+    from atlasreg_cursor.domain.errors import ExecutorUnavailable
+
+    board = BreakerBoard(fail_max=2, reset_seconds=60)
+    client = AirflowClient(
+        base_url=f"http://127.0.0.1:{free_port()}",
+        username="u",
+        password="p",
+        api_version="v1",
+        timeout=1,
+        breaker=board.breaker_for("airflow", open_error=ExecutorCircuitOpen),
+    )
+    for _ in range(2):
+        with pytest.raises(ExecutorUnavailable) as refused:
+            client.check_dag("atlasreg_success")
+        assert not isinstance(refused.value, CircuitOpen)
+    started = time.monotonic()
+    with pytest.raises(ExecutorCircuitOpen) as fast:
+        client.check_dag("atlasreg_success")
+    elapsed = time.monotonic() - started
+
+    assert "airflow" == fast.value.dependency
+    assert elapsed < 0.5
+    assert 2.0 == _state("airflow")

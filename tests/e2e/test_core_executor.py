@@ -353,7 +353,7 @@ def test_airflow_source_resumed_adopts_the_run(gateway, airflow3):
     try:
         first = executor.run_source(source, run)
         second = executor.run_source(source, run)
-        response = airflow._api("GET", "/dags/atlasreg_success/dagRuns?limit=100")
+        response = airflow.api.call("GET", "/dags/atlasreg_success/dagRuns?limit=100")
     finally:
         executor.close()
 

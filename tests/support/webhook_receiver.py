@@ -41,6 +41,7 @@ class ReceivedRequest:
     body: bytes
     standard_verified: tuple[str, ...]
     legacy_verified: bool
+    status: int = 200
 
     def header(self, name: str) -> str | None:
         """Case-insensitive header lookup."""
@@ -53,6 +54,31 @@ class ReceivedRequest:
 
 def _standard_key(secret: str) -> str | bytes:
     return secret if secret.startswith("whsec_") else secret.encode("utf-8")
+
+
+def verify_signatures(
+    body: bytes, headers: Mapping[str, str], secrets: tuple[str, ...] = SECRETS
+) -> tuple[tuple[str, ...], bool]:
+    """
+    Verify a webhook as a receiver would, with the ``standardwebhooks`` package.
+
+    Returns:
+        The secrets whose ``v1`` signature verifies, and whether the legacy
+        ``X-Signature`` verifies with the first secret.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    standard = []
+    for secret in secrets:
+        try:
+            Webhook(_standard_key(secret)).verify(body, lowered)
+        except WebhookVerificationError:
+            continue
+        standard.append(secret)
+    given = lowered.get("x-signature", "")
+    expected = hmac.new(secrets[0].encode("utf-8"), body, hashlib.sha256).hexdigest()
+    legacy = bool(given) and hmac.compare_digest(given, expected)
+    legacy = legacy and lowered.get("x-signature-algorithm") == "HMAC-SHA256"
+    return tuple(standard), legacy
 
 
 class WebhookReceiver:
@@ -103,33 +129,24 @@ class WebhookReceiver:
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> tuple[tuple[str, ...], bool]:
         """Return the secrets whose ``v1`` signature verifies, and the legacy verdict."""
-        lowered = {k.lower(): v for k, v in headers.items()}
-        standard = []
-        for secret in self.secrets:
-            try:
-                Webhook(_standard_key(secret)).verify(body, lowered)
-            except WebhookVerificationError:
-                continue
-            standard.append(secret)
-        given = lowered.get("x-signature", "")
-        expected = hmac.new(self.secrets[0].encode("utf-8"), body, hashlib.sha256).hexdigest()
-        legacy = bool(given) and hmac.compare_digest(given, expected)
-        legacy = legacy and lowered.get("x-signature-algorithm") == "HMAC-SHA256"
-        return tuple(standard), legacy
+        return verify_signatures(body, headers, self.secrets)
 
     def _record(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         standard, legacy = self.verify(body, headers)
-        request = ReceivedRequest(
-            method=method,
-            path=path,
-            headers=dict(headers),
-            body=body,
-            standard_verified=standard,
-            legacy_verified=legacy,
-        )
         with self._lock:
-            self._requests.append(request)
-            return self._program.pop(0) if self._program else Reply(200)
+            reply = self._program.pop(0) if self._program else Reply(200)
+            self._requests.append(
+                ReceivedRequest(
+                    method=method,
+                    path=path,
+                    headers=dict(headers),
+                    body=body,
+                    standard_verified=standard,
+                    legacy_verified=legacy,
+                    status=reply.status,
+                )
+            )
+            return reply
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self

@@ -316,7 +316,7 @@ def core_clients(
         broker_url=broker,
         result_backend=s.celery_result_backend or broker,
         queue=s.celery_queue,
-        breaker=_celery_breaker(breakers),
+        breaker=_core_breaker(breakers, "celery"),
     )
     airflow = None
     if s.airflow_api_url:
@@ -325,16 +325,17 @@ def core_clients(
             username=s.airflow_username or "",
             password=s.airflow_password or "",
             api_version=s.airflow_api_version,
+            breaker=_core_breaker(breakers, "airflow"),
         )
     return celery, airflow
 
 
-def _celery_breaker(breakers: BreakerBoard | None) -> Any:
+def _core_breaker(breakers: BreakerBoard | None, dependency: str) -> Any:
     if breakers is None:
         return None
     from atlasreg_cursor.adapters.breakers import ExecutorCircuitOpen
 
-    return breakers.breaker_for("celery", open_error=ExecutorCircuitOpen)
+    return breakers.breaker_for(dependency, open_error=ExecutorCircuitOpen)
 
 
 def _core_executor(s: Settings, breakers: BreakerBoard | None = None) -> Executor:

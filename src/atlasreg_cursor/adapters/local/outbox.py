@@ -3,7 +3,8 @@
 The ``local`` mode's notifier when no ``HOOK_ENDPOINT`` is set. Each
 notification becomes one line: ``event_type``, ``run_id``, ``webhook_id``,
 ``path``, the ``headers`` a webhook would have carried (signatures
-included when a signer is given), ``body`` as parsed JSON and
+included when a signer is given), ``body_text`` (the exact body the
+signatures cover), ``body`` (the same, parsed, for reading) and
 ``written_at``. Appends are serialised with ``flock`` and fsynced, so
 threads and processes can share one file.
 
@@ -73,10 +74,11 @@ class OutboxNotifier:
             "headers": headers,
             "written_at": isoformat_z(dt.datetime.now(dt.UTC)),
         }
+        entry["body_text"] = notification.body.decode("utf-8", "replace")
         try:
             entry["body"] = json.loads(notification.body)
         except ValueError:
-            entry["body_text"] = notification.body.decode("utf-8", "replace")
+            pass
         line = json.dumps(entry, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"
         try:
             self._append(line)
