@@ -187,7 +187,8 @@ def test_a_dependency_known_down_is_not_retried_before_it_can_answer() -> None:
     first = world.handle()
 
     assert Outcome.RETRIED == first.outcome
-    assert first.delay_seconds is not None and first.delay_seconds >= 90.0
+    assert first.delay_seconds is not None
+    assert first.delay_seconds >= 90.0
 
 
 def test_rejected_notification_is_final_and_the_run_stays_published() -> None:

@@ -14,6 +14,7 @@ under it), ``HOOK_HMAC_SECRET`` (for the signer, optional).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -75,10 +76,8 @@ class OutboxNotifier:
             "written_at": isoformat_z(dt.datetime.now(dt.UTC)),
         }
         entry["body_text"] = notification.body.decode("utf-8", "replace")
-        try:
+        with contextlib.suppress(ValueError):
             entry["body"] = json.loads(notification.body)
-        except ValueError:
-            pass
         line = json.dumps(entry, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"
         try:
             self._append(line)
