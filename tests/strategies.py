@@ -11,7 +11,7 @@ from atlasreg_cursor.domain.gold import (
     Entity,
     EntityType,
     EventType,
-    GoldError,
+    GoldErrorEntry,
     GoldEvent,
     build_gold,
 )
@@ -77,7 +77,7 @@ events = st.builds(
     tags=st.lists(st.text(max_size=10), max_size=3).map(tuple),
 )
 gold_errors = st.builds(
-    GoldError,
+    GoldErrorEntry,
     source_id=ids,
     error_type=st.sampled_from(["timeout", "http_error", "spider_error"]),
     error_message=st.text(max_size=40),

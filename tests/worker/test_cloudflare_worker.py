@@ -32,7 +32,7 @@ from atlasreg_cursor.domain.gold import (
     Entity,
     EntityType,
     EventType,
-    GoldError,
+    GoldErrorEntry,
     GoldEvent,
     SerializedGold,
     build_gold,
@@ -120,7 +120,7 @@ def make_gold(run_id: str) -> SerializedGold:
         entities=(Entity(type=EntityType.MONEY, text="R$ 1,25 milhão", confidence=0.9),),
         tags=("transmissão",),
     )
-    error = GoldError(
+    error = GoldErrorEntry(
         source_id="ons_ocorrencias",
         error_type="timeout",
         error_message="no answer in 30 s",

@@ -6,7 +6,7 @@ Imports no I/O library and nothing from adapters or entrypoints.
 from .documents import Document, ProcessingResult, SourceResult
 from .errors import *  # noqa: F403 (the error family is the public API)
 from .errors import __all__ as _errors_all
-from .gold import GoldDocument, GoldError, GoldEvent, parse_gold, serialize_gold
+from .gold import GoldDocument, GoldErrorEntry, GoldEvent, parse_gold, serialize_gold
 from .hashing import canonical_bytes, sha256_hex
 from .messages import MessageType, QueueMessage, encode_message, parse_message
 from .notifications import Notification
@@ -27,7 +27,7 @@ __all__ = [
     *_errors_all,
     "Document",
     "GoldDocument",
-    "GoldError",
+    "GoldErrorEntry",
     "GoldEvent",
     "MessageType",
     "Notification",

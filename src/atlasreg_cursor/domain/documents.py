@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from .gold import GoldError, GoldEvent
+from .gold import GoldErrorEntry, GoldEvent
 
 
 @attrs.frozen(kw_only=True)
@@ -55,5 +55,5 @@ class ProcessingResult:
     processed_count: int = 0
     failed_count: int = 0
     events: tuple[GoldEvent, ...] = ()
-    errors: tuple[GoldError, ...] = ()
+    errors: tuple[GoldErrorEntry, ...] = ()
     documents_count: int = 0

@@ -76,8 +76,8 @@ class GoldEvent:
 
 
 @attrs.frozen(kw_only=True)
-class GoldError:
-    """A source or processing error recorded in the Gold."""
+class GoldErrorEntry:
+    """One entry of the Gold's ``errors`` list (a record of a failure, not an exception)."""
 
     source_id: str
     error_type: str
@@ -104,7 +104,7 @@ class GoldDocument:
 
     metadata: GoldMetadata
     events: tuple[GoldEvent, ...] = ()
-    errors: tuple[GoldError, ...] = ()
+    errors: tuple[GoldErrorEntry, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -134,7 +134,7 @@ def build_gold(
     sources_processed: int,
     documents_count: int,
     events: Iterable[GoldEvent],
-    errors: Iterable[GoldError],
+    errors: Iterable[GoldErrorEntry],
 ) -> GoldDocument:
     """Assemble a Gold document; events and errors are put in a stable order."""
     ordered_events = tuple(sorted(events, key=lambda e: (e.source, e.event_id)))
@@ -153,7 +153,7 @@ def build_gold(
     )
 
 
-def merge_errors(gold: GoldDocument, extra: Sequence[GoldError]) -> GoldDocument:
+def merge_errors(gold: GoldDocument, extra: Sequence[GoldErrorEntry]) -> GoldDocument:
     """Add *extra* errors not already present (same source and type)."""
     seen = {(e.source_id, e.error_type, e.error_message) for e in gold.errors}
     added = [e for e in extra if (e.source_id, e.error_type, e.error_message) not in seen]

@@ -40,7 +40,7 @@ from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceR
 from atlasreg_cursor.domain.errors import InvalidGold, ProcessingFailed, SourceFailed
 from atlasreg_cursor.domain.gold import (
     GoldDocument,
-    GoldError,
+    GoldErrorEntry,
     isoformat_z,
     merge_errors,
     parse_gold,
@@ -188,7 +188,7 @@ class CoreExecutor:
         )
         now = isoformat_z(self._clock())
         errors = tuple(
-            GoldError(
+            GoldErrorEntry(
                 source_id=doc.source_id,
                 error_type=outcome.error.error_type,
                 error_message=f"document {doc.document_id}: {outcome.error}",
@@ -236,7 +236,7 @@ class CoreExecutor:
         gold = _parse_core_gold(raw, run)
         now = isoformat_z(self._clock())
         extra = [
-            GoldError(
+            GoldErrorEntry(
                 source_id=r.source_id,
                 error_type=r.error_type or "handler_error",
                 error_message=r.error_message or "",

@@ -53,7 +53,13 @@ from atlasreg_cursor.adapters.core.scrapy import (
 from atlasreg_cursor.adapters.http import GuardedClient
 from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
 from atlasreg_cursor.domain.errors import CursorError, HandlerNotAvailable, SourceFailed
-from atlasreg_cursor.domain.gold import GoldDocument, GoldError, GoldEvent, build_gold, isoformat_z
+from atlasreg_cursor.domain.gold import (
+    GoldDocument,
+    GoldErrorEntry,
+    GoldEvent,
+    build_gold,
+    isoformat_z,
+)
 from atlasreg_cursor.domain.runs import RunContext
 from atlasreg_cursor.domain.sources import SourceConfig, fold_text, matches_keywords
 
@@ -245,7 +251,7 @@ class LocalExecutor:
     ) -> ProcessingResult:
         """Enrich every document by the rules; one event per ``event_id``."""
         events: dict[str, GoldEvent] = {}
-        errors: list[GoldError] = []
+        errors: list[GoldErrorEntry] = []
         failed = 0
         for document in documents:
             try:
@@ -295,7 +301,7 @@ class LocalExecutor:
     ) -> ProcessingResult:
         """Run the sources again and enrich what they yield; failures become errors."""
         documents: list[Document] = []
-        errors: list[GoldError] = []
+        errors: list[GoldErrorEntry] = []
         if sources:
             pool = cf.ThreadPoolExecutor(
                 max_workers=min(REPROCESS_WORKERS, len(sources)), thread_name_prefix="reprocess"
@@ -360,8 +366,8 @@ def _keep_matching(documents: Sequence[Document], keywords: Sequence[str]) -> tu
     return tuple(kept)
 
 
-def _gold_error(source_id: str, error_type: str, message: str) -> GoldError:
-    return GoldError(
+def _gold_error(source_id: str, error_type: str, message: str) -> GoldErrorEntry:
+    return GoldErrorEntry(
         source_id=source_id,
         error_type=error_type,
         error_message=message,
@@ -369,8 +375,8 @@ def _gold_error(source_id: str, error_type: str, message: str) -> GoldError:
     )
 
 
-def _unique_errors(errors: Sequence[GoldError]) -> list[GoldError]:
-    seen: dict[tuple[str, str, str], GoldError] = {}
+def _unique_errors(errors: Sequence[GoldErrorEntry]) -> list[GoldErrorEntry]:
+    seen: dict[tuple[str, str, str], GoldErrorEntry] = {}
     for error in errors:
         seen.setdefault((error.source_id, error.error_type, error.error_message), error)
     return list(seen.values())

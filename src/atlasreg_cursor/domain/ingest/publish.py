@@ -15,7 +15,7 @@ import attrs
 
 from atlasreg_cursor.domain import notifications as notes
 from atlasreg_cursor.domain.errors import PreconditionFailed
-from atlasreg_cursor.domain.gold import GoldDocument, GoldError, isoformat_z, serialize_gold
+from atlasreg_cursor.domain.gold import GoldDocument, GoldErrorEntry, isoformat_z, serialize_gold
 from atlasreg_cursor.domain.runs import (
     GoldRecord,
     NotificationRecord,
@@ -164,11 +164,11 @@ def _with_key(record: NotificationRecord, key: str) -> NotificationRecord:
     return attrs.evolve(record, outbox_key=key)
 
 
-def source_errors(journal: RunJournal, clock: Clock) -> list[GoldError]:
+def source_errors(journal: RunJournal, clock: Clock) -> list[GoldErrorEntry]:
     """The Gold ``errors`` of the run's failed sources."""
     stamp = isoformat_z(journal.updated_at if journal.updated_at else clock())
     return [
-        GoldError(
+        GoldErrorEntry(
             source_id=o.source_id,
             error_type=o.error_type or "error",
             error_message=o.error_message or "",
@@ -179,11 +179,11 @@ def source_errors(journal: RunJournal, clock: Clock) -> list[GoldError]:
     ]
 
 
-def invalid_source_errors(watchlist: WatchlistConfig, clock: Clock) -> list[GoldError]:
+def invalid_source_errors(watchlist: WatchlistConfig, clock: Clock) -> list[GoldErrorEntry]:
     """The Gold ``errors`` of the watchlist's invalid sources."""
     stamp = isoformat_z(clock())
     return [
-        GoldError(
+        GoldErrorEntry(
             source_id=bad.source_id or f"sources[{bad.index}]",
             error_type="invalid_config",
             error_message=bad.reason,
