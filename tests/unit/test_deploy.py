@@ -24,7 +24,9 @@ def test_compose_runs_the_cursor_beside_core() -> None:
 
     assert cursor["command"] == ["run"]
     assert any("/healthz" in part or "/readyz" in part for part in cursor["healthcheck"]["test"])
-    assert _duration_seconds(cursor["stop_grace_period"]) >= 600 + 30 * 60
+    grace = _duration_seconds(cursor["stop_grace_period"])
+    assert grace >= 600 + 30 * 60
+    assert grace - 60 <= int(cursor["environment"]["STOP_GRACE_SECONDS"]) < grace
     assert cursor["init"] is True
     assert ["cursor-home:/var/lib/atlasreg-cursor"] == cursor["volumes"]
     assert "cursor-home" in compose["volumes"]

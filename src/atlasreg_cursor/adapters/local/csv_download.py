@@ -1,7 +1,7 @@
 """``DOWNLOAD_CSV`` in local mode: a guarded, streamed, size-capped CSV download.
 
 The source's ``url_feed`` is fetched with the shared
-:class:`~atlasreg_cursor.adapters._http.GuardedClient`: every hop (redirects
+:class:`~atlasreg_cursor.adapters.http.GuardedClient`: every hop (redirects
 followed by hand, at most five) passes the URL guard and the connection goes
 to the address the guard vetted; the body is streamed with a size cap
 (``max_bytes``, 20 MiB by default) and the whole download has a deadline (the

@@ -1,7 +1,7 @@
 """The durable outbox: notifications waiting in the store until delivered.
 
 A run that published its Gold (or failed before publishing) puts its
-notification at ``outbox/<run_id>/<event>.json`` (create-only: the first
+notification at ``outbox/<run_id>/<webhook_id>.json`` (create-only: the first
 body written is the one ever sent) and is done; the daemon's deliverer sends
 it in the background with capped exponential backoff until it is delivered,
 rejected (a 4xx: final) or older than the maximum age (``expired``).
