@@ -4,8 +4,8 @@ The first Scrapy-served source of a run starts that run's crawl process
 (:class:`~.process.CrawlProcess`). :meth:`CrawlSessions.crawl` sends it a
 source's crawl spec and blocks until that source's result comes back, so
 results stream per source while the run's other sources go on crawling.
-When the parent steps in is told in the package docstring
-(:mod:`atlasreg_cursor.adapters.core.crawl_process`).
+When the parent kills a process (wedged, idle, run closed) is told in the
+package docstring (:mod:`atlasreg_cursor.adapters.core.crawl_process`).
 """
 
 from __future__ import annotations
