@@ -219,7 +219,7 @@ def profile_parent(n: int = 200, hosts: int = 10, delay: float = 0.2) -> dict[st
         "journal serialisation (_journal_bytes)": ("ingest.py", "_journal_bytes"),
         "source outcomes recorded (_record)": ("ingest.py", "_record"),
         "sources run (run_source)": ("local/executor.py", "run_source"),
-        "crawl results read (_outcome)": ("crawl_process.py", "_outcome"),
+        "crawl results read (_outcome)": ("crawl_process/sessions.py", "_outcome"),
         "enrichment (process)": ("local/executor.py", "process"),
         "Gold publish (_publish)": ("ingest.py", "_publish"),
         "imports (_find_and_load)": ("<frozen importlib._bootstrap>", "_find_and_load"),

@@ -1,0 +1,289 @@
+"""The crawl processes of the runs in progress: one per run, results per source.
+
+The first Scrapy-served source of a run starts that run's crawl process
+(:class:`~.process.CrawlProcess`). :meth:`CrawlSessions.crawl` sends it a
+source's crawl spec and blocks until that source's result comes back, so
+results stream per source while the run's other sources go on crawling.
+When the parent kills a process (wedged, idle, run closed) is told in the
+package docstring (:mod:`atlasreg_cursor.adapters.core.crawl_process`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import structlog
+
+from .environment import crawl_environment
+from .outcome import CrawlOutcome
+from .policy import CrawlPolicy
+from .process import KILL_GRACE_SECONDS, CrawlProcess, PendingCrawl
+from .wire import read_items
+
+log = structlog.get_logger()
+
+REPORT_GRACE_SECONDS = 5.0
+STARTUP_SECONDS = 60.0
+DEFAULT_IDLE_SECONDS = 120.0
+
+
+class CrawlSessions:
+    """
+    The crawl processes of the runs in progress, one per run.
+
+    Args:
+        work_dir: where each process gets a scratch directory.
+        policy: the crawl policy (``CRAWL_*``).
+        project_path: the Scrapy project (``SCRAPY_PROJECT_PATH``), the
+            processes' working directory.
+        allow_private: fetch from non-public addresses (``ALLOW_PRIVATE_SOURCES``).
+        env_allow: more variables the crawler may inherit (``CRAWL_ENV_ALLOW``).
+        extra_env: variables set in the crawler's environment.
+        idle_seconds: a process without work this long is stopped.
+        kill_grace: seconds between asking a process to stop and killing it.
+        report_grace: seconds past a source's deadline before its process
+            is considered wedged and killed.
+    """
+
+    def __init__(
+        self,
+        *,
+        work_dir: Path,
+        policy: CrawlPolicy | None = None,
+        project_path: Path | None = None,
+        allow_private: bool = False,
+        env_allow: Iterable[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+        idle_seconds: float = DEFAULT_IDLE_SECONDS,
+        kill_grace: float = KILL_GRACE_SECONDS,
+        report_grace: float = REPORT_GRACE_SECONDS,
+    ) -> None:
+        self.work_dir = Path(work_dir)
+        self.policy = policy or CrawlPolicy()
+        self.project_path = project_path
+        self.allow_private = allow_private
+        self._env_allow = tuple(env_allow)
+        self._extra_env = dict(extra_env or {})
+        self.idle_seconds = idle_seconds
+        self.kill_grace = kill_grace
+        self.report_grace = report_grace
+        self._runs: dict[str, CrawlProcess] = {}
+        self._lock = threading.Lock()
+        self._keys = itertools.count(1)
+        self._reaper: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"CrawlSessions(runs={sorted(self._runs)!r}, policy={self.policy!r})"
+
+    def environment(self) -> dict[str, str]:
+        """The (allow-listed) environment crawl processes get."""
+        return crawl_environment(self._env_allow, self._extra_env)
+
+    def running(self) -> dict[str, int | None]:
+        """The pid of each run's live crawl process."""
+        with self._lock:
+            return {run: p.pid for run, p in self._runs.items() if p.alive}
+
+    def crawl(
+        self, run_id: str, source_id: str, spec: Mapping[str, Any], *, timeout: float
+    ) -> CrawlOutcome:
+        """
+        Crawl one source in its run's crawl process; block until its result.
+
+        Args:
+            run_id: the run (one process per run).
+            source_id: the source, for logs and keys.
+            spec: what to crawl (see ``spider_runner``).
+            timeout: the source's ``timeout_seconds``.
+
+        Returns:
+            The outcome; judge it with ``scrapy.judge``.
+
+        Raises:
+            SourceFailed: ``spider_error`` when no crawl process can be started.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        for attempt in (1, 2):
+            process = self._process_for(run_id)
+            pending = PendingCrawl(
+                key=f"{source_id}#{next(self._keys)}", spec=spec, deadline=deadline
+            )
+            if not process.submit(pending):
+                if process.closing:
+                    return self._cancelled(timeout, started, process)
+                continue
+            answered = pending.done.wait(max(0.0, deadline + self.report_grace - time.monotonic()))
+            if pending.result is not None:
+                return self._outcome(pending.result, process, timeout, started)
+            if pending.cancelled:
+                return self._cancelled(timeout, started, process)
+            if answered and pending.died:
+                if attempt == 1 and time.monotonic() < deadline - 1.0:
+                    log.warning(
+                        "crawl.process_died",
+                        run_id=run_id,
+                        source_id=source_id,
+                        code=process.returncode,
+                    )
+                    continue
+                return self._died(process, timeout, started)
+            process.forget(pending)
+            if process.ready.is_set():
+                self._kill_wedged(run_id, process, source_id)
+            return CrawlOutcome(
+                timed_out=True,
+                timeout_seconds=timeout,
+                duration_seconds=_since(started),
+                pid=process.pid,
+                returncode=process.returncode,
+            )
+        return self._died(process, timeout, started)
+
+    def close_run(self, run_id: str) -> int | None:
+        """
+        Stop *run_id*'s crawl process; its waiting sources return ``cancelled``.
+
+        Returns:
+            The process's exit code (``None`` when the run had none running).
+        """
+        with self._lock:
+            process = self._runs.pop(run_id, None)
+        if process is None:
+            return None
+        return process.stop(grace=self.kill_grace)
+
+    def close(self) -> None:
+        """Stop every crawl process."""
+        self._closed.set()
+        with self._lock:
+            processes = list(self._runs.values())
+            self._runs.clear()
+        for process in processes:
+            process.cancel_all()
+        for process in processes:
+            process.stop(grace=self.kill_grace)
+
+    # --- internals ----------------------------------------------------------
+
+    def _process_for(self, run_id: str) -> CrawlProcess:
+        with self._lock:
+            process = self._runs.get(run_id)
+            if process is not None and process.alive:
+                return process
+            stale = process
+            process = CrawlProcess(
+                run_id=run_id,
+                config=self._config(),
+                cwd=self.project_path,
+                env=self.environment(),
+                scratch=Path(tempfile.mkdtemp(prefix=f"crawl-{run_id}-", dir=self._scratch_root())),
+            )
+            process.start()
+            self._runs[run_id] = process
+            self._start_reaper()
+        if stale is not None:
+            stale.stop(grace=0.1)
+        return process
+
+    def _scratch_root(self) -> Path:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        return self.work_dir
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "policy": attrs.asdict(self.policy),
+            "allow_private": self.allow_private,
+            "project": self.project_path is not None,
+        }
+
+    def _kill_wedged(self, run_id: str, process: CrawlProcess, source_id: str) -> None:
+        log.warning("crawl.process_wedged", run_id=run_id, source_id=source_id, pid=process.pid)
+        with self._lock:
+            if self._runs.get(run_id) is process:
+                del self._runs[run_id]
+        # The others of the run see the process die and are sent again.
+        process.stop(grace=0.5, cancel=False)
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or not self._reaper.is_alive():
+            self._reaper = threading.Thread(target=self._reap, name="crawl-reaper", daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        interval = max(0.2, min(5.0, self.idle_seconds / 4))
+        while not self._closed.wait(interval):
+            now = time.monotonic()
+            with self._lock:
+                idle = [
+                    (run, p)
+                    for run, p in self._runs.items()
+                    if (not p.busy and (not p.alive or now - p.idle_since >= self.idle_seconds))
+                    or (not p.ready.is_set() and now - p.started_at >= STARTUP_SECONDS)
+                ]
+                for run, _ in idle:
+                    del self._runs[run]
+                if not self._runs:
+                    self._reaper = None
+            for run, process in idle:
+                log.debug("crawl.process_idle", run_id=run, pid=process.pid)
+                process.stop(grace=self.kill_grace)
+            if self._reaper is None:
+                return
+
+    def _outcome(
+        self, result: Mapping[str, Any], process: CrawlProcess, timeout: float, started: float
+    ) -> CrawlOutcome:
+        items_file = result.get("items_file")
+        items = read_items(Path(items_file)) if isinstance(items_file, str) else ()
+        return CrawlOutcome(
+            items=items,
+            stats=dict(result.get("stats") or {}),
+            timed_out=bool(result.get("timed_out")),
+            spider=result.get("spider"),
+            errors=tuple(str(e) for e in result.get("errors") or ()),
+            http_errors=tuple(str(e) for e in result.get("http_errors") or ()),
+            robots=tuple(str(e) for e in result.get("robots") or ()),
+            runner_error=result.get("runner_error"),
+            timeout_seconds=timeout,
+            duration_seconds=_since(started),
+            pid=process.pid,
+        )
+
+    def _cancelled(self, timeout: float, started: float, process: CrawlProcess) -> CrawlOutcome:
+        return CrawlOutcome(
+            cancelled=True,
+            timeout_seconds=timeout,
+            duration_seconds=_since(started),
+            pid=process.pid,
+        )
+
+    def _died(self, process: CrawlProcess, timeout: float, started: float) -> CrawlOutcome:
+        return CrawlOutcome(
+            runner_error=(
+                f"the crawl process exited with code {process.returncode}"
+                + (f": {tail}" if (tail := _last_line(process.stderr_tail())) else "")
+            ),
+            returncode=process.returncode,
+            stderr_tail=process.stderr_tail(),
+            timeout_seconds=timeout,
+            duration_seconds=_since(started),
+            pid=process.pid,
+        )
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)

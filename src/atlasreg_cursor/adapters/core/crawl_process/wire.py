@@ -1,0 +1,64 @@
+"""What the parent and its crawl process tell each other.
+
+The crawler (``atlasreg_cursor.adapters.local.spider_runner``, started as
+``python -m``) reads commands as JSON lines on its stdin — one ``crawl`` per
+source, then ``shutdown`` — and answers with JSON-line events on a pipe of
+its own: ``ready`` once, then one ``done`` per source, whose items are in a
+JSON-lines file named by the event. The names both sides share (the parent
+pid variable, the stats keys of the URL guard, the item cap) live here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+RUNNER_MODULE = "atlasreg_cursor.adapters.local.spider_runner"
+PARENT_PID_ENV = "ATLASREG_CRAWL_PARENT"
+FORBIDDEN_STAT = "atlasreg/forbidden_address"
+INVALID_URL_STAT = "atlasreg/invalid_url"
+MAX_ITEMS = 100_000
+SHUTDOWN_COMMAND = b'{"op": "shutdown"}\n'
+
+
+def crawl_command(key: str, spec: Mapping[str, Any], deadline: float) -> bytes:
+    """The ``crawl`` command line for one source (its result comes back under *key*)."""
+    command = {"op": "crawl", "key": key, "spec": dict(spec), "deadline": deadline}
+    return json.dumps(command, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def parse_event(line: bytes) -> dict[str, Any] | None:
+    """One event line as a dict; ``None`` for a line that is not a JSON object."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def read_items(path: Path) -> tuple[dict[str, Any], ...]:
+    """
+    The items of a ``done`` event's ``items_file`` (at most :data:`MAX_ITEMS`).
+
+    Lines that are not JSON objects (one cut short by a kill) are skipped; the
+    file is removed.
+    """
+    if not path.exists():
+        return ()
+    items = []
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a kill
+                if isinstance(item, dict):
+                    items.append(item)
+                if len(items) >= MAX_ITEMS:
+                    break
+    finally:
+        path.unlink(missing_ok=True)
+    return tuple(items)
