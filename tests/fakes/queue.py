@@ -76,7 +76,7 @@ class FakeQueue:
 
     def _take_ready(self, max_messages: int) -> list[Delivery]:
         now = self.state.clock()
-        out = []
+        out: list[Delivery] = []
         for entry in self.state.entries:
             if len(out) >= max_messages:
                 break

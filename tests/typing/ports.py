@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.fakes import (
+    FakeConfigSource,
+    FakeExecutor,
+    FakeNotifier,
+    FakeObjectStore,
+    FakeQueue,
+)
+
 from atlasreg_cursor.adapters.breakers import (
     BreakerBoard,
     BreakerExecutor,
@@ -13,6 +21,7 @@ from atlasreg_cursor.adapters.breakers import (
 from atlasreg_cursor.adapters.cloudflare._http import CloudflareClient
 from atlasreg_cursor.adapters.cloudflare.kv import KVConfigSource
 from atlasreg_cursor.adapters.cloudflare.queue import CloudflareQueue
+from atlasreg_cursor.adapters.config_cache import CachingConfigSource
 from atlasreg_cursor.adapters.core.celery import CeleryGateway
 from atlasreg_cursor.adapters.core.executor import CoreExecutor
 from atlasreg_cursor.adapters.core.handlers import Handler, custom_scraper_handler
@@ -45,6 +54,7 @@ def _ports(signer: WebhookSigner) -> None:
         endpoint_url="http://127.0.0.1:9000", bucket="b", access_key="a", secret_key="s"
     )
     config: ConfigSource = FileConfigSource(Path("watchlist.json"))
+    cached: ConfigSource = CachingConfigSource(lambda: b"{}", origin="memory")
     webhook: Notifier = WebhookNotifier("http://127.0.0.1:1", signer)
     outbox: Notifier = OutboxNotifier(Path("outbox.jsonl"), signer)
     client = CloudflareClient(token="t", account_id="a")
@@ -62,7 +72,18 @@ def _ports(signer: WebhookSigner) -> None:
     guarded_store: ObjectStore = BreakerStore(files, board)
     guarded_notifier: Notifier = BreakerNotifier(webhook, board)
     guarded_executor: Executor = BreakerExecutor(local, board)
+    fake_queue: MessageQueue = FakeQueue()
+    fake_store: ObjectStore = FakeObjectStore()
+    fake_config: ConfigSource = FakeConfigSource()
+    fake_executor: Executor = FakeExecutor()
+    fake_notifier: Notifier = FakeNotifier()
     del (
+        fake_queue,
+        fake_store,
+        fake_config,
+        fake_executor,
+        fake_notifier,
+        cached,
         guarded_store,
         guarded_notifier,
         guarded_executor,
