@@ -19,6 +19,7 @@ import attrs
 import pytest
 import redis
 
+from atlasreg_cursor.adapters.standalone._scripts import QueueScripts, script_source
 from atlasreg_cursor.adapters.standalone.redis_queue import RedisListQueue
 from atlasreg_cursor.domain.errors import (
     LeaseExpired,
@@ -75,6 +76,20 @@ def queue(redis_url: str, names: tuple[str, str]) -> Iterator[RedisListQueue]:
     made = RedisListQueue(redis_url, key_prefix=names[0], visibility_timeout=60, poll_cap=0.5)
     yield made
     made.close()
+
+
+# --- the scripts -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [field.name for field in attrs.fields(QueueScripts)])
+def test_each_script_ships_with_a_header_of_its_keys_args_and_reply(name: str) -> None:
+    """Every script is package data that says what KEYS and ARGV it takes and returns."""
+    source = script_source(name)
+    header = source[source.index(f"-- {name}:") :].split("\n-- Returns:")[0]
+
+    assert "\n-- KEYS:" in header
+    assert "\n-- ARGV:" in header
+    assert script_source(name) is source
 
 
 # --- the seed's layout --------------------------------------------------------

@@ -1,0 +1,11 @@
+-- dead_letter: move a leased message to the dead-letter list.
+-- KEYS: inflight, envelopes, bodies, dead
+-- ARGV: id, token, dead letter JSON
+-- Returns: 1 done, or the lease() code (0 expired, -1 gone, 2 released).
+local env, code = lease(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+if not env then return code end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('RPUSH', KEYS[4], ARGV[3])
+return 1
