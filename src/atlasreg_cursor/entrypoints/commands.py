@@ -110,7 +110,7 @@ def _one_shot(settings: Settings, args: argparse.Namespace, kind: str) -> int:
             identity=message_data["message_id"],
             config=app.config,
             executor=app.executor,
-            store=app.store,
+            store=app.storage,
             notifier=app.notifier,
             policy=app.policy,
             clock=app.clock,
@@ -265,7 +265,7 @@ def cmd_config_push(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
     """``runs show RUN_ID``: one journal, notification bodies decoded."""
     app = build(settings)
-    journal = read_journal(app.store, args.run_id)
+    journal = read_journal(app.storage, args.run_id)
     if journal is None:
         return fail(f"no run {args.run_id}")
     from atlasreg_cursor.domain.codec import converter
@@ -300,7 +300,7 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
             "gold_key": journal.gold.key if journal.gold else None,
             "updated_at": journal.updated_at.isoformat(),
         }
-        for journal in recent_journals(app.store, args.limit, on_unreadable=unreadable)
+        for journal in recent_journals(app.storage, args.limit, on_unreadable=unreadable)
     ]
     rows.sort(key=lambda r: str(r["updated_at"]), reverse=True)
     print_rows(rows, columns=("run_id", "date", "type", "status", "updated_at"), fmt=args.output)
@@ -375,7 +375,7 @@ def cmd_dlq_purge(settings: Settings, args: argparse.Namespace) -> int:
 def _outbox(app: App) -> Any:
     from atlasreg_cursor.domain.ingest import Outbox
 
-    return Outbox(app.store, clock=app.clock, policy=app.outbox_policy)
+    return Outbox(app.storage, clock=app.clock, policy=app.outbox_policy)
 
 
 def cmd_hooks_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -404,7 +404,7 @@ def cmd_hooks_resend(settings: Settings, args: argparse.Namespace) -> int:
     app = build(settings)
     outbox = _outbox(app)
     try:
-        journal = read_journal(app.store, args.run_id)
+        journal = read_journal(app.storage, args.run_id)
         keys = [key for key, _ in outbox.entries(args.run_id)]
         for record in (journal.notification, journal.failure) if journal else ():
             if record is not None and outbox_key(args.run_id, record.webhook_id) not in keys:
@@ -412,7 +412,7 @@ def cmd_hooks_resend(settings: Settings, args: argparse.Namespace) -> int:
         if not keys:
             return fail(f"no notification of run {args.run_id}")
         journals = JournalStore(
-            app.store,
+            app.storage,
             owner=app.policy.consumer_id,
             lease_seconds=app.policy.lease_seconds,
             clock=app.clock,
@@ -466,7 +466,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     """Check a stored Gold's SHA-256 against its metadata, and its schema."""
     app = build(settings)
     try:
-        body, obj = app.store.get(args.key)
+        body, obj = app.storage.get(args.key)
     except ObjectNotFound:
         return fail(f"no object at {args.key}")
     actual = sha256_hex(body)
@@ -505,7 +505,7 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
 
     check("queue", lambda: _stats(app))
     check("config", lambda: f"{len(app.config.load().sources)} sources")
-    check("storage", lambda: f"{sum(1 for _ in app.store.list('gold/'))} gold objects")
+    check("storage", lambda: f"{sum(1 for _ in app.storage.list('gold/'))} gold objects")
     if settings.backend("executor") == "core":
         celery, airflow = core_clients(settings)
         try:

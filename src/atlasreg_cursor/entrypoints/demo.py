@@ -76,7 +76,7 @@ def run_demo(args: argparse.Namespace) -> int:
         try:
             run_daemon(app, until_empty=True, serve_http=False)
             run_id = derive_run_id(MessageType.START_DAILY_INGEST, message["message_id"])
-            journal = read_journal(app.store, run_id)
+            journal = read_journal(app.storage, run_id)
         finally:
             app.close()
         return _report(journal, home, receiver)
