@@ -25,7 +25,7 @@ from atlasreg_cursor.domain.messages import MessageType
 from atlasreg_cursor.domain.runs import derive_run_id
 
 from .bootstrap import build
-from .commands import new_message
+from .commands.jobs import new_message
 from .daemon import run_daemon
 from .log import configure_logging
 from .output import EXIT_FAILED, EXIT_OK
