@@ -1,4 +1,4 @@
-"""The composition root: ``build(settings, **overrides) -> App``.
+"""The composition root: ``build(settings, *, queue=..., storage=..., ...) -> App``.
 
 :mod:`.backends` holds the per-port tables of factories; this module turns
 :class:`~.settings.Settings` into an :class:`App` whose ports are built from
@@ -46,6 +46,8 @@ T = TypeVar("T")
 
 @runtime_checkable
 class _Closable(Protocol):
+    """An adapter holding a connection or a subprocess."""
+
     def close(self) -> None: ...
 
 
