@@ -14,7 +14,7 @@ import urllib3
 
 from atlasreg_cursor.adapters.local.sqlite_queue import SqliteQueue
 from atlasreg_cursor.domain.hashing import canonical_bytes
-from atlasreg_cursor.entrypoints.commands import new_message
+from atlasreg_cursor.entrypoints.commands.jobs import new_message
 from atlasreg_cursor.sample_site import start_sample_site
 from tests.support.cli import CLI, cli_env, run_cli, start_cli
 from tests.support.services import free_port, wait_until

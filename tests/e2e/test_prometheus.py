@@ -23,7 +23,7 @@ import yaml
 
 from atlasreg_cursor.adapters.local.sqlite_queue import SqliteQueue
 from atlasreg_cursor.domain.hashing import canonical_bytes
-from atlasreg_cursor.entrypoints.commands import new_message
+from atlasreg_cursor.entrypoints.commands.jobs import new_message
 from atlasreg_cursor.sample_site import start_sample_site
 from tests.support.cli import cli_env, start_cli
 from tests.support.prometheus import Prometheus, require_prometheus, start_prometheus

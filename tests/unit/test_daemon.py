@@ -43,7 +43,7 @@ def _app(tmp_path: Path, **env: str) -> App:
         settings,
         queue=FakeQueue(visibility_timeout=60),
         config=FakeConfigSource(json.loads(json.dumps(WATCHLIST))),
-        store=FakeObjectStore(),
+        storage=FakeObjectStore(),
         notifier=FakeNotifier(),
         executor=FakeExecutor(),
     )
@@ -107,7 +107,7 @@ def test_a_failing_stats_call_cannot_orphan_a_delivery(tmp_path: Path) -> None:
 def test_a_journal_another_version_wrote_is_dead_lettered_saying_so(tmp_path: Path) -> None:
     """The daemon keeps going; after MAX_ATTEMPTS the message is dead-lettered with the reason."""
     app = _app(tmp_path, MAX_ATTEMPTS="2")
-    app.store.put(f"runs/{RUN_ID}.json", b'{"schema": "v9", "run_id": null}')
+    app.storage.put(f"runs/{RUN_ID}.json", b'{"schema": "v9", "run_id": null}')
     queue: Any = app.queue
     queue.send(json.dumps(DAILY).encode())
     queue.send(json.dumps({**DAILY, "message_id": "m-2"}).encode())
@@ -118,7 +118,7 @@ def test_a_journal_another_version_wrote_is_dead_lettered_saying_so(tmp_path: Pa
     assert 0 == code
     [(_, reason)] = queue.dead
     assert "unreadable_journal" in reason
-    assert read_journal(app.store, derive_run_id(MessageType.START_DAILY_INGEST, "m-2"))
+    assert read_journal(app.storage, derive_run_id(MessageType.START_DAILY_INGEST, "m-2"))
 
 
 def test_the_signal_handler_only_counts(tmp_path: Path) -> None:
@@ -168,7 +168,7 @@ def test_stopping_finishes_or_gives_the_run_back(
     exit_code = daemon.run_daemon(app, serve_http=False)
     elapsed = time.monotonic() - started
 
-    journal = read_journal(app.store, RUN_ID)
+    journal = read_journal(app.storage, RUN_ID)
     assert journal is not None
     assert code == exit_code
     assert journal.lease is None
@@ -200,11 +200,11 @@ def test_a_sweeping_daemon_finishes_an_orphaned_run(tmp_path: Path) -> None:
         lease=Lease(owner="dead", expires_at=now - dt.timedelta(seconds=1)),
         attempts=1,
     )
-    app.store.put(f"runs/{RUN_ID}.json", canonical_bytes(converter.unstructure(orphan)))
+    app.storage.put(f"runs/{RUN_ID}.json", canonical_bytes(converter.unstructure(orphan)))
 
     code = daemon.run_daemon(app, until_empty=True, serve_http=False)
 
-    journal = read_journal(app.store, RUN_ID)
+    journal = read_journal(app.storage, RUN_ID)
     notifier: Any = app.notifier
     assert 0 == code
     assert journal is not None
@@ -232,7 +232,7 @@ def test_a_store_without_conditional_writes_stops_the_daemon_before_it_starts(
         app.settings,
         queue=app.queue,
         config=app.config,
-        store=_CarelessStore(),
+        storage=_CarelessStore(),
         notifier=app.notifier,
         executor=app.executor,
     )

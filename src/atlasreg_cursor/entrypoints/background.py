@@ -34,9 +34,9 @@ class NotificationPump:
     """
 
     def __init__(self, app: App, *, on_event: EventSink) -> None:
-        self._outbox = Outbox(app.store, clock=app.clock, policy=app.outbox_policy)
+        self._outbox = Outbox(app.storage, clock=app.clock, policy=app.outbox_policy)
         self._journals = JournalStore(
-            app.store,
+            app.storage,
             owner=app.policy.consumer_id,
             lease_seconds=app.policy.lease_seconds,
             clock=app.clock,

@@ -1,7 +1,8 @@
 """The ``atlasreg-cursor`` command line: the arguments and the dispatch table.
 
-``main(argv) -> exit code``. The commands live in :mod:`.commands`; what they
-print and the exit codes in :mod:`.output` (see there for the codes).
+``main(argv) -> exit code``. The commands live in the :mod:`.commands`
+package, one module per subject; what they print and the exit codes in
+:mod:`.output` (see there for the codes). Neither imports this module.
 """
 
 from __future__ import annotations
@@ -165,26 +166,26 @@ def _output_arg(parser: argparse.ArgumentParser) -> None:
 
 def dispatch_table() -> dict[str, Command]:
     """``command`` or ``command action`` → the function that runs it."""
-    from . import commands
+    from .commands import dead_letters, health, hooks, jobs, runs, watchlist
 
     return {
-        "run": commands.cmd_run,
-        "enqueue": commands.cmd_enqueue,
-        "ingest": commands.cmd_ingest,
-        "reprocess": commands.cmd_reprocess,
-        "config show": commands.cmd_config_show,
-        "config validate": commands.cmd_config_validate,
-        "config push": commands.cmd_config_push,
-        "runs list": commands.cmd_runs_list,
-        "runs show": commands.cmd_runs_show,
-        "dlq list": commands.cmd_dlq_list,
-        "dlq replay": commands.cmd_dlq_replay,
-        "dlq purge": commands.cmd_dlq_purge,
-        "hooks list": commands.cmd_hooks_list,
-        "hooks resend": commands.cmd_hooks_resend,
-        "schedule show": commands.cmd_schedule_show,
-        "verify": commands.cmd_verify,
-        "health": commands.cmd_health,
+        "run": jobs.cmd_run,
+        "enqueue": jobs.cmd_enqueue,
+        "ingest": jobs.cmd_ingest,
+        "reprocess": jobs.cmd_reprocess,
+        "config show": watchlist.cmd_config_show,
+        "config validate": watchlist.cmd_config_validate,
+        "config push": watchlist.cmd_config_push,
+        "schedule show": watchlist.cmd_schedule_show,
+        "runs list": runs.cmd_runs_list,
+        "runs show": runs.cmd_runs_show,
+        "verify": runs.cmd_verify,
+        "dlq list": dead_letters.cmd_dlq_list,
+        "dlq replay": dead_letters.cmd_dlq_replay,
+        "dlq purge": dead_letters.cmd_dlq_purge,
+        "hooks list": hooks.cmd_hooks_list,
+        "hooks resend": hooks.cmd_hooks_resend,
+        "health": health.cmd_health,
     }
 
 

@@ -150,7 +150,7 @@ def _handle(app: App, delivery: Delivery, control: RunControl | None) -> HandleR
                 queue=app.queue,
                 config=app.config,
                 executor=app.executor,
-                store=app.store,
+                store=app.storage,
                 policy=app.policy,
                 clock=app.clock,
                 monotonic=app.monotonic,
@@ -235,7 +235,7 @@ def sweep_once(
                     run_id,
                     config=app.config,
                     executor=app.executor,
-                    store=app.store,
+                    store=app.storage,
                     policy=app.policy,
                     clock=app.clock,
                     monotonic=app.monotonic,
@@ -363,7 +363,7 @@ def _consume(
     sweeper = None
     if app.settings.sweeps:
         journals = JournalStore(
-            app.store,
+            app.storage,
             owner=app.policy.consumer_id,
             lease_seconds=app.policy.lease_seconds,
             clock=app.clock,

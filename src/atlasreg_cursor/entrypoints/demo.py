@@ -25,7 +25,7 @@ from atlasreg_cursor.domain.messages import MessageType
 from atlasreg_cursor.domain.runs import derive_run_id
 
 from .bootstrap import build
-from .commands import new_message
+from .commands.jobs import new_message
 from .daemon import run_daemon
 from .log import configure_logging
 from .output import EXIT_FAILED, EXIT_OK
@@ -76,7 +76,7 @@ def run_demo(args: argparse.Namespace) -> int:
         try:
             run_daemon(app, until_empty=True, serve_http=False)
             run_id = derive_run_id(MessageType.START_DAILY_INGEST, message["message_id"])
-            journal = read_journal(app.store, run_id)
+            journal = read_journal(app.storage, run_id)
         finally:
             app.close()
         return _report(journal, home, receiver)

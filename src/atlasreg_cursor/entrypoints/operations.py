@@ -98,7 +98,7 @@ def _seeder(app: App) -> Callable[[], None]:
             return
         last[0] = time.monotonic()
         try:
-            seed_from_store(app.store)
+            seed_from_store(app.storage)
         except CursorError as exc:
             log.warning("metrics.seed_failed", error=str(exc))
 
@@ -120,7 +120,7 @@ def start_operations(app: App, monitor: LoopMonitor, *, serve_http: bool) -> Ope
     prober = ReadinessProber(
         {
             "queue": lambda: export_depth(app),
-            "storage": lambda: (app.store.head(PROBE_KEY), seed()),
+            "storage": lambda: (app.storage.head(PROBE_KEY), seed()),
             "config": _config_probe(app),
         },
         interval=settings.probe_interval_seconds,
@@ -161,5 +161,5 @@ def start_operations(app: App, monitor: LoopMonitor, *, serve_http: bool) -> Ope
     prober.start()
     from .scheduler import start_scheduler
 
-    ops.schedule = start_scheduler(settings, queue=app.queue, store=app.store, config=app.config)
+    ops.schedule = start_scheduler(settings, queue=app.queue, store=app.storage, config=app.config)
     return ops

@@ -22,19 +22,15 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import attrs
 import cattrs
 
-from atlasreg_cursor.domain.errors import CursorError
 from atlasreg_cursor.domain.redaction import redact_url as _redact_url
+
+from .backends import BACKENDS
+from .errors import SettingsError as SettingsError
 
 Mode = Literal["local", "standalone", "cloudflare"]
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 AirflowVersion = Literal["auto", "v1", "v2"]
-
-QUEUE_BACKENDS = ("sqlite", "redis", "cloudflare")
-CONFIG_BACKENDS = ("file", "kv")
-STORAGE_BACKENDS = ("file", "minio", "r2")
-NOTIFIER_BACKENDS = ("webhook", "outbox")
-EXECUTOR_BACKENDS = ("local", "core")
 
 MODE_DEFAULTS: dict[str, dict[str, str]] = {
     "local": {"queue": "sqlite", "config": "file", "storage": "file", "executor": "local"},
@@ -42,11 +38,9 @@ MODE_DEFAULTS: dict[str, dict[str, str]] = {
     "cloudflare": {"queue": "cloudflare", "config": "kv", "storage": "r2", "executor": "core"},
 }
 
+"""The backends each ``MODE`` implies; every name is one of :data:`.backends.BACKENDS`."""
+
 _SECRET = {"secret": True}
-
-
-class SettingsError(CursorError):
-    """Raised at start-up when a setting is missing or malformed."""
 
 
 def _secret(default: Any = None) -> Any:
@@ -368,17 +362,10 @@ def _message(exc: BaseException) -> str:
 
 def _check(settings: Settings) -> None:
     problems = []
-    checks = [
-        ("queue", QUEUE_BACKENDS),
-        ("config", CONFIG_BACKENDS),
-        ("storage", STORAGE_BACKENDS),
-        ("notifier", NOTIFIER_BACKENDS),
-        ("executor", EXECUTOR_BACKENDS),
-    ]
-    for port, allowed in checks:
+    for port, table in BACKENDS.items():
         value = settings.backend(port)
-        if value not in allowed:
-            problems.append(f"{port.upper()}_BACKEND: {value!r} is not one of {', '.join(allowed)}")
+        if value not in table:
+            problems.append(f"{port.upper()}_BACKEND: {value!r} is not one of {', '.join(table)}")
     numbers = {
         "MAX_ATTEMPTS": settings.max_attempts >= 1,
         "VISIBILITY_TIMEOUT_SECONDS": 1 <= settings.visibility_seconds <= 43200,

@@ -81,7 +81,7 @@ def _cloudflare_warnings(app: App) -> list[str]:
 
 
 def _check_store(app: App) -> None:
-    check = _method(app.store, "check_conditional_writes")
+    check = _method(app.storage, "check_conditional_writes")
     if check is None:
         return
     try:

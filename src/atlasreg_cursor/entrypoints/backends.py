@@ -1,0 +1,339 @@
+"""The backend registry: for each port, a table from backend name to factory.
+
+These tables are the one list of backend names: :mod:`.settings` checks
+``*_BACKEND`` and ``MODE`` against them and :mod:`.bootstrap` builds from
+them. Each factory takes :class:`~.settings.Settings` and imports its
+adapter (and the adapter's library) inside, so ``local`` mode never imports
+botocore, redis or Celery. To add a backend, add its factory to its port's
+table (README, "Adding an adapter").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+from .errors import SettingsError
+
+if TYPE_CHECKING:
+    from atlasreg_cursor.adapters.breakers import Breaker, BreakerBoard
+    from atlasreg_cursor.adapters.cloudflare._http import CloudflareClient
+    from atlasreg_cursor.adapters.core.airflow import AirflowClient
+    from atlasreg_cursor.adapters.core.celery import CeleryGateway
+    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
+    from atlasreg_cursor.domain.signing import WebhookSigner
+    from atlasreg_cursor.ports import ConfigSource, Executor, MessageQueue, Notifier, ObjectStore
+
+    from .settings import Settings
+
+
+def _missing(setting: str, backend: str) -> SettingsError:
+    return SettingsError(f"{setting}: required by the {backend} backend")
+
+
+# --- queue ---------------------------------------------------------------------
+
+
+def _sqlite_queue(s: Settings) -> MessageQueue:
+    from atlasreg_cursor.adapters.local.sqlite_queue import SqliteQueue
+
+    s.home.mkdir(parents=True, exist_ok=True)
+    return SqliteQueue(
+        s.home / "queue.sqlite3",
+        queue_name=s.queue_name,
+        visibility_timeout=s.visibility_seconds,
+    )
+
+
+def _redis_queue(s: Settings) -> MessageQueue:
+    from atlasreg_cursor.adapters.standalone.redis_queue import RedisListQueue
+
+    return RedisListQueue(
+        s.redis_url, queue_name=s.queue_name, visibility_timeout=s.visibility_seconds
+    )
+
+
+def _cloudflare_client(s: Settings, endpoint: str | None) -> CloudflareClient:
+    from atlasreg_cursor.adapters.cloudflare._http import CloudflareClient
+
+    if not s.cf_api_token:
+        raise _missing("CF_API_TOKEN", "cloudflare")
+    if not s.cf_account_id:
+        raise _missing("CF_ACCOUNT_ID", "cloudflare")
+    return CloudflareClient(
+        api_endpoint=endpoint or s.cf_api_endpoint, token=s.cf_api_token, account_id=s.cf_account_id
+    )
+
+
+def _cloudflare_queue(s: Settings) -> MessageQueue:
+    from atlasreg_cursor.adapters.cloudflare.queue import CloudflareQueue
+
+    if not s.cf_queue_id:
+        raise _missing("CF_QUEUE_ID", "cloudflare queue")
+    dead_letter_store = None if s.cf_dlq_queue_id else _storage(s)
+    return CloudflareQueue(
+        _cloudflare_client(s, s.cf_queue_endpoint),
+        queue_id=s.cf_queue_id,
+        dlq_queue_id=s.cf_dlq_queue_id,
+        dead_letter_store=dead_letter_store,
+        visibility_timeout=s.visibility_seconds,
+    )
+
+
+QUEUES: dict[str, Callable[[Settings], MessageQueue]] = {
+    "sqlite": _sqlite_queue,
+    "redis": _redis_queue,
+    "cloudflare": _cloudflare_queue,
+}
+
+
+# --- config --------------------------------------------------------------------
+
+
+def known_handlers(s: Settings) -> frozenset[str]:
+    """Built-in handler ids plus those of installed plugins (Core executor)."""
+    if s.backend("executor") != "core":
+        from atlasreg_cursor.domain.sources import BUILTIN_HANDLERS
+
+        return BUILTIN_HANDLERS
+    from atlasreg_cursor.adapters.core.handlers import known_handler_ids
+
+    return frozenset(known_handler_ids())
+
+
+def _file_config(s: Settings) -> ConfigSource:
+    from atlasreg_cursor.adapters.local.file_config import FileConfigSource
+
+    return FileConfigSource(
+        s.watchlist_path, ttl_seconds=s.config_ttl_seconds, known_handlers=known_handlers(s)
+    )
+
+
+def _kv_config(s: Settings) -> ConfigSource:
+    from atlasreg_cursor.adapters.cloudflare.kv import KVConfigSource
+
+    if not s.cf_kv_namespace_id:
+        raise _missing("CF_KV_NAMESPACE_ID", "kv config")
+    return KVConfigSource(
+        _cloudflare_client(s, s.cf_kv_api_endpoint),
+        namespace_id=s.cf_kv_namespace_id,
+        key=s.watchlist_key,
+        ttl_seconds=s.config_ttl_seconds,
+        known_handlers=known_handlers(s),
+    )
+
+
+CONFIGS: dict[str, Callable[[Settings], ConfigSource]] = {"file": _file_config, "kv": _kv_config}
+
+
+# --- storage -------------------------------------------------------------------
+
+
+def _file_storage(s: Settings) -> ObjectStore:
+    from atlasreg_cursor.adapters.local.file_store import FileObjectStore
+
+    root = s.home / "store"
+    root.mkdir(parents=True, exist_ok=True)
+    return FileObjectStore(root)
+
+
+def _minio_storage(s: Settings) -> ObjectStore:
+    from atlasreg_cursor.adapters.s3 import S3ObjectStore
+
+    if not s.minio_endpoint:
+        raise _missing("MINIO_ENDPOINT", "minio storage")
+    if not s.minio_access_key or not s.minio_secret_key:
+        raise _missing("MINIO_ACCESS_KEY/MINIO_SECRET_KEY", "minio storage")
+    endpoint = s.minio_endpoint
+    if "://" not in endpoint:
+        endpoint = f"{'https' if s.minio_secure else 'http'}://{endpoint}"
+    return S3ObjectStore(
+        endpoint_url=endpoint,
+        bucket=s.bucket,
+        access_key=s.minio_access_key,
+        secret_key=s.minio_secret_key,
+        dialect="minio",
+        create_bucket=s.s3_create_bucket,
+    )
+
+
+def _r2_storage(s: Settings) -> ObjectStore:
+    from atlasreg_cursor.adapters.s3 import S3ObjectStore
+
+    if not s.r2_endpoint:
+        raise _missing("R2_ENDPOINT", "r2 storage")
+    if not s.r2_access_key or not s.r2_secret_key:
+        raise _missing("R2_ACCESS_KEY/R2_SECRET_KEY", "r2 storage")
+    return S3ObjectStore(
+        endpoint_url=s.r2_endpoint,
+        bucket=s.bucket,
+        access_key=s.r2_access_key,
+        secret_key=s.r2_secret_key,
+        region="auto",
+        dialect="r2",
+        create_bucket=False,
+    )
+
+
+STORAGES: dict[str, Callable[[Settings], ObjectStore]] = {
+    "file": _file_storage,
+    "minio": _minio_storage,
+    "r2": _r2_storage,
+}
+
+
+def _storage(s: Settings) -> ObjectStore:
+    return STORAGES[s.backend("storage")](s)
+
+
+# --- notifier ------------------------------------------------------------------
+
+
+def build_signer(s: Settings) -> WebhookSigner | None:
+    """The webhook signer, or ``None`` when no secret is configured."""
+    if not s.hook_hmac_secret:
+        return None
+    from atlasreg_cursor.domain.signing import WebhookSigner
+
+    try:
+        return WebhookSigner(
+            s.hook_hmac_secret,
+            additional_secrets=s.hook_secrets[1:],
+            standard=s.hook_standard_signature,
+            legacy=s.hook_legacy_signature,
+        )
+    except ValueError as exc:
+        raise SettingsError(f"HOOK_HMAC_SECRET: {exc}") from None
+
+
+def _webhook(s: Settings) -> Notifier:
+    from atlasreg_cursor.adapters.webhook import WebhookNotifier
+
+    signer = build_signer(s)
+    if signer is None or not s.hook_endpoint:
+        raise _missing("HOOK_ENDPOINT/HOOK_HMAC_SECRET", "webhook notifier")
+    return WebhookNotifier(
+        s.hook_endpoint, signer, timeout=s.hook_timeout_seconds, attempts=s.hook_attempts
+    )
+
+
+def _outbox(s: Settings) -> Notifier:
+    from atlasreg_cursor.adapters.local.outbox import OutboxNotifier
+
+    s.home.mkdir(parents=True, exist_ok=True)
+    return OutboxNotifier(s.home / "outbox.jsonl", build_signer(s))
+
+
+NOTIFIERS: dict[str, Callable[[Settings], Notifier]] = {"webhook": _webhook, "outbox": _outbox}
+
+
+# --- executor ------------------------------------------------------------------
+
+
+def crawl_policy(s: Settings) -> CrawlPolicy:
+    """The crawl policy of the ``CRAWL_*`` settings."""
+    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
+
+    policy = CrawlPolicy(
+        max_per_host=s.crawl_max_per_host,
+        obey_robots=s.crawl_obey_robots,
+        download_delay=s.crawl_download_delay,
+        autothrottle=s.crawl_autothrottle,
+        concurrent_requests=s.crawl_concurrent_requests,
+        retry_times=s.crawl_retry_times,
+    )
+    return attrs.evolve(policy, user_agent=s.crawl_user_agent) if s.crawl_user_agent else policy
+
+
+def _local_executor(s: Settings, breakers: BreakerBoard | None = None) -> Executor:
+    from atlasreg_cursor.adapters.local.executor import LocalExecutor
+
+    work = s.home / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    return LocalExecutor(
+        work_dir=work,
+        scrapy_project_path=s.scrapy_project_path,
+        allow_private_sources=s.allow_private_sources,
+        policy=crawl_policy(s),
+        env_allow=(s.crawl_env_allow or "").split(","),
+        idle_seconds=s.crawl_idle_seconds,
+    )
+
+
+def core_clients(
+    s: Settings, breakers: BreakerBoard | None = None
+) -> tuple[CeleryGateway, AirflowClient | None]:
+    """Core's Celery gateway and Airflow client (``None`` without ``AIRFLOW_API_URL``)."""
+    from atlasreg_cursor.adapters.core.airflow import AirflowClient
+    from atlasreg_cursor.adapters.core.celery import CeleryGateway
+
+    broker = s.celery_broker_url or s.redis_url
+    celery = CeleryGateway(
+        broker_url=broker,
+        result_backend=s.celery_result_backend or broker,
+        queue=s.celery_queue,
+        breaker=_core_breaker(breakers, "celery"),
+    )
+    airflow = None
+    if s.airflow_api_url:
+        airflow = AirflowClient(
+            base_url=s.airflow_api_url,
+            username=s.airflow_username or "",
+            password=s.airflow_password or "",
+            api_version=s.airflow_api_version,
+            breaker=_core_breaker(breakers, "airflow"),
+        )
+    return celery, airflow
+
+
+def _core_breaker(breakers: BreakerBoard | None, dependency: str) -> Breaker | None:
+    if breakers is None:
+        return None
+    from atlasreg_cursor.adapters.breakers import ExecutorCircuitOpen
+
+    return breakers.breaker_for(dependency, open_error=ExecutorCircuitOpen)
+
+
+def _core_executor(s: Settings, breakers: BreakerBoard | None = None) -> Executor:
+    from atlasreg_cursor.adapters.core.executor import CoreExecutor
+
+    celery, airflow = core_clients(s, breakers)
+    return CoreExecutor(
+        celery=celery,
+        airflow=airflow,
+        scrapy_project_path=s.scrapy_project_path,
+        local_fallback=_local_executor(s),
+        processing_concurrency=s.processing_concurrency,
+        allow_private_sources=s.allow_private_sources,
+    )
+
+
+EXECUTORS: dict[str, Callable[[Settings, BreakerBoard | None], Executor]] = {
+    "local": _local_executor,
+    "core": _core_executor,
+}
+
+
+def build_breakers(s: Settings) -> BreakerBoard:
+    """One breaker board per process; shared through Redis when the queue is on Redis."""
+    from atlasreg_cursor.adapters.breakers import BreakerBoard
+
+    shared = s.backend("queue") == "redis"
+    return BreakerBoard(
+        fail_max=s.breaker_fail_max,
+        reset_seconds=s.breaker_reset_seconds,
+        redis_url=s.redis_url if shared else None,
+        namespace=f"cursor:{s.queue_name}:breaker",
+    )
+
+
+BACKENDS: Mapping[str, Mapping[str, Callable[..., object]]] = {
+    "queue": QUEUES,
+    "config": CONFIGS,
+    "storage": STORAGES,
+    "notifier": NOTIFIERS,
+    "executor": EXECUTORS,
+}
+"""Port → backend name → factory: the names ``*_BACKEND`` accepts."""

@@ -1,0 +1,83 @@
+"""Dead-letter commands: ``dlq list|replay|purge`` on a queue that keeps its dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from atlasreg_cursor.entrypoints.bootstrap import App, build
+from atlasreg_cursor.entrypoints.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    confirm,
+    fail,
+    print_json,
+    print_rows,
+)
+from atlasreg_cursor.entrypoints.settings import Settings
+from atlasreg_cursor.ports import DeadLetterBox
+
+
+def _dead_letters(settings: Settings, app: App) -> DeadLetterBox | None:
+    box = app.dead_letters
+    if box is None:
+        fail(f"the {settings.backend('queue')} queue does not keep dead letters locally")
+    return box
+
+
+def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    """``dlq list``: dead letters with their reasons."""
+    app = build(settings)
+    try:
+        box = _dead_letters(settings, app)
+        if box is None:
+            return EXIT_USAGE
+        rows = [
+            {
+                "message_id": d.message_id,
+                "reason": d.reason,
+                "attempts": d.attempts,
+                "dead_at": d.dead_at,
+                "body": d.body.decode("utf-8", "replace"),
+            }
+            for d in box.list_dead(args.limit)
+        ]
+        print_rows(rows, columns=("message_id", "attempts", "dead_at", "reason"), fmt=args.output)
+        return EXIT_OK
+    finally:
+        app.close()
+
+
+def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
+    """``dlq replay MESSAGE_ID``: back onto the queue."""
+    app = build(settings)
+    try:
+        box = _dead_letters(settings, app)
+        if box is None:
+            return EXIT_USAGE
+        ok = box.replay_dead(args.message_id)
+        print_json({"replayed": ok, "message_id": args.message_id})
+        return EXIT_OK if ok else EXIT_FAILED
+    finally:
+        app.close()
+
+
+def cmd_dlq_purge(settings: Settings, args: argparse.Namespace) -> int:
+    """``dlq purge``: asks on a terminal; a script must pass ``--yes``."""
+    app = build(settings)
+    try:
+        box = _dead_letters(settings, app)
+        if box is None:
+            return EXIT_USAGE
+        count = len(box.list_dead(100_000))
+        answer = confirm(f"delete {count} dead letters for good?", assume_yes=args.yes)
+        if answer is None:
+            return fail("dlq purge deletes for good: pass --yes (no terminal to ask)", EXIT_USAGE)
+        if not answer:
+            print("nothing deleted", file=sys.stderr)
+            return EXIT_FAILED
+        print_json({"purged": box.purge_dead()})
+        return EXIT_OK
+    finally:
+        app.close()

@@ -1,0 +1,88 @@
+"""Outbox commands: ``hooks list|resend`` (notifications not yet delivered, and sending again)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from atlasreg_cursor.domain.ingest import (
+    JournalStore,
+    Outbox,
+    OutboxEntry,
+    deliver,
+    outbox_key,
+    read_journal,
+)
+from atlasreg_cursor.entrypoints.bootstrap import App, build
+from atlasreg_cursor.entrypoints.daemon import log_event
+from atlasreg_cursor.entrypoints.output import EXIT_FAILED, EXIT_OK, fail, print_json, print_rows
+from atlasreg_cursor.entrypoints.settings import Settings
+
+
+def _outbox(app: App) -> Outbox:
+    return Outbox(app.storage, clock=app.clock, policy=app.outbox_policy)
+
+
+def cmd_hooks_list(settings: Settings, args: argparse.Namespace) -> int:
+    """``hooks list [--all]``: the notifications in the outbox not yet delivered."""
+    app = build(settings)
+    try:
+        rows = [
+            _hook_row(key, entry)
+            for key, entry in _outbox(app).entries()
+            if args.all or entry.state != "delivered"
+        ]
+        print_rows(
+            rows[: args.limit],
+            columns=("run_id", "event_type", "state", "attempts", "next_attempt_at", "last_error"),
+            fmt=args.output,
+        )
+        return EXIT_OK
+    finally:
+        app.close()
+
+
+def cmd_hooks_resend(settings: Settings, args: argparse.Namespace) -> int:
+    """``hooks resend RUN_ID``: deliver the run's notifications again now (same ``webhook-id``)."""
+    app = build(settings)
+    outbox = _outbox(app)
+    try:
+        journal = read_journal(app.storage, args.run_id)
+        keys = [key for key, _ in outbox.entries(args.run_id)]
+        for record in (journal.notification, journal.failure) if journal else ():
+            if record is not None and outbox_key(args.run_id, record.webhook_id) not in keys:
+                keys.append(outbox.add(args.run_id, record))  # queued before the outbox
+        if not keys:
+            return fail(f"no notification of run {args.run_id}")
+        journals = JournalStore(
+            app.storage,
+            owner=app.policy.consumer_id,
+            lease_seconds=app.policy.lease_seconds,
+            clock=app.clock,
+        )
+        results = []
+        for key in keys:
+            outbox.resend(key)
+            deliver(outbox, journals, key, app.notifier, on_event=log_event)
+            found = outbox.read(key)
+            if found is not None:
+                results.append(_hook_row(key, found[0]))
+        print_json(results)
+        return EXIT_OK if all(r["state"] == "delivered" for r in results) else EXIT_FAILED
+    finally:
+        app.close()
+
+
+def _hook_row(key: str, entry: OutboxEntry) -> dict[str, Any]:
+    return {
+        "run_id": entry.run_id,
+        "event_type": entry.event_type,
+        "webhook_id": entry.webhook_id,
+        "state": entry.state,
+        "attempts": entry.attempts,
+        "created_at": entry.created_at,
+        "next_attempt_at": entry.next_attempt_at if entry.state == "pending" else None,
+        "status_code": entry.status_code,
+        "last_error": entry.last_error,
+        "key": key,
+    }
