@@ -80,6 +80,7 @@ class NotifierHarness(Protocol):
 
     def break_delivery(self) -> None: ...
 
+
 class NotifierFactory(Protocol):
     """Builds the notifier under test."""
 
@@ -172,9 +173,7 @@ class NotifierContract:
     def test_concurrent_sends_all_arrive_whole(self, harness: NotifierHarness) -> None:
         """Eight threads sending at once: eight deliveries, none torn or mixed."""
         notifications = [complete_notification(f"run_{n:012x}") for n in range(8)]
-        threads = [
-            threading.Thread(target=harness.notifier.send, args=(n,)) for n in notifications
-        ]
+        threads = [threading.Thread(target=harness.notifier.send, args=(n,)) for n in notifications]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -25,7 +25,7 @@ Capabilities (class attributes; override where the backend differs):
     SUPPORTS_DELAY: ``retry`` honours its delay (else the message may come back at once).
     DETECTS_LATE_ACK: acking a lease that expired and was re-leased raises ``LeaseExpired``.
     SUPPORTS_EXTEND: ``extend`` keeps a lease past the original visibility timeout.
-    SEND_RETURNS_ID: the id ``send`` returns is the ``Delivery.message_id``.
+    SEND_RETURNS_ID: the id ``send`` returns is the ``Delivery.queue_message_id``.
     BINARY_BODIES: bodies that are not UTF-8 survive the round trip.
     DEAD_LETTER_BOX: the queue implements ``DeadLetterBox`` (list/replay/purge).
     STATS_REPORTED: the ``QueueStats`` fields the backend counts exactly.
@@ -119,7 +119,7 @@ class QueueContract:
         assert body == delivery.body
         assert 1 == delivery.attempts
         if self.SEND_RETURNS_ID:
-            assert message_id == delivery.message_id
+            assert message_id == delivery.queue_message_id
         assert [] == queue.receive(1, wait_seconds=0)
         self.assert_stats(queue, ready=0, in_flight=0, delayed=0, dead=0)
 
@@ -207,7 +207,7 @@ class QueueContract:
         assert [] == hidden
         assert b"lost" == second.body
         assert first.attempts + 1 == second.attempts
-        assert first.message_id == second.message_id
+        assert first.queue_message_id == second.queue_message_id
         assert first.lease_token != second.lease_token
 
     def test_late_ack_raises_lease_expired(self, queue_factory: QueueFactory) -> None:
@@ -289,7 +289,7 @@ class QueueContract:
             queue.dead_letter(d, f"reason {d.body.decode()}")
 
         dead = box.list_dead()
-        replayed = box.replay_dead(next(x.message_id for x in dead if x.body == b"d2"))
+        replayed = box.replay_dead(next(x.queue_message_id for x in dead if x.body == b"d2"))
         missing = box.replay_dead("no-such-message")
         [back] = receive_until(queue, 1, timeout=self.REDELIVERY_SLACK + 3)
         purged = box.purge_dead()

@@ -17,8 +17,7 @@ class FakeHarness:
 
     def delivered(self) -> list[Delivered]:
         return [
-            Delivered(path=n.path, webhook_id=n.webhook_id, body=n.body)
-            for n in self.notifier.sent
+            Delivered(path=n.path, webhook_id=n.webhook_id, body=n.body) for n in self.notifier.sent
         ]
 
     def break_delivery(self) -> None:

@@ -119,7 +119,7 @@ def test_json_bodies_decoded_in_every_observed_form(
 
     assert message == json.loads(delivery.body)
     assert delivery.identity_from_queue is True
-    assert emulator.messages(queue_id)[0].id == delivery.message_id
+    assert emulator.messages(queue_id)[0].id == delivery.queue_message_id
     assert 1 == delivery.attempts
 
 
@@ -173,12 +173,12 @@ def test_poison_bodies_are_delivered_raw_and_dead_lettered(emulator: CloudflareE
         "body": expected_raw.decode(),
         "body_encoding": "text",
         "reason": "not JSON: v8 body",
-        "message_id": delivery.message_id,
+        "message_id": delivery.queue_message_id,
         "attempts": 1,
         "queue_id": queue_id,
     } == {k: v for k, v in letter.body.items() if k != "dead_at"}
     assert [] == emulator.messages(queue_id)
-    assert [delivery.message_id] == emulator.acked(queue_id)
+    assert [delivery.queue_message_id] == emulator.acked(queue_id)
 
 
 def test_dead_letter_keeps_json_bodies_as_json(emulator: CloudflareEmulator) -> None:
@@ -212,10 +212,10 @@ def test_dead_letter_without_dlq_goes_to_the_store(
 
     [stored] = list(store.list("dead-letters/"))
     data, _ = store.get(stored.key)
-    assert stored.key.endswith(f"/{delivery.message_id}.json")
+    assert stored.key.endswith(f"/{delivery.queue_message_id}.json")
     assert "garbage" == json.loads(data)["body"]
     assert "not JSON" == json.loads(data)["reason"]
-    assert [delivery.message_id] == emulator.acked(queue_id)
+    assert [delivery.queue_message_id] == emulator.acked(queue_id)
 
 
 def test_retry_delay_is_capped_and_whole(emulator: CloudflareEmulator) -> None:

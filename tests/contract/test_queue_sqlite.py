@@ -166,7 +166,7 @@ def test_send_rerun_after_a_lost_commit_inserts_once(tmp_path: Path) -> None:
     message_id = queue.send(b"once")
     got = queue.receive(10)
 
-    assert [(message_id, b"once")] == [(d.message_id, d.body) for d in got]
+    assert [(message_id, b"once")] == [(d.queue_message_id, d.body) for d in got]
 
 
 @pytest.mark.parametrize("op", ["ack", "retry", "dead_letter", "extend", "replay"])
@@ -188,7 +188,7 @@ def test_settling_rerun_after_a_lost_commit_is_done_once(tmp_path: Path, op: str
     elif op == "extend":
         queue.extend(delivery, 120)
     else:
-        assert queue.replay_dead(delivery.message_id)
+        assert queue.replay_dead(delivery.queue_message_id)
     stats = queue.stats()
 
     expected = {

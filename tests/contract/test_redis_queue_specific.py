@@ -132,7 +132,7 @@ def test_llen_means_waiting(
     assert 2 == while_leased == queue.stats().ready
     assert bodies[1:] == untouched
     assert 3 == after_retry
-    assert first.message_id == again.message_id
+    assert first.queue_message_id == again.queue_message_id
     assert 2 == again.attempts
     assert 2 == after_ack
 
@@ -149,8 +149,8 @@ def test_send_pushes_the_plain_body(
     got = take(queue, 2)
 
     assert [body, body] == listed
-    assert message_id in {d.message_id for d in got}
-    assert 2 == len({d.message_id for d in got})
+    assert message_id in {d.queue_message_id for d in got}
+    assert 2 == len({d.queue_message_id for d in got})
 
 
 def test_dead_letter_record_format(
@@ -192,7 +192,7 @@ def test_expired_message_goes_back_to_the_head(
     short.close()
 
     assert b"first" == again.body
-    assert lost.message_id == again.message_id
+    assert lost.queue_message_id == again.queue_message_id
     assert 2 == again.attempts
 
 
@@ -281,7 +281,7 @@ while time.monotonic() < deadline and empty < 3:
     for d in got:
         time.sleep(0.002)
         queue.ack(d)
-        print(json.dumps({"body": d.body.decode(), "id": d.message_id}), flush=True)
+        print(json.dumps({"body": d.body.decode(), "id": d.queue_message_id}), flush=True)
 queue.close()
 """
 
@@ -390,7 +390,7 @@ def test_survives_a_redis_restart(own_redis: ThrowawayRedis) -> None:
     assert (1, 1, 0) == (reconnected.ready, reconnected.in_flight, reconnected.dead)
     assert {b"leased", b"waiting"} == set(back)
     assert 2 == back[b"leased"].attempts
-    assert leased[b"leased"].message_id == back[b"leased"].message_id
+    assert leased[b"leased"].queue_message_id == back[b"leased"].queue_message_id
     assert 1 == back[b"waiting"].attempts
     assert [] == extra
     assert (0, 0, 0, 0) == (stats.ready, stats.in_flight, stats.delayed, stats.dead)
@@ -440,7 +440,7 @@ def _load_every_script(queue: RedisListQueue) -> None:
     queue.retry(first, 0)
     [again] = queue.receive(1)
     queue.dead_letter(again, "warm-up")
-    queue.replay_dead(again.message_id)
+    queue.replay_dead(again.queue_message_id)
     [last] = queue.receive(1)
     queue.ack(last)
     queue.purge_dead()
@@ -463,7 +463,7 @@ def test_receive_rerun_after_a_lost_reply_returns_the_same_lease(
     assert 1 == proxy.dropped
     assert (b"first", 1) == (got.body, got.attempts)
     assert b"second" == other.body
-    assert {got.message_id: b"first", other.message_id: b"second"} == {
+    assert {got.queue_message_id: b"first", other.queue_message_id: b"second"} == {
         k.decode(): v for k, v in bodies.items()
     }
     assert (0, 2) == (queue.stats().ready, queue.stats().in_flight)
@@ -499,7 +499,7 @@ def test_settling_rerun_after_a_lost_reply_is_done_once(
     assert expected == (stats.ready, stats.in_flight, stats.dead)
     if op == "retry":
         [again] = queue.receive(1)
-        assert (delivery.message_id, 2) == (again.message_id, again.attempts)
+        assert (delivery.queue_message_id, 2) == (again.queue_message_id, again.attempts)
 
 
 def test_send_rerun_after_a_lost_reply_pushes_once(
@@ -514,7 +514,7 @@ def test_send_rerun_after_a_lost_reply_pushes_once(
 
     assert 1 == proxy.dropped
     assert [b"once"] == [delivery.body]
-    assert message_id == delivery.message_id
+    assert message_id == delivery.queue_message_id
     assert 0 == direct.llen("cursor:queue:ingest-queue")
 
 
@@ -528,7 +528,7 @@ def test_replay_rerun_after_a_lost_reply_reports_the_replay(
     queue.dead_letter(delivery, "testing")
 
     proxy.drop_next_reply(skip=1)  # the LRANGE that finds it goes through; the script's reply not
-    replayed = queue.replay_dead(delivery.message_id)
+    replayed = queue.replay_dead(delivery.queue_message_id)
 
     assert 1 == proxy.dropped
     assert replayed

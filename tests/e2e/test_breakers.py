@@ -34,7 +34,7 @@ RUN = RunContext(
     run_id="run_0123456789ab",
     date=dt.date(2026, 11, 24),
     message_type=MessageType.START_DAILY_INGEST,
-    message_id="m-1",
+    identity="m-1",
 )
 
 

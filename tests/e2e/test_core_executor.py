@@ -41,7 +41,7 @@ def _run(run_id: str | None = None) -> RunContext:
         run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
         date=DATE,
         message_type=MessageType.START_DAILY_INGEST,
-        message_id=uuid.uuid4().hex,
+        identity=uuid.uuid4().hex,
     )
 
 

@@ -97,6 +97,9 @@ def test_demo_explains_its_failing_source_and_what_to_try(demo: tuple[Path, dict
     home, summary, stderr = demo
 
     assert "sigel_daily fails on purpose: it is an AIRFLOW_DAG source" in stderr
-    assert f"CURSOR_HOME={home} ALLOW_PRIVATE_SOURCES=true atlasreg-cursor runs list -o table" in stderr
+    assert (
+        f"CURSOR_HOME={home} ALLOW_PRIVATE_SOURCES=true atlasreg-cursor runs list -o table"
+        in stderr
+    )
     assert f"atlasreg-cursor runs show {summary['run_id']}" in stderr
     assert f"atlasreg-cursor verify {summary['gold_key']}" in stderr

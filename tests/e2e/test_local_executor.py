@@ -36,7 +36,7 @@ RUN = RunContext(
     run_id="run_0123456789ab",
     date=dt.date(2026, 11, 24),
     message_type=MessageType.START_DAILY_INGEST,
-    message_id="m-1",
+    identity="m-1",
 )
 
 
@@ -290,7 +290,7 @@ def test_reprocess_makes_the_same_events(site: SampleSite, executor: LocalExecut
         run_id="reprocess_0123456789ab",
         date=RUN.date,
         message_type=MessageType.REPROCESS,
-        message_id="m-2",
+        identity="m-2",
     )
 
     again = executor.reprocess(rerun, chosen, timeout_seconds=120)

@@ -149,7 +149,7 @@ def test_two_daemons_run_a_missed_slot_once(tmp_path: Path) -> None:
     assert [0, 0] == codes
     assert (1, 1, 1) == (len(golds), len(journals), len(notes)), logs
     journal = json.loads(journals[0].read_text())
-    assert journal["message_id"].startswith("schedule:")
+    assert journal["identity"].startswith("schedule:")
     assert json.loads(marker.read_text())["slot"] > "2000-01-01"
 
 

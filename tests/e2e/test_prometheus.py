@@ -43,7 +43,12 @@ def _watchlist(site: str) -> dict[str, Any]:
     csv = {"delimiter": ";", "fields": {"title": "descricao", "url": "link", "date": "data"}}
     return {
         "sources": [
-            {"id": "ons_ok", "handler_id": "DOWNLOAD_CSV", "url_feed": f"{site}/dados/ocorrencias.csv", "csv": csv},
+            {
+                "id": "ons_ok",
+                "handler_id": "DOWNLOAD_CSV",
+                "url_feed": f"{site}/dados/ocorrencias.csv",
+                "csv": csv,
+            },
             {
                 "id": "ons_zero",
                 "handler_id": "DOWNLOAD_CSV",
@@ -51,7 +56,12 @@ def _watchlist(site: str) -> dict[str, Any]:
                 "keywords": ["palavra-que-nao-aparece"],
                 "csv": csv,
             },
-            {"id": "ons_broken", "handler_id": "DOWNLOAD_CSV", "url_feed": f"{site}/dados/nao-existe.csv", "csv": csv},
+            {
+                "id": "ons_broken",
+                "handler_id": "DOWNLOAD_CSV",
+                "url_feed": f"{site}/dados/nao-existe.csv",
+                "csv": csv,
+            },
         ],
         "global_settings": {"alert_on_zero_results": True, "alert_recipients": ["ops@example.com"]},
     }
@@ -60,7 +70,9 @@ def _watchlist(site: str) -> dict[str, Any]:
 class Scenario:
     """The daemon, Prometheus, and where things are."""
 
-    def __init__(self, home: Path, prometheus: Prometheus, metrics_url: str, watchlist: Path) -> None:
+    def __init__(
+        self, home: Path, prometheus: Prometheus, metrics_url: str, watchlist: Path
+    ) -> None:
         self.home = home
         self.prometheus = prometheus
         self.metrics_url = metrics_url
@@ -113,7 +125,9 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
                 daemon.wait(timeout=10)
 
 
-def _run_jobs(home: Path, prometheus: Prometheus, http: urllib3.PoolManager, metrics_url: str) -> None:
+def _run_jobs(
+    home: Path, prometheus: Prometheus, http: urllib3.PoolManager, metrics_url: str
+) -> None:
     queue = SqliteQueue(home / "queue.sqlite3")
     for day in range(RUNS):
         queue.send(canonical_bytes(new_message("start_daily_ingest", f"2026-11-2{day}", None)))
@@ -128,8 +142,10 @@ def _run_jobs(home: Path, prometheus: Prometheus, http: urllib3.PoolManager, met
 
     assert wait_until(handled, timeout=60, interval=0.25), "the daemon did not handle the jobs"
     assert wait_until(
-        lambda: [v for _, v in prometheus.values("sum(cursor_runs_total)")] == [float(RUNS)]
-        and [v for _, v in prometheus.values('max(cursor_queue_depth{state="dead"})')] == [1.0],
+        lambda: (
+            [v for _, v in prometheus.values("sum(cursor_runs_total)")] == [float(RUNS)]
+            and [v for _, v in prometheus.values('max(cursor_queue_depth{state="dead"})')] == [1.0]
+        ),
         timeout=20,
         interval=0.25,
     ), "Prometheus did not see the runs"
@@ -269,9 +285,27 @@ def test_promtool_checks_and_unit_tests_the_rules() -> None:
     prom = DEPLOY / "prometheus"
 
     checks = [
-        subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=prom, capture_output=True, text=True, check=False),
-        subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=prom, capture_output=True, text=True, check=False),
-        subprocess.run([promtool, "test", "rules", "alerts.test.yml"], cwd=prom, capture_output=True, text=True, check=False),
+        subprocess.run(
+            [promtool, "check", "rules", "alerts.yml"],
+            cwd=prom,
+            capture_output=True,
+            text=True,
+            check=False,
+        ),
+        subprocess.run(
+            [promtool, "check", "config", "prometheus.yml"],
+            cwd=prom,
+            capture_output=True,
+            text=True,
+            check=False,
+        ),
+        subprocess.run(
+            [promtool, "test", "rules", "alerts.test.yml"],
+            cwd=prom,
+            capture_output=True,
+            text=True,
+            check=False,
+        ),
     ]
 
     assert [0, 0, 0] == [c.returncode for c in checks], [c.stdout + c.stderr for c in checks]

@@ -87,7 +87,7 @@ class FakeQueue:
                 entry.visible_at = now + self.visibility_timeout
                 out.append(
                     Delivery(
-                        message_id=entry.message_id,
+                        queue_message_id=entry.message_id,
                         body=entry.body,
                         attempts=entry.attempts,
                         lease_token=entry.token,
@@ -97,11 +97,14 @@ class FakeQueue:
 
     def _take(self, delivery: Delivery) -> _Entry:
         for entry in self.state.entries:
-            if entry.message_id == delivery.message_id and entry.token == delivery.lease_token:
+            if (
+                entry.message_id == delivery.queue_message_id
+                and entry.token == delivery.lease_token
+            ):
                 if entry.visible_at <= self.state.clock():
                     break
                 return entry
-        raise LeaseExpired(f"lease of {delivery.message_id} expired")
+        raise LeaseExpired(f"lease of {delivery.queue_message_id} expired")
 
     def ack(self, delivery: Delivery) -> None:
         with self.state.cond:

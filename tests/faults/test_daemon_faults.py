@@ -80,7 +80,7 @@ def test_a_corrupted_journal_is_dead_lettered_saying_so_and_replayed_once_moved_
     meta = store_root / ".meta" / "runs" / f"{bad.run_id}.json"
     if meta.exists():
         meta.unlink()
-    replay = run_cli(["dlq", "replay", letter.message_id], env=env, cwd=tmp_path)
+    replay = run_cli(["dlq", "replay", letter.queue_message_id], env=env, cwd=tmp_path)
     replayed = wait_for(lambda: golds_on_disk(store_root).get(bad.run_id) == 1, timeout=60)
     assert wait_for(lambda: queue.stats().ready == 0 and queue.stats().in_flight == 0, timeout=30)
     alive = daemon.alive()
@@ -99,7 +99,7 @@ def test_a_corrupted_journal_is_dead_lettered_saying_so_and_replayed_once_moved_
     )
 
     assert (True, True, 0) == (alive_after_fault, alive, code)
-    assert letter.message_id == ids[0]
+    assert letter.queue_message_id == ids[0]
     assert "unreadable_journal" in letter.reason
     assert f"runs/{bad.run_id}.json" in letter.reason
     assert 0 == replay.returncode, replay.stderr

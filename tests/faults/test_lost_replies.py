@@ -90,7 +90,7 @@ def test_28_messages_with_every_9th_reply_lost_none_lost_none_doubled(
             try:
                 for delivery in queue.receive(3, wait_seconds=0.5):
                     with lock:
-                        bodies_by_id.setdefault(delivery.message_id, set()).add(delivery.body)
+                        bodies_by_id.setdefault(delivery.queue_message_id, set()).add(delivery.body)
                         if delivery.body in acked:
                             after_ack.append(delivery.body)
                     settle(queue, delivery)

@@ -31,7 +31,7 @@ def _run() -> RunContext:
         run_id=f"run_{uuid.uuid4().hex[:12]}",
         date=dt.date(2026, 11, 24),
         message_type=MessageType.START_DAILY_INGEST,
-        message_id=uuid.uuid4().hex,
+        identity=uuid.uuid4().hex,
     )
 
 

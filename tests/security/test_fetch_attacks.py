@@ -40,7 +40,7 @@ RUN = RunContext(
     run_id="run_5ec5ec5ec5ec",
     date=dt.date(2026, 11, 24),
     message_type=MessageType.START_DAILY_INGEST,
-    message_id=uuid.uuid4().hex,
+    identity=uuid.uuid4().hex,
 )
 
 

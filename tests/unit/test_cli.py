@@ -147,7 +147,7 @@ def test_dlq_list_as_a_table(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys) 
 
     lines = capsys.readouterr().out.splitlines()
     assert 0 == code
-    assert ["MESSAGE_ID", "ATTEMPTS", "DEAD_AT", "REASON"] == lines[0].split()
+    assert ["QUEUE_MESSAGE_ID", "ATTEMPTS", "DEAD_AT", "REASON"] == lines[0].split()
     assert lines[1].endswith("invalid message: not JSON")
 
 

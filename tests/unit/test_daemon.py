@@ -194,7 +194,7 @@ def test_a_sweeping_daemon_finishes_an_orphaned_run(tmp_path: Path) -> None:
         run_id=RUN_ID,
         date=dt.date(2026, 11, 24),
         message_type=MessageType.START_DAILY_INGEST,
-        message_id="m-1",
+        identity="m-1",
         created_at=now,
         updated_at=now,
         lease=Lease(owner="dead", expires_at=now - dt.timedelta(seconds=1)),

@@ -44,7 +44,7 @@ def _write_journal(world: World, **fields: Any) -> None:
             run_id=RUN_ID,
             date=dt.date(2026, 11, 24),
             message_type=MessageType.START_DAILY_INGEST,
-            message_id="m-1",
+            identity="m-1",
             payload={},
             created_at=world.now,
             updated_at=world.now,
@@ -73,6 +73,24 @@ def _published() -> GoldRecord:
         events_count=1,
         errors_count=0,
     )
+
+
+# --- journals of an earlier version -------------------------------------------------
+
+
+def test_a_journal_naming_its_identity_message_id_is_resumed() -> None:
+    """Journals written before ``identity`` had its name stored it as ``message_id``."""
+    world = World()
+    _write_journal(world, lease=_lease(world, "crashed-consumer", -1))
+    key = journal_key(RUN_ID)
+    stored = json.loads(world.store.get(key)[0])
+    stored["message_id"] = stored.pop("identity")
+    world.store.put(key, canonical_bytes(stored), if_match=world.store.head(key).etag)  # type: ignore[union-attr]
+    world.send(DAILY)
+
+    assert Outcome.ACKED == world.handle().outcome
+    journal = json.loads(world.store.get(key)[0])
+    assert ("m-1", False) == (journal["identity"], "message_id" in journal)
 
 
 # --- a duplicate of a live run ----------------------------------------------------
@@ -214,7 +232,7 @@ def test_a_foreground_run_delivers_its_notification_before_returning() -> None:
         identity="m-1",
         config=world.config,
         executor=world.executor,
-        store=world.store,
+        storage=world.store,
         notifier=world.notifier,
         policy=world.policy,
         clock=world.clock,
@@ -289,7 +307,7 @@ def test_an_orphaned_run_is_swept_and_finished_without_its_message() -> None:
         RUN_ID,
         config=world.config,
         executor=world.executor,
-        store=world.store,
+        storage=world.store,
         policy=world.policy,
         clock=world.clock,
         monotonic=time.monotonic,
@@ -388,7 +406,7 @@ def test_a_foreground_run_that_fails_for_good_sends_its_processing_error() -> No
             identity="m-1",
             config=world.config,
             executor=world.executor,
-            store=world.store,
+            storage=world.store,
             notifier=world.notifier,
             policy=world.policy,
             clock=world.clock,

@@ -38,7 +38,7 @@ def _journals(store: FileObjectStore, count: int) -> list[str]:
             run_id=run_id,
             date=now.date(),
             message_type=MessageType.START_DAILY_INGEST,
-            message_id=f"m{n}",
+            identity=f"m{n}",
             created_at=now,
             updated_at=now,
         )

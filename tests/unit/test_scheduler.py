@@ -58,7 +58,7 @@ def _scheduler(parts, clock: Clock) -> Scheduler:
         expression="0 6 * * *",
         zone=SP,
         queue=queue,
-        store=store,
+        storage=store,
         config=config,
         clock=clock,
         jitter_seconds=0,

@@ -104,7 +104,7 @@ class World:
             queue=self.queue,
             config=self.config,
             executor=self.executor,
-            store=self.store,
+            storage=self.store,
             policy=policy or self.policy,
             clock=self.clock,
             monotonic=time.monotonic,

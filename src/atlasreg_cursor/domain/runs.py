@@ -79,12 +79,16 @@ def journal_key(run_id: str) -> str:
 
 @attrs.frozen(kw_only=True)
 class RunContext:
-    """What an executor needs to know of the run it works for."""
+    """
+    What an executor needs to know of the run it works for.
+
+    ``identity`` is the run identity ``run_id`` is derived from (DESIGN §3).
+    """
 
     run_id: str
     date: dt.date
     message_type: MessageType
-    message_id: str
+    identity: str
     attempts: int = 1
 
 
@@ -160,13 +164,15 @@ class RunJournal:
     be resumed from its journal alone. ``attempts`` counts the times work
     on the run started in this ``round``; a dead-lettered run that is
     replayed starts the next round. ``dead_lettered`` tells whether the
-    message of a failed run went to the dead letters.
+    message of a failed run went to the dead letters. ``identity`` is the
+    run identity ``run_id`` is derived from (DESIGN §3): the producer's
+    ``message_id``, the queue's durable id or the body's SHA-256.
     """
 
     run_id: str
     date: dt.date
     message_type: MessageType
-    message_id: str
+    identity: str
     created_at: dt.datetime
     updated_at: dt.datetime
     payload: Mapping[str, Any] = attrs.field(factory=dict, hash=False)

@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_list = dlq.add_parser("list", help="list dead letters with their reasons")
     dlq_list.add_argument("--limit", type=int, default=100, metavar="N")
     _output_arg(dlq_list)
-    dlq.add_parser("replay", help="put a dead letter back on the queue").add_argument("message_id")
+    dlq.add_parser("replay", help="put a dead letter back on the queue").add_argument(
+        "queue_message_id", metavar="QUEUE_MESSAGE_ID"
+    )
     purge = dlq.add_parser("purge", help="delete every dead letter (asks first)")
     purge.add_argument("--yes", "-y", action="store_true", help="do not ask")
 

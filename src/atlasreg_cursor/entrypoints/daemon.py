@@ -141,7 +141,7 @@ def _handle(app: App, delivery: Delivery, control: RunControl | None) -> HandleR
     run_id = job.run_id if isinstance(job, Job) else None
     identity = job.identity if isinstance(job, Job) else None
     with structlog.contextvars.bound_contextvars(
-        queue_message_id=delivery.message_id, run_id=run_id, message_id=identity
+        queue_message_id=delivery.queue_message_id, run_id=run_id, identity=identity
     ):
         try:
             result = handle_delivery(
@@ -150,7 +150,7 @@ def _handle(app: App, delivery: Delivery, control: RunControl | None) -> HandleR
                 queue=app.queue,
                 config=app.config,
                 executor=app.executor,
-                store=app.storage,
+                storage=app.storage,
                 policy=app.policy,
                 clock=app.clock,
                 monotonic=app.monotonic,
@@ -235,7 +235,7 @@ def sweep_once(
                     run_id,
                     config=app.config,
                     executor=app.executor,
-                    store=app.storage,
+                    storage=app.storage,
                     policy=app.policy,
                     clock=app.clock,
                     monotonic=app.monotonic,

@@ -24,7 +24,7 @@ def _newest_first(obj: StoredObject) -> tuple[dt.datetime, str]:
 
 
 def recent_journals(
-    store: ObjectStore,
+    storage: ObjectStore,
     limit: int,
     *,
     on_unreadable: Callable[[str, CursorError, StoredObject], None] | None = None,
@@ -38,12 +38,12 @@ def recent_journals(
     """
     if limit <= 0:
         return
-    listed = [o for o in store.list("runs/") if o.key.endswith(".json")]
+    listed = [o for o in storage.list("runs/") if o.key.endswith(".json")]
     listed.sort(key=_newest_first, reverse=True)
     for obj in listed[:limit]:
         run_id = obj.key.removeprefix("runs/").removesuffix(".json")
         try:
-            journal = read_journal(store, run_id)
+            journal = read_journal(storage, run_id)
         except CursorError as exc:  # corrupted, another version's, or not ours
             if on_unreadable is not None:
                 on_unreadable(run_id, exc, obj)

@@ -161,5 +161,7 @@ def start_operations(app: App, monitor: LoopMonitor, *, serve_http: bool) -> Ope
     prober.start()
     from .scheduler import start_scheduler
 
-    ops.schedule = start_scheduler(settings, queue=app.queue, store=app.storage, config=app.config)
+    ops.schedule = start_scheduler(
+        settings, queue=app.queue, storage=app.storage, config=app.config
+    )
     return ops

@@ -61,14 +61,14 @@ class Scheduler:
         expression: str,
         zone: dt.tzinfo,
         queue: MessageQueue,
-        store: ObjectStore,
+        storage: ObjectStore,
         config: ConfigSource,
         clock: Callable[[], dt.datetime] = _utc_now,
         jitter_seconds: float = 3.0,
     ) -> None:
         self.expression = cron.parse_cron(expression)
         self.zone = zone
-        self._queue, self._store, self._config = queue, store, config
+        self._queue, self._store, self._config = queue, storage, config
         self._clock = clock
         self._jitter = jitter_seconds
         self.sent: list[dt.datetime] = []
@@ -180,7 +180,7 @@ class Scheduler:
 
 
 def start_scheduler(
-    settings: Settings, *, queue: MessageQueue, store: ObjectStore, config: ConfigSource
+    settings: Settings, *, queue: MessageQueue, storage: ObjectStore, config: ConfigSource
 ) -> tuple[threading.Thread, threading.Event] | None:
     """Start the schedule thread when ``SCHEDULE`` is set; ``(thread, stop)`` or ``None``."""
     if not settings.schedule:
@@ -189,7 +189,7 @@ def start_scheduler(
         expression=settings.schedule,
         zone=cron.load_zone(settings.schedule_tz),
         queue=queue,
-        store=store,
+        storage=storage,
         config=config,
     )
     stop = threading.Event()

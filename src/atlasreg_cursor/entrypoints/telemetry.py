@@ -131,7 +131,7 @@ def record_handled(result: HandleResult, duration_seconds: float) -> None:
         metrics.DEAD_LETTERS.inc()
 
 
-def seed_from_store(store: ObjectStore, *, journals: int = 20) -> None:
+def seed_from_store(storage: ObjectStore, *, journals: int = 20) -> None:
     """
     Set the "last success" gauges from recent journals.
 
@@ -142,7 +142,7 @@ def seed_from_store(store: ObjectStore, *, journals: int = 20) -> None:
     """
     from .journals import recent_journals
 
-    for journal in recent_journals(store, journals):
+    for journal in recent_journals(storage, journals):
         finished = journal.finished_at.timestamp() if journal.finished_at else None
         if journal.gold is not None and finished and journal.gold.status.value in _PUBLISHED:
             _book.succeeded(None, finished)

@@ -13,12 +13,13 @@ class Delivery:
     """
     One received message, leased to this consumer.
 
-    ``message_id`` is the backend's handle for logs and dead letters.
-    ``identity_from_queue`` says whether that id names the message durably
-    (Cloudflare); then it is the message identity of DESIGN §3.
+    ``queue_message_id`` is the backend's id of the message, for logs, dead
+    letters and ``dlq replay`` (not the producer's ``message_id`` inside the
+    body). ``identity_from_queue`` says whether that id names the message
+    durably (Cloudflare); then it can be the run identity (DESIGN §3).
     """
 
-    message_id: str
+    queue_message_id: str
     body: bytes = attrs.field(repr=False)
     attempts: int
     lease_token: str = attrs.field(repr=False)
@@ -39,7 +40,7 @@ class QueueStats:
 class DeadLetter:
     """A dead-lettered message with the reason it was given."""
 
-    message_id: str
+    queue_message_id: str
     body: bytes = attrs.field(repr=False)
     reason: str
     attempts: int
@@ -124,7 +125,7 @@ class DeadLetterBox(Protocol):
         """Return up to *limit* dead letters, oldest first."""
         ...
 
-    def replay_dead(self, message_id: str) -> bool:
+    def replay_dead(self, queue_message_id: str) -> bool:
         """Move a dead letter back to the queue; ``False`` if it is not there."""
         ...
 

@@ -253,7 +253,7 @@ class CloudflareQueue:
         message_id = str(message.get("id") or "")
         attempts = message.get("attempts")
         return Delivery(
-            message_id=message_id
+            queue_message_id=message_id
             or "lease-" + uuid.uuid5(uuid.NAMESPACE_URL, message["lease_id"]).hex,
             body=decode_body(message.get("body", ""), message.get("metadata")),
             attempts=max(1, int(attempts)) if isinstance(attempts, int | float) else 1,
@@ -270,7 +270,7 @@ class CloudflareQueue:
             QueueUnavailable: the API could not be reached.
         """
         self._ack_call(acks=[{"lease_id": delivery.lease_token}], retries=[])
-        log.debug("queue.acked", queue_id=self.queue_id, message_id=delivery.message_id)
+        log.debug("queue.acked", queue_id=self.queue_id, queue_message_id=delivery.queue_message_id)
 
     def retry(self, delivery: Delivery, delay_seconds: float) -> None:
         """
@@ -286,7 +286,7 @@ class CloudflareQueue:
         log.debug(
             "queue.retried",
             queue_id=self.queue_id,
-            message_id=delivery.message_id,
+            queue_message_id=delivery.queue_message_id,
             delay_seconds=entry.get("delay_seconds", 0),
         )
 
@@ -311,7 +311,7 @@ class CloudflareQueue:
             "body": body,
             "body_encoding": encoding,
             "reason": reason,
-            "message_id": delivery.message_id,
+            "message_id": delivery.queue_message_id,
             "attempts": delivery.attempts,
             "queue_id": self.queue_id,
             "dead_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -324,20 +324,20 @@ class CloudflareQueue:
             )
             where = f"queue:{self.dlq_queue_id}"
         elif self._store is not None:
-            where = self._store_dead_letter(delivery.message_id, letter)
+            where = self._store_dead_letter(delivery.queue_message_id, letter)
         else:
             where = "dropped"
             log.error(
                 "queue.dead_letter_dropped",
                 queue_id=self.queue_id,
-                message_id=delivery.message_id,
+                queue_message_id=delivery.queue_message_id,
                 reason=reason,
             )
         self.ack(delivery)
         log.info(
             "queue.dead_lettered",
             queue_id=self.queue_id,
-            message_id=delivery.message_id,
+            queue_message_id=delivery.queue_message_id,
             reason=reason,
             where=where,
         )
@@ -375,7 +375,9 @@ class CloudflareQueue:
     def extend(self, delivery: Delivery, seconds: float) -> None:
         """Do nothing: Cloudflare cannot renew a lease over HTTP."""
         log.debug(
-            "queue.extend_unsupported", queue_id=self.queue_id, message_id=delivery.message_id
+            "queue.extend_unsupported",
+            queue_id=self.queue_id,
+            queue_message_id=delivery.queue_message_id,
         )
 
     def stats(self) -> QueueStats:

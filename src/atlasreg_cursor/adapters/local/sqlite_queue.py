@@ -81,7 +81,7 @@ def _wakeup_for(path: Path) -> threading.Condition:
 
 def _delivery(message_id: str, body: bytes, attempts: int, token: str) -> Delivery:
     return Delivery(
-        message_id=message_id,
+        queue_message_id=message_id,
         body=bytes(body),
         attempts=attempts,
         lease_token=token,
@@ -268,13 +268,13 @@ class SqliteQueue:
             cursor = conn.execute(
                 sql + " WHERE queue = ? AND message_id = ? AND state = 'leased'"
                 " AND lease_token = ? AND visible_at > ?",
-                (*params, self.queue_name, delivery.message_id, delivery.lease_token, now),
+                (*params, self.queue_name, delivery.queue_message_id, delivery.lease_token, now),
             )
             if cursor.rowcount == 1:
                 return True
             row = conn.execute(
                 "SELECT state, lease_token FROM messages WHERE queue = ? AND message_id = ?",
-                (self.queue_name, delivery.message_id),
+                (self.queue_name, delivery.queue_message_id),
             ).fetchone()
             if done_state is None:
                 return row is None and not first
@@ -282,9 +282,12 @@ class SqliteQueue:
 
         if not self._run_again(what, apply):
             raise LeaseExpired(
-                f"queue {self.queue_name}: lease of {delivery.message_id} expired before {what}"
+                f"queue {self.queue_name}: lease of {delivery.queue_message_id}"
+                f" expired before {what}"
             )
-        log.debug(f"queue.{what}", queue=self.queue_name, message_id=delivery.message_id)
+        log.debug(
+            f"queue.{what}", queue=self.queue_name, queue_message_id=delivery.queue_message_id
+        )
 
     def ack(self, delivery: Delivery) -> None:
         """Delete the delivered message. Raises ``LeaseExpired`` if the lease is gone."""
@@ -357,7 +360,7 @@ class SqliteQueue:
             ).fetchall()
             return [
                 DeadLetter(
-                    message_id=mid,
+                    queue_message_id=mid,
                     body=bytes(body),
                     reason=reason or "",
                     attempts=attempts,
@@ -368,7 +371,7 @@ class SqliteQueue:
 
         return self._run("list_dead", select)
 
-    def replay_dead(self, message_id: str) -> bool:
+    def replay_dead(self, queue_message_id: str) -> bool:
         """Put a dead letter back on the queue with fresh attempts; ``False`` if absent."""
         now = self._clock()
 
@@ -377,13 +380,13 @@ class SqliteQueue:
                 "UPDATE messages SET state = 'ready', attempts = 0, visible_at = ?,"
                 " dead_reason = NULL, dead_at = NULL"
                 " WHERE queue = ? AND message_id = ? AND state = 'dead'",
-                (now, self.queue_name, message_id),
+                (now, self.queue_name, queue_message_id),
             ).rowcount
             if changed == 1 or first:
                 return changed == 1
             row = conn.execute(  # a re-run: did the first attempt put it back?
                 "SELECT attempts, dead_at FROM messages WHERE queue = ? AND message_id = ?",
-                (self.queue_name, message_id),
+                (self.queue_name, queue_message_id),
             ).fetchone()
             return row is not None and row[1] is None
 
@@ -391,7 +394,9 @@ class SqliteQueue:
         if replayed:
             with self._wakeup:
                 self._wakeup.notify_all()
-            log.info("queue.dead_replayed", queue=self.queue_name, message_id=message_id)
+            log.info(
+                "queue.dead_replayed", queue=self.queue_name, queue_message_id=queue_message_id
+            )
         return replayed
 
     def purge_dead(self) -> int:

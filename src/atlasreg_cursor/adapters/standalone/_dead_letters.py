@@ -22,7 +22,7 @@ log = structlog.get_logger()
 def dead_entry(delivery: Delivery, reason: str) -> str:
     """Return the JSON entry that records *delivery* as dead for *reason*."""
     record: dict[str, Any] = {
-        "message_id": delivery.message_id,
+        "message_id": delivery.queue_message_id,
         "reason": reason,
         "attempts": delivery.attempts,
         "dead_at": _now_iso(),
@@ -46,7 +46,7 @@ def parse_dead(entry: bytes | str) -> DeadLetter | None:
             body = text.encode("utf-8")
         dead_at = record.get("dead_at")
         return DeadLetter(
-            message_id=str(record.get("message_id", "")),
+            queue_message_id=str(record.get("message_id", "")),
             body=body,
             reason=str(record.get("reason", "")),
             attempts=int(record.get("attempts", 0)),

@@ -63,7 +63,7 @@ def leased_from(reply: list[Any]) -> tuple[int, list[Delivery]]:
     """Return the wait (ms, -1 for none) and the deliveries of a ``receive`` reply."""
     deliveries = [
         Delivery(
-            message_id=reply[i].decode("ascii"),
+            queue_message_id=reply[i].decode("ascii"),
             body=bytes(reply[i + 1]),
             attempts=int(reply[i + 2]),
             lease_token=reply[i + 3].decode("ascii"),

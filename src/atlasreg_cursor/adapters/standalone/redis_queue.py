@@ -191,10 +191,10 @@ class RedisListQueue:
             delivery,
             lambda: self._scripts.ack(
                 keys=[self._inflight, self._envelopes, self._bodies],
-                args=[delivery.message_id, delivery.lease_token],
+                args=[delivery.queue_message_id, delivery.lease_token],
             ),
         )
-        log.debug("queue.acked", queue=self.list_key, message_id=delivery.message_id)
+        log.debug("queue.acked", queue=self.list_key, queue_message_id=delivery.queue_message_id)
 
     def retry(self, delivery: Delivery, delay_seconds: float) -> None:
         """
@@ -209,13 +209,13 @@ class RedisListQueue:
             delivery,
             lambda: self._scripts.retry(
                 keys=[self._inflight, self._envelopes, self._delayed, self.list_key],
-                args=[delivery.message_id, delivery.lease_token, _ms(delay_seconds)],
+                args=[delivery.queue_message_id, delivery.lease_token, _ms(delay_seconds)],
             ),
         )
         log.debug(
             "queue.retried",
             queue=self.list_key,
-            message_id=delivery.message_id,
+            queue_message_id=delivery.queue_message_id,
             delay_seconds=delay_seconds,
         )
 
@@ -233,13 +233,13 @@ class RedisListQueue:
             delivery,
             lambda: self._scripts.dead_letter(
                 keys=[self._inflight, self._envelopes, self._bodies, self.dead_key],
-                args=[delivery.message_id, delivery.lease_token, entry],
+                args=[delivery.queue_message_id, delivery.lease_token, entry],
             ),
         )
         log.info(
             "queue.dead_lettered",
             queue=self.list_key,
-            message_id=delivery.message_id,
+            queue_message_id=delivery.queue_message_id,
             reason=reason,
         )
 
@@ -276,11 +276,11 @@ class RedisListQueue:
             "extend",
             lambda: self._scripts.extend(
                 keys=[self._inflight, self._envelopes],
-                args=[delivery.message_id, delivery.lease_token, _ms(seconds)],
+                args=[delivery.queue_message_id, delivery.lease_token, _ms(seconds)],
             ),
         )
         if int(result) != 1:
-            raise LeaseExpired(f"lease of {delivery.message_id} on {self.list_key} expired")
+            raise LeaseExpired(f"lease of {delivery.queue_message_id} on {self.list_key} expired")
 
     def stats(self) -> QueueStats:
         """
@@ -338,9 +338,9 @@ class RedisListQueue:
         raw, _ = self._run("list_dead", lambda: self._client.lrange(self.dead_key, 0, limit - 1))
         return [letter for entry in raw if (letter := parse_dead(entry)) is not None]
 
-    def replay_dead(self, message_id: str) -> bool:
+    def replay_dead(self, queue_message_id: str) -> bool:
         """
-        Move the dead letter *message_id* back to the tail with attempts reset.
+        Move the dead letter *queue_message_id* back to the tail with attempts reset.
 
         Returns:
             ``False`` when no dead letter has that id.
@@ -354,10 +354,14 @@ class RedisListQueue:
             chunk = self._dead_page(start, page)
             for entry in chunk:
                 letter = parse_dead(entry)
-                if letter is None or letter.message_id != message_id:
+                if letter is None or letter.queue_message_id != queue_message_id:
                     continue
                 if self._replay(entry, letter):
-                    log.info("queue.dead_replayed", queue=self.list_key, message_id=message_id)
+                    log.info(
+                        "queue.dead_replayed",
+                        queue=self.list_key,
+                        queue_message_id=queue_message_id,
+                    )
                     return True
             if len(chunk) < page:
                 return False
@@ -386,12 +390,12 @@ class RedisListQueue:
         return [e if isinstance(e, bytes) else e.encode("utf-8") for e in chunk]
 
     def _replay(self, entry: bytes, letter: DeadLetter) -> bool:
-        envelope = json.dumps({"message_id": letter.message_id, "attempts": 0, "token": ""})
+        envelope = json.dumps({"message_id": letter.queue_message_id, "attempts": 0, "token": ""})
         done, _ = self._run(
             "replay_dead",
             lambda: self._scripts.replay_dead(
                 keys=[self.dead_key, self.list_key, self._envelopes, self._bodies],
-                args=[entry, letter.message_id, letter.body, envelope],
+                args=[entry, letter.queue_message_id, letter.body, envelope],
             ),
         )
         return int(done) in {1, 2}
@@ -430,9 +434,9 @@ class RedisListQueue:
         if code in {-1, 2} and attempt > 1:
             # An earlier attempt whose reply was lost already finished the job
             # (-1: the message is gone; 2: this lease released it).
-            log.debug("queue.lease_done_earlier", op=op, message_id=delivery.message_id)
+            log.debug("queue.lease_done_earlier", op=op, queue_message_id=delivery.queue_message_id)
             return
-        raise LeaseExpired(f"lease of {delivery.message_id} on {self.list_key} expired")
+        raise LeaseExpired(f"lease of {delivery.queue_message_id} on {self.list_key} expired")
 
     def _run(self, op: str, call: Callable[[], T]) -> tuple[T, int]:
         try:

@@ -38,7 +38,7 @@ def carry_out(
     *,
     config: ConfigSource,
     executor: Executor,
-    store: ObjectStore,
+    storage: ObjectStore,
     journals: JournalStore,
     outbox: Outbox,
     limits: SourceLimits,
@@ -89,7 +89,7 @@ def carry_out(
         else:
             gold, status = _reprocess_gold(run, active, sources, timeout, executor, journals)
         publish_gold(
-            store=store,
+            storage=storage,
             journals=journals,
             active=active,
             gold=gold,

@@ -44,7 +44,7 @@ def run_message(
     identity: str,
     config: ConfigSource,
     executor: Executor,
-    store: ObjectStore,
+    storage: ObjectStore,
     notifier: Notifier,
     policy: IngestPolicy,
     clock: Clock,
@@ -62,9 +62,9 @@ def run_message(
     """
     job = Job.of(message, identity)
     journals = JournalStore(
-        store, owner=policy.consumer_id, lease_seconds=policy.lease_seconds, clock=clock
+        storage, owner=policy.consumer_id, lease_seconds=policy.lease_seconds, clock=clock
     )
-    outbox = Outbox(store, clock=clock, policy=outbox_policy)
+    outbox = Outbox(storage, clock=clock, policy=outbox_policy)
     opened = journals.open(job)
     active = opened.active
     if active is None:
@@ -75,7 +75,7 @@ def run_message(
             active,
             config=config,
             executor=executor,
-            store=store,
+            storage=storage,
             journals=journals,
             outbox=outbox,
             policy=policy,

@@ -43,7 +43,7 @@ def parse_journal(body: bytes, key: str) -> RunJournal:
         UnreadableJournal: the bytes are not a journal this version understands.
     """
     try:
-        journal: RunJournal = converter.structure(json.loads(body), RunJournal)
+        journal: RunJournal = converter.structure(_upgraded(json.loads(body)), RunJournal)
     except (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError) as exc:
         detail = (
             cattrs.transform_error(exc)[0] if isinstance(exc, cattrs.BaseValidationError) else exc
@@ -52,7 +52,15 @@ def parse_journal(body: bytes, key: str) -> RunJournal:
     return journal
 
 
-def read_journal(store: ObjectStore, run_id: str) -> RunJournal | None:
+def _upgraded(data: Any) -> Any:
+    """A journal of an earlier version named its run identity ``message_id``."""
+    if isinstance(data, dict) and "identity" not in data and "message_id" in data:
+        data = {**data, "identity": data["message_id"]}
+        del data["message_id"]
+    return data
+
+
+def read_journal(storage: ObjectStore, run_id: str) -> RunJournal | None:
     """
     Load a run's journal, or ``None`` when the run is unknown.
 
@@ -63,7 +71,7 @@ def read_journal(store: ObjectStore, run_id: str) -> RunJournal | None:
 
     key = journal_key(run_id)
     try:
-        body, _ = store.get(key)
+        body, _ = storage.get(key)
     except ObjectNotFound:
         return None
     return parse_journal(body, key)
@@ -125,9 +133,9 @@ class JournalStore:
     """
 
     def __init__(
-        self, store: ObjectStore, *, owner: str, lease_seconds: float, clock: Clock
+        self, storage: ObjectStore, *, owner: str, lease_seconds: float, clock: Clock
     ) -> None:
-        self.store = store
+        self.storage = storage
         self.owner = owner
         self.lease_seconds = lease_seconds
         self.clock = clock
@@ -146,7 +154,7 @@ class JournalStore:
 
         key = journal_key(run_id)
         try:
-            body, stored = self.store.get(key)
+            body, stored = self.storage.get(key)
         except ObjectNotFound:
             return None
         return parse_journal(body, key), stored.etag
@@ -174,7 +182,7 @@ class JournalStore:
                     run_id=job.run_id,
                     date=job.message.date,
                     message_type=job.message.type,
-                    message_id=job.identity,
+                    identity=job.identity,
                     payload=dict(job.message.payload),
                     created_at=now,
                     updated_at=now,
@@ -182,7 +190,7 @@ class JournalStore:
                     attempts=1,
                 )
                 try:
-                    stored = self.store.put(key, journal_bytes(fresh), if_none_match=True)
+                    stored = self.storage.put(key, journal_bytes(fresh), if_none_match=True)
                 except PreconditionFailed:
                     continue
                 return Opened("fresh", fresh, ActiveRun(fresh, stored.etag, now))
@@ -191,7 +199,7 @@ class JournalStore:
             if isinstance(taken, Opened):
                 return taken
             try:
-                stored = self.store.put(key, journal_bytes(taken), if_match=etag)
+                stored = self.storage.put(key, journal_bytes(taken), if_match=etag)
             except PreconditionFailed:
                 continue
             return Opened("resumed", taken, ActiveRun(taken, stored.etag, now))
@@ -266,7 +274,7 @@ class JournalStore:
         updated = attrs.evolve(updated, updated_at=now)
         key = journal_key(updated.run_id)
         try:
-            stored = self.store.put(key, journal_bytes(updated), if_match=active.etag)
+            stored = self.storage.put(key, journal_bytes(updated), if_match=active.etag)
         except PreconditionFailed:
             error = LeaseLost(
                 f"the journal of run {updated.run_id} was changed by another consumer"
@@ -303,7 +311,7 @@ class JournalStore:
                 return False
             updated = attrs.evolve(journal, **changes)
             try:
-                self.store.put(key, journal_bytes(updated), if_match=etag)
+                self.storage.put(key, journal_bytes(updated), if_match=etag)
             except PreconditionFailed:
                 continue
             return True
@@ -311,6 +319,6 @@ class JournalStore:
 
     def listing(self) -> Iterator[tuple[str, dt.datetime | None]]:
         """Every journal key with when it was last written (where the store says)."""
-        for obj in self.store.list(JOURNAL_PREFIX):
+        for obj in self.storage.list(JOURNAL_PREFIX):
             if obj.key.endswith(".json"):
                 yield obj.key, obj.last_modified

@@ -133,7 +133,7 @@ class Job:
             run_id=self.run_id,
             date=self.message.date,
             message_type=self.message.type,
-            message_id=self.identity,
+            identity=self.identity,
             attempts=attempts,
         )
 
@@ -151,7 +151,7 @@ def read_job(delivery: Delivery) -> Job | Poison:
         message = parse_message(delivery.body)
     except InvalidMessage as exc:
         return Poison(f"invalid message: {exc.reason}")
-    queue_id = delivery.message_id if delivery.identity_from_queue else None
+    queue_id = delivery.queue_message_id if delivery.identity_from_queue else None
     return Job.of(message, message_identity(message, delivery.body, queue_id))
 
 
@@ -161,9 +161,9 @@ def job_of_journal(journal: RunJournal) -> Job:
         type=journal.message_type,
         date=journal.date,
         payload=dict(journal.payload),
-        message_id=journal.message_id,
+        message_id=journal.identity,
     )
-    return Job(message=message, identity=journal.message_id, run_id=journal.run_id)
+    return Job(message=message, identity=journal.identity, run_id=journal.run_id)
 
 
 @attrs.frozen(kw_only=True)

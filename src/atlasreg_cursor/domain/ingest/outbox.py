@@ -114,9 +114,9 @@ class Outbox:
     """
 
     def __init__(
-        self, store: ObjectStore, *, clock: Clock, policy: OutboxPolicy | None = None
+        self, storage: ObjectStore, *, clock: Clock, policy: OutboxPolicy | None = None
     ) -> None:
-        self.store = store
+        self.storage = storage
         self.clock = clock
         self.policy = policy or OutboxPolicy()
         self.pending_count = 0
@@ -144,7 +144,7 @@ class Outbox:
             next_attempt_at=now,
         )
         with contextlib.suppress(PreconditionFailed):  # the first one written is kept
-            self.store.put(key, _entry_bytes(entry), if_none_match=True)
+            self.storage.put(key, _entry_bytes(entry), if_none_match=True)
         return key
 
     def read(self, key: str) -> tuple[OutboxEntry, str] | None:
@@ -155,7 +155,7 @@ class Outbox:
             StorageError: the store could not be reached.
         """
         try:
-            body, stored = self.store.get(key)
+            body, stored = self.storage.get(key)
         except ObjectNotFound:
             return None
         try:
@@ -171,7 +171,7 @@ class Outbox:
             StorageError: the store could not be reached.
         """
         prefix = OUTBOX_PREFIX if run_id is None else f"{OUTBOX_PREFIX}{validate_run_id(run_id)}/"
-        for obj in self.store.list(prefix):
+        for obj in self.storage.list(prefix):
             found = self.read(obj.key)
             if found is not None:
                 yield obj.key, found[0]
@@ -190,7 +190,7 @@ class Outbox:
         now = self.clock()
         due: list[tuple[dt.datetime, str]] = []
         pending = 0
-        for obj in self.store.list(OUTBOX_PREFIX):
+        for obj in self.storage.list(OUTBOX_PREFIX):
             if self._settled.get(obj.key) == obj.etag:
                 continue
             found = self.read(obj.key)
@@ -291,7 +291,7 @@ class Outbox:
     def _write(self, key: str, entry: OutboxEntry, etag: str) -> str | None:
         """Replace the entry if it is still *etag*; its new etag, or ``None``."""
         try:
-            stored = self.store.put(key, _entry_bytes(entry), if_match=etag)
+            stored = self.storage.put(key, _entry_bytes(entry), if_match=etag)
         except PreconditionFailed:
             return None
         if entry.state != "pending":

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 def publish_gold(
     *,
-    store: ObjectStore,
+    storage: ObjectStore,
     journals: JournalStore,
     active: ActiveRun,
     gold: GoldDocument,
@@ -63,7 +63,7 @@ def publish_gold(
         "status": status.value,
     }
     try:
-        stored = store.put(
+        stored = storage.put(
             key,
             serialized.body,
             content_type="application/json",
@@ -73,7 +73,7 @@ def publish_gold(
         )
         sha, size, adopted = serialized.sha256, serialized.size, False
     except PreconditionFailed:
-        existing = store.head(key)
+        existing = storage.head(key)
         if existing is None:
             raise
         stored = existing

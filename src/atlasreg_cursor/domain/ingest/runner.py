@@ -97,7 +97,7 @@ def work(
     *,
     config: ConfigSource,
     executor: Executor,
-    store: ObjectStore,
+    storage: ObjectStore,
     journals: JournalStore,
     outbox: Outbox,
     policy: IngestPolicy,
@@ -129,7 +129,7 @@ def work(
                 active,
                 config=config,
                 executor=executor,
-                store=store,
+                storage=storage,
                 journals=journals,
                 outbox=outbox,
                 limits=SourceLimits(

@@ -58,7 +58,7 @@ def handle_delivery(
     queue: MessageQueue,
     config: ConfigSource,
     executor: Executor,
-    store: ObjectStore,
+    storage: ObjectStore,
     policy: IngestPolicy,
     clock: Clock,
     monotonic: Monotonic,
@@ -82,12 +82,14 @@ def handle_delivery(
     job = read_job(delivery) if job is None else job
     if isinstance(job, Poison):
         queue.dead_letter(delivery, job.reason)
-        on_event("message.poison", {"message_id": delivery.message_id, "reason": job.reason})
+        on_event(
+            "message.poison", {"queue_message_id": delivery.queue_message_id, "reason": job.reason}
+        )
         return HandleResult(outcome=Outcome.DEAD_LETTERED, reason=job.reason)
     journals = JournalStore(
-        store, owner=policy.consumer_id, lease_seconds=policy.lease_seconds, clock=clock
+        storage, owner=policy.consumer_id, lease_seconds=policy.lease_seconds, clock=clock
     )
-    outbox = Outbox(store, clock=clock)
+    outbox = Outbox(storage, clock=clock)
     settler = _Settler(delivery, job, queue, journals, outbox, policy, clock, on_event)
     try:
         opened = journals.open(job)
@@ -124,7 +126,7 @@ def handle_delivery(
             active,
             config=config,
             executor=executor,
-            store=store,
+            storage=storage,
             journals=journals,
             outbox=outbox,
             policy=policy,
@@ -176,7 +178,7 @@ class _Settler:
             # The run is complete in its journal; a redelivery is acked as a duplicate.
             self.on_event(
                 "message.ack_late",
-                {"run_id": self.job.run_id, "message_id": self.delivery.message_id},
+                {"run_id": self.job.run_id, "queue_message_id": self.delivery.queue_message_id},
             )
 
     def defer(self, remaining: float, reason: str) -> HandleResult:

@@ -106,7 +106,7 @@ def resume_run(
     *,
     config: ConfigSource,
     executor: Executor,
-    store: ObjectStore,
+    storage: ObjectStore,
     policy: IngestPolicy,
     clock: Clock,
     monotonic: Monotonic,
@@ -123,9 +123,9 @@ def resume_run(
         ``DEFERRED`` when another consumer took it first.
     """
     journals = JournalStore(
-        store, owner=policy.consumer_id, lease_seconds=policy.lease_seconds, clock=clock
+        storage, owner=policy.consumer_id, lease_seconds=policy.lease_seconds, clock=clock
     )
-    outbox = Outbox(store, clock=clock)
+    outbox = Outbox(storage, clock=clock)
     try:
         found = journals.read(run_id)
         if found is None:
@@ -152,7 +152,7 @@ def resume_run(
             active,
             config=config,
             executor=executor,
-            store=store,
+            storage=storage,
             journals=journals,
             outbox=outbox,
             policy=policy,

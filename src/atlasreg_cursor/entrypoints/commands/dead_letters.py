@@ -35,7 +35,7 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
             return EXIT_USAGE
         rows = [
             {
-                "message_id": d.message_id,
+                "queue_message_id": d.queue_message_id,
                 "reason": d.reason,
                 "attempts": d.attempts,
                 "dead_at": d.dead_at,
@@ -43,21 +43,23 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
             }
             for d in box.list_dead(args.limit)
         ]
-        print_rows(rows, columns=("message_id", "attempts", "dead_at", "reason"), fmt=args.output)
+        print_rows(
+            rows, columns=("queue_message_id", "attempts", "dead_at", "reason"), fmt=args.output
+        )
         return EXIT_OK
     finally:
         app.close()
 
 
 def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
-    """``dlq replay MESSAGE_ID``: back onto the queue."""
+    """``dlq replay QUEUE_MESSAGE_ID``: back onto the queue."""
     app = build(settings)
     try:
         box = _dead_letters(settings, app)
         if box is None:
             return EXIT_USAGE
-        ok = box.replay_dead(args.message_id)
-        print_json({"replayed": ok, "message_id": args.message_id})
+        ok = box.replay_dead(args.queue_message_id)
+        print_json({"replayed": ok, "queue_message_id": args.queue_message_id})
         return EXIT_OK if ok else EXIT_FAILED
     finally:
         app.close()

@@ -86,7 +86,7 @@ def _one_shot(settings: Settings, args: argparse.Namespace, kind: str) -> int:
             identity=message_data["message_id"],
             config=app.config,
             executor=app.executor,
-            store=app.storage,
+            storage=app.storage,
             notifier=app.notifier,
             policy=app.policy,
             clock=app.clock,
