@@ -1,4 +1,4 @@
-"""The ConfigSource contract (DESIGN §2a, §6), run against every config adapter.
+"""The ConfigSource contract (architecture §2a, §6), run against every config adapter.
 
 A test module plugs an adapter in by subclassing :class:`ConfigContract` and
 overriding the ``config_env`` fixture, which returns an object of the

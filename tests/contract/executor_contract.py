@@ -1,4 +1,4 @@
-"""The Executor contract (DESIGN §6, ``run_source`` and ``close_run``), run against every executor.
+"""The Executor contract (architecture §6, ``run_source`` and ``close_run``), run against every executor.
 
 A test module plugs an executor in by subclassing :class:`ExecutorContract`
 and overriding two fixtures::

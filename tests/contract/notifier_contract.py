@@ -1,4 +1,4 @@
-"""The Notifier contract (DESIGN §6, §8), run against every notifier.
+"""The Notifier contract (architecture §6, §8), run against every notifier.
 
 :class:`NotifierContract` states what every ``Notifier`` promises — the
 exact body reaches the other side under its stable ``webhook-id``, a resend

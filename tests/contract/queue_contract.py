@@ -1,4 +1,4 @@
-"""The MessageQueue contract (DESIGN §6), run against every queue adapter.
+"""The MessageQueue contract (architecture §6), run against every queue adapter.
 
 A test module plugs an adapter in by subclassing :class:`QueueContract` and
 overriding the ``queue_factory`` fixture::

@@ -1,4 +1,4 @@
-"""The ObjectStore contract (DESIGN §6), run against every store adapter.
+"""The ObjectStore contract (architecture §6), run against every store adapter.
 
 A test module plugs an adapter in by subclassing :class:`StoreContract` and
 overriding the ``store`` fixture::

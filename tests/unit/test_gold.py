@@ -79,7 +79,7 @@ def _valid() -> dict:
 
 
 def test_design_example_is_valid() -> None:
-    """The DESIGN §7 example shape validates."""
+    """The architecture §7 example shape validates."""
     gold = parse_gold(_valid())
 
     assert 1 == len(gold.events)

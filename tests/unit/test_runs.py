@@ -67,7 +67,7 @@ def test_bad_dates_are_rejected(bad: str) -> None:
 
 
 def test_keys() -> None:
-    """Gold and journal keys follow DESIGN §4."""
+    """Gold and journal keys follow architecture §4."""
     assert "gold/2026-11-24/run_0123456789ab.json" == gold_key(
         "run_0123456789ab", dt.date(2026, 11, 24)
     )

@@ -17,7 +17,7 @@ GOOD = {
 
 
 def test_design_example_parses_with_globals() -> None:
-    """The DESIGN §2a shape gives typed sources and global settings."""
+    """The architecture §2a shape gives typed sources and global settings."""
     config = parse_watchlist(
         {
             "sources": [

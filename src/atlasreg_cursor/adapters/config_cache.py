@@ -1,7 +1,7 @@
 """TTL cache with last-good fallback, shared by every ConfigSource adapter.
 
 An adapter supplies ``fetch() -> bytes`` (raising ``ConfigUnavailable`` or
-``ConfigNotFound``); this wraps it with the DESIGN §6 policy: cached for
+``ConfigNotFound``); this wraps it with the architecture §6 policy: cached for
 ``ttl_seconds`` (300, like the seed); when a fetch fails, or what it returns
 is unusable, the last good config is served and its staleness is logged and
 exported as the ``cursor_config_stale_seconds`` gauge.

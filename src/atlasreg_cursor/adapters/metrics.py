@@ -1,4 +1,4 @@
-"""Prometheus metrics of the Cursor (DESIGN §10), one registry for the process."""
+"""Prometheus metrics of the Cursor (architecture §10), one registry for the process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Notifier over HTTP: signed webhooks to the Worker (DESIGN §8), with urllib3.
+"""Notifier over HTTP: signed webhooks to the Worker (architecture §8), with urllib3.
 
 POSTs exactly ``notification.body`` to ``HOOK_ENDPOINT`` + the notification's
 path, signed by :class:`~atlasreg_cursor.domain.signing.WebhookSigner`

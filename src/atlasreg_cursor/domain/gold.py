@@ -1,4 +1,4 @@
-"""The Gold document, schema 2.0 (DESIGN §7): model, validation, bytes."""
+"""The Gold document, schema 2.0 (architecture §7): model, validation, bytes."""
 
 from __future__ import annotations
 

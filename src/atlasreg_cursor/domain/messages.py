@@ -31,7 +31,7 @@ class MessageType(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class QueueMessage:
-    """A valid job message (DESIGN §3)."""
+    """A valid job message (architecture §3)."""
 
     type: MessageType
     date: dt.date
@@ -154,7 +154,7 @@ def encode_message(message: QueueMessage) -> bytes:
 
 def message_identity(message: QueueMessage, raw: bytes, queue_message_id: str | None) -> str:
     """
-    Return the identity a run is derived from (DESIGN §3).
+    Return the identity a run is derived from (architecture §3).
 
     The message's own ``message_id`` (the producer's idempotency key) when it
     has one, else the queue-provided id when the backend has stable ones,

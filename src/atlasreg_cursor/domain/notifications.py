@@ -1,4 +1,4 @@
-"""Webhook notifications (DESIGN §8): what is sent, built once as bytes."""
+"""Webhook notifications (architecture §8): what is sent, built once as bytes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Runs: ids, keys, statuses and the journal a run resumes from (DESIGN §4)."""
+"""Runs: ids, keys, statuses and the journal a run resumes from (architecture §4)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ _PREFIX = {MessageType.START_DAILY_INGEST: "run", MessageType.REPROCESS: "reproc
 
 
 class RunStatus(enum.Enum):
-    """How a run ended (DESIGN §4)."""
+    """How a run ended (architecture §4)."""
 
     SUCCESS = "success"
     PARTIAL = "partial"
@@ -82,7 +82,7 @@ class RunContext:
     """
     What an executor needs to know of the run it works for.
 
-    ``identity`` is the run identity ``run_id`` is derived from (DESIGN §3).
+    ``identity`` is the run identity ``run_id`` is derived from (architecture §3).
     """
 
     run_id: str
@@ -165,7 +165,7 @@ class RunJournal:
     on the run started in this ``round``; a dead-lettered run that is
     replayed starts the next round. ``dead_lettered`` tells whether the
     message of a failed run went to the dead letters. ``identity`` is the
-    run identity ``run_id`` is derived from (DESIGN §3): the producer's
+    run identity ``run_id`` is derived from (architecture §3): the producer's
     ``message_id``, the queue's durable id or the body's SHA-256.
     """
 

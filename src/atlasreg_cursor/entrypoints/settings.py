@@ -54,7 +54,7 @@ def _url(default: Any = None) -> Any:
 
 @attrs.frozen(kw_only=True)
 class Settings:
-    """Every setting of DESIGN §9 (documented in ``.env.example``)."""
+    """Every setting of architecture §9 (documented in ``.env.example``)."""
 
     mode: Mode = "local"
     queue_backend: str | None = None

@@ -1,4 +1,4 @@
-"""The config port (DESIGN §6 ConfigSource)."""
+"""The config port (architecture §6 ConfigSource)."""
 
 from __future__ import annotations
 

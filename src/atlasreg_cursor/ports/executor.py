@@ -1,4 +1,4 @@
-"""The executor port (DESIGN §6 Executor): sources, processing, Gold."""
+"""The executor port (architecture §6 Executor): sources, processing, Gold."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The notifier port (DESIGN §6 Notifier)."""
+"""The notifier port (architecture §6 Notifier)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The message queue port (DESIGN §6 MessageQueue)."""
+"""The message queue port (architecture §6 MessageQueue)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class Delivery:
     ``queue_message_id`` is the backend's id of the message, for logs, dead
     letters and ``dlq replay`` (not the producer's ``message_id`` inside the
     body). ``identity_from_queue`` says whether that id names the message
-    durably (Cloudflare); then it can be the run identity (DESIGN §3).
+    durably (Cloudflare); then it can be the run identity (architecture §3).
     """
 
     queue_message_id: str

@@ -1,4 +1,4 @@
-"""The object store port (DESIGN §6 ObjectStore)."""
+"""The object store port (architecture §6 ObjectStore)."""
 
 from __future__ import annotations
 

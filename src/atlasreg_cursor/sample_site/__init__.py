@@ -1,7 +1,7 @@
 """The bundled sample site, the demo watchlist over it, and what that yields.
 
 ``start_sample_site()`` serves the site on loopback; ``demo_watchlist(url)``
-is a DESIGN §2a watchlist over it; ``expected_demo_outcome()`` states exactly
+is a architecture §2a watchlist over it; ``expected_demo_outcome()`` states exactly
 which documents and events the local executor makes of that watchlist, so
 the demo and the tests can check exact numbers. Reads no settings.
 """
@@ -35,7 +35,7 @@ DEMO_SOURCE_IDS = (NEWSROOM_ID, API_ID, CSV_ID, DAG_ID, DISABLED_ID)
 
 def demo_watchlist(base_url: str) -> dict[str, Any]:
     """
-    Return a watchlist (DESIGN §2a) over the sample site at *base_url*.
+    Return a watchlist (architecture §2a) over the sample site at *base_url*.
 
     One source per local handler, one ``AIRFLOW_DAG`` source that has no
     local meaning (it fails with ``handler_not_available``) and one disabled

@@ -2,7 +2,7 @@
 
 One pooled ``urllib3.PoolManager``, ``Authorization: Bearer <token>``, the
 JSON envelope (``success``, ``errors``, ``messages``, ``result``) parsed.
-``/client/v4`` is appended when the endpoint URL has no path (DESIGN §9).
+``/client/v4`` is appended when the endpoint URL has no path (architecture §9).
 
 Failures become :class:`CloudflareAPIError` (HTTP status, error codes and
 messages; never the token):

@@ -1,6 +1,6 @@
 """The Core executor (``EXECUTOR_BACKEND=core``): AtlasReg Core does the work.
 
-Implements the ``Executor`` port (DESIGN §5, §6) on top of Core's Celery
+Implements the ``Executor`` port (architecture §5, §6) on top of Core's Celery
 tasks, Airflow DAGs and Scrapy project:
 
 - ``run_source``: the source's handler from the registry (built-ins and

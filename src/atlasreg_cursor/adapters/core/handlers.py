@@ -4,7 +4,7 @@ A handler runs one source on AtlasReg Core and says what it collected::
 
     handler(source: SourceConfig, run: RunContext, core: CoreServices) -> SourceResult
 
-Built-in handlers (DESIGN §6 Executor):
+Built-in handlers (architecture §6 Executor):
 
 - ``SCRAPY_CVM_API`` / ``SCRAPY_NEWSROOM_PLAYER``: spider ``spider_id`` of the
   Scrapy project at ``SCRAPY_PROJECT_PATH``, run in the run's crawl process

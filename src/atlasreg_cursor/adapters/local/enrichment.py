@@ -1,6 +1,6 @@
 """Rule-based enrichment of the local executor: a Document becomes a GoldEvent.
 
-The rules (DESIGN §2a), applied to the document's title and summary:
+The rules (architecture §2a), applied to the document's title and summary:
 
 - ``event_type``: the first row of ``EVENT_RULES`` with a keyword in the text
   (accent- and case-insensitive, matched at the start of a word), else

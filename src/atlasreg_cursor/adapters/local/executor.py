@@ -1,6 +1,6 @@
 """The ``local`` executor: built-in spiders, CSV download, rule-based Gold.
 
-Handlers, by ``handler_id`` (DESIGN §2a):
+Handlers, by ``handler_id`` (architecture §2a):
 
 - ``SCRAPY_NEWSROOM_PLAYER`` and ``CUSTOM_SCRAPER``: the generic newsroom
   spider driven by the source's ``selectors`` (optional ``max_pages``, 10);

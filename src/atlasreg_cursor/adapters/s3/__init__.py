@@ -1,6 +1,6 @@
 """An ObjectStore on the S3 API with botocore, shared by MinIO, R2 and S3.
 
-Implements ``ObjectStore`` (DESIGN §6): ``put`` with user metadata, content
+Implements ``ObjectStore`` (architecture §6): ``put`` with user metadata, content
 type, create-only (``If-None-Match: *``) and compare-and-swap (``If-Match``)
 writes, and the SHA-256 of the body sent as ``ChecksumSHA256`` (a plain
 ``x-amz-checksum-sha256`` header) so the server rejects bytes corrupted on

@@ -1,6 +1,6 @@
 """A reliable MessageQueue on a Redis list, compatible with the seed's producers.
 
-Implements ``MessageQueue`` and ``DeadLetterBox`` (DESIGN §6). Producers
+Implements ``MessageQueue`` and ``DeadLetterBox`` (architecture §6). Producers
 ``RPUSH`` plain JSON onto ``<key_prefix><queue_name>``
 (``cursor:queue:ingest-queue``) and ``LLEN`` of that list keeps meaning
 "messages waiting". Every state change is one Lua script (``lua/*.lua``,

@@ -1,4 +1,4 @@
-"""The ingest service: both flows of DESIGN §5, driven only through ports.
+"""The ingest service: both flows of architecture §5, driven only through ports.
 
 Nothing here logs or reads a clock: progress goes to an ``on_event(name,
 data)`` callback the entry points turn into log lines and metrics, and the

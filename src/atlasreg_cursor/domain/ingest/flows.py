@@ -1,4 +1,4 @@
-"""The two flows of DESIGN §5, carried out on a run whose lease this consumer holds.
+"""The two flows of architecture §5, carried out on a run whose lease this consumer holds.
 
 Each step is recorded in the journal as it completes, so a redelivered or
 swept run resumes after its last completed step. The run's heartbeat renews

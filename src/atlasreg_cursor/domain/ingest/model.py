@@ -168,7 +168,7 @@ def job_of_journal(journal: RunJournal) -> Job:
 
 @attrs.frozen(kw_only=True)
 class RunSummary:
-    """The result of a run: the JSON line of DESIGN §10."""
+    """The result of a run: the JSON line of architecture §10."""
 
     run_id: str
     status: RunStatus

@@ -1,4 +1,4 @@
-"""The watchlist config (DESIGN §2a): typed sources, validation, keyword filter.
+"""The watchlist config (architecture §2a): typed sources, validation, keyword filter.
 
 The watchlist is untrusted input (in cloudflare mode it is changed remotely,
 in KV): every number must be finite and in its range (``NaN``, ``Infinity``,

@@ -1,4 +1,4 @@
-"""Parsing the watchlist (DESIGN §2a): JSON bytes to a typed, validated watchlist.
+"""Parsing the watchlist (architecture §2a): JSON bytes to a typed, validated watchlist.
 
 The watchlist is untrusted input (in cloudflare mode it is changed remotely,
 in KV): every number must be finite and in its range (``NaN``, ``Infinity``,
@@ -267,7 +267,7 @@ def _parse_alerts(data: Mapping[str, Any]) -> tuple[bool, tuple[str, ...]]:
 
 
 def _check_schedule(item: Mapping[str, Any]) -> None:
-    """A source's own ``schedule`` must be a 5-field cron expression (DESIGN §2a)."""
+    """A source's own ``schedule`` must be a 5-field cron expression (architecture §2a)."""
     from atlasreg_cursor.domain.errors import InvalidSchedule
     from atlasreg_cursor.domain.schedule import parse_cron
 
