@@ -214,6 +214,7 @@ def main() -> None:
     if args.crawl:
         import fanout
 
+        fanout.compile_package()
         sizes = (40,) if args.quick else (40, 200)
         rows += [*fanout.bench_help(rounds * 2), *fanout.bench_fanout(rounds, sizes)]
         rows.append(fanout.profile_parent(200))

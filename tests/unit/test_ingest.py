@@ -342,7 +342,8 @@ def test_no_enabled_sources_publishes_empty_gold() -> None:
 @pytest.mark.parametrize(("sleep", "beats"), [(0.0, 0), (2.6, 2)])
 def test_the_heartbeat_renews_the_lease_while_a_long_step_runs(sleep: float, beats: int) -> None:
     """While a long step runs, the journal lease is renewed every third of its length."""
-    world = World()
+    one_at_a_time = {**WATCHLIST, "global_settings": {"max_concurrent_sources": 1}}
+    world = World(one_at_a_time)  # one journal write per source: nothing finishes together
     world.real_time = True
     world.executor.process_sleep = sleep
     policy = IngestPolicy(consumer_id="consumer-a", lease_seconds=3)

@@ -3,27 +3,36 @@
 Exit codes: 0 success, 1 the job failed, 2 bad usage or settings,
 3 a transient failure (retry later), 130 interrupted, 141 the reader of
 stdout went away (``atlasreg-cursor config show | head``).
+
+``--help`` imports this module before anything else: it imports only what
+an interpreter has already loaded (``json`` is imported where it is used,
+``typing`` only for the type checker).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+    from typing import Any, Literal, TextIO
+
+    OutputFormat = Literal["json", "table"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TRANSIENT = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141
 
-OutputFormat = Literal["json", "table"]
 FORMATS: tuple[OutputFormat, ...] = ("json", "table")
 
 
 def print_json(data: Any, *, stream: TextIO | None = None) -> None:
     """Print *data* as indented JSON on stdout."""
+    import json
+
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str), file=stream or sys.stdout)
 
 
@@ -65,6 +74,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dict | list):
+        import json
+
         return json.dumps(value, ensure_ascii=False, default=str)
     return " ".join(str(value).split())
 
@@ -94,22 +105,40 @@ def confirm(question: str, *, assume_yes: bool) -> bool | None:
     return answer.strip().lower() in {"y", "yes"}
 
 
-@contextlib.contextmanager
-def quiet_broken_pipe() -> Iterator[list[int]]:
+class quiet_broken_pipe:
     """
     Turn a closed stdout (``| head``) into a quiet exit instead of a traceback.
 
-    Yields a one-item list; it holds :data:`EXIT_PIPE_CLOSED` when the pipe
-    closed, so the caller returns that code.
+    ``with quiet_broken_pipe() as closed:`` gives a list; it holds
+    :data:`EXIT_PIPE_CLOSED` when the pipe closed, so the caller returns
+    that code.
     """
-    closed: list[int] = []
-    try:
-        yield closed
-        sys.stdout.flush()
-    except BrokenPipeError:
+
+    def __init__(self) -> None:
+        self.closed: list[int] = []
+
+    def __enter__(self) -> list[int]:
+        return self.closed
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        try:
+            if kind is None:
+                sys.stdout.flush()
+        except BrokenPipeError:
+            kind = BrokenPipeError
+        if kind is None or not issubclass(kind, BrokenPipeError):
+            return False
+        import contextlib
+
         # Point stdout at /dev/null so the interpreter's final flush is silent too.
         devnull = os.open(os.devnull, os.O_WRONLY)
         with contextlib.suppress(OSError, ValueError):
             os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        closed.append(EXIT_PIPE_CLOSED)
+        self.closed.append(EXIT_PIPE_CLOSED)
+        return True

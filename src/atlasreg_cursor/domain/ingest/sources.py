@@ -1,7 +1,8 @@
 """Source scheduling: the run's sources in parallel, bounded, each within its timeout.
 
 Each source runs in a thread of its own (at most ``max_concurrent_sources``
-at once) and its outcome is written to the journal as it arrives. A source
+at once) and its outcome is written to the journal as it arrives (the
+outcomes that arrive together in one write, after the next sources started). A source
 past its timeout (plus a grace) is recorded as ``timeout`` and stopped: once
 the source phase is over — normally, on timeouts, on a lost lease or a stop
 request — ``executor.close_run(run)`` stops whatever still runs for the run,
@@ -85,41 +86,68 @@ def run_sources(
     threads: dict[str, threading.Thread] = {}
     deadlines: dict[str, float] = {}
     waiting = list(pending)
+
+    def fill() -> None:
+        while waiting and len(deadlines) < width:
+            source = waiting.pop(0)
+            thread = threading.Thread(
+                target=_run_one,
+                args=(executor, source, run, results, monotonic),
+                name=f"source-{source.id}",
+                daemon=True,
+            )
+            threads[source.id] = thread
+            deadlines[source.id] = monotonic() + source.timeout_seconds + limits.grace_seconds
+            thread.start()
+
     try:
         while waiting or deadlines:
             active.check()
-            while waiting and len(deadlines) < width:
-                source = waiting.pop(0)
-                thread = threading.Thread(
-                    target=_run_one,
-                    args=(executor, source, run, results, monotonic),
-                    name=f"source-{source.id}",
-                    daemon=True,
-                )
-                threads[source.id] = thread
-                deadlines[source.id] = monotonic() + source.timeout_seconds + limits.grace_seconds
-                thread.start()
-            try:
-                source, result = results.get(timeout=_wait(deadlines, monotonic))
-            except queue_module.Empty:
-                pass
-            else:
-                if deadlines.pop(source.id, None) is not None:
-                    _record(journals, active, source, result, on_event)
-            for source_id, deadline in list(deadlines.items()):
-                if monotonic() >= deadline:
-                    del deadlines[source_id]
-                    late = next(s for s in pending if s.id == source_id)
-                    timeout = SourceResult(
-                        source_id=source_id,
-                        error_type="timeout",
-                        error_message=f"source did not finish within {late.timeout_seconds:.0f}s",
-                        duration_seconds=late.timeout_seconds,
-                    )
-                    _record(journals, active, late, timeout, on_event)
+            fill()
+            finished = _finished(results, deadlines, _wait(deadlines, monotonic))
+            finished += _timed_out(deadlines, pending, monotonic)
+            if finished:
+                fill()  # the next sources start before the journal write, not after it
+                _record(journals, active, finished, on_event)
     finally:
         _close_run(executor, run, on_event)
         _join(threads, limits.join_seconds, monotonic, run, on_event)
+
+
+def _finished(
+    results: queue_module.Queue[tuple[SourceConfig, SourceResult]],
+    deadlines: dict[str, float],
+    wait_seconds: float,
+) -> list[tuple[SourceConfig, SourceResult]]:
+    """The results in hand: the first waited for, then every one already there."""
+    finished: list[tuple[SourceConfig, SourceResult]] = []
+    try:
+        item = results.get(timeout=wait_seconds)
+        while True:
+            if deadlines.pop(item[0].id, None) is not None:  # not already timed out
+                finished.append(item)
+            item = results.get_nowait()
+    except queue_module.Empty:
+        return finished
+
+
+def _timed_out(
+    deadlines: dict[str, float], pending: Sequence[SourceConfig], monotonic: Monotonic
+) -> list[tuple[SourceConfig, SourceResult]]:
+    """The sources past their deadline, each with a ``timeout`` result."""
+    late: list[tuple[SourceConfig, SourceResult]] = []
+    for source_id, deadline in list(deadlines.items()):
+        if monotonic() >= deadline:
+            del deadlines[source_id]
+            source = next(s for s in pending if s.id == source_id)
+            timeout = SourceResult(
+                source_id=source_id,
+                error_type="timeout",
+                error_message=f"source did not finish within {source.timeout_seconds:.0f}s",
+                duration_seconds=source.timeout_seconds,
+            )
+            late.append((source, timeout))
+    return late
 
 
 def _wait(deadlines: dict[str, float], monotonic: Monotonic) -> float:
@@ -186,32 +214,34 @@ def _done(journal: RunJournal, source_id: str) -> bool:
 def _record(
     journals: JournalStore,
     active: ActiveRun,
-    source: SourceConfig,
-    result: SourceResult,
+    finished: Sequence[tuple[SourceConfig, SourceResult]],
     on_event: EventSink,
 ) -> None:
-    outcome = record_source_outcome(source, result)
+    """Write the outcomes that finished together in one journal write, then announce them."""
     value = active.value
-    others = tuple(o for o in value.sources if o.source_id != source.id)
-    docs = tuple(d for d in value.documents if d.source_id != source.id)
+    done = {source.id for source, _ in finished}
+    outcomes = [record_source_outcome(source, result) for source, result in finished]
+    kept = tuple(d for d in value.documents if d.source_id not in done)
+    fresh = tuple(d for _, result in finished if result.ok for d in result.documents)
     journals.save(
         active,
-        sources=(*others, outcome),
-        documents=(*docs, *result.documents) if result.ok else docs,
+        sources=(*(o for o in value.sources if o.source_id not in done), *outcomes),
+        documents=(*kept, *fresh),
     )
-    on_event(
-        "source.finished",
-        {
-            "run_id": value.run_id,
-            "source_id": source.id,
-            "handler_id": source.handler_id,
-            "ok": outcome.ok,
-            "documents": outcome.documents_count,
-            "error_type": outcome.error_type,
-            "error": outcome.error_message,
-            "duration_seconds": outcome.duration_seconds,
-        },
-    )
+    for (source, _), outcome in zip(finished, outcomes, strict=True):
+        on_event(
+            "source.finished",
+            {
+                "run_id": value.run_id,
+                "source_id": source.id,
+                "handler_id": source.handler_id,
+                "ok": outcome.ok,
+                "documents": outcome.documents_count,
+                "error_type": outcome.error_type,
+                "error": outcome.error_message,
+                "duration_seconds": outcome.duration_seconds,
+            },
+        )
 
 
 def source_results(journal: RunJournal) -> tuple[SourceResult, ...]:
