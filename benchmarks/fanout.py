@@ -204,7 +204,8 @@ def bench_fanout(
 def profile_parent(n: int = 200, hosts: int = 10, delay: float = 0.2) -> dict[str, Any]:
     """
     Where the ingest process itself (not its crawl process) spends CPU at *n*
-    sources: cProfile with a CPU timer, cumulative seconds of the main steps.
+    sources: cProfile with a CPU timer, cumulative seconds of the main steps
+    on the main thread (the sources' threads are not profiled).
     """
     import pstats
 
@@ -220,13 +221,11 @@ def profile_parent(n: int = 200, hosts: int = 10, delay: float = 0.2) -> dict[st
     stats = pstats.Stats(str(out))
     wanted = {
         "ingest CLI (main)": ("cli.py", "main"),
-        "journal writes (_save)": ("ingest.py", "_save"),
-        "journal serialisation (_journal_bytes)": ("ingest.py", "_journal_bytes"),
-        "source outcomes recorded (_record)": ("ingest.py", "_record"),
-        "sources run (run_source)": ("local/executor.py", "run_source"),
-        "crawl results read (_outcome)": ("crawl_process/sessions.py", "_outcome"),
+        "journal writes (JournalStore.save)": ("ingest/journals.py", "save"),
+        "journal serialisation (journal_bytes)": ("ingest/journals.py", "journal_bytes"),
+        "source outcomes recorded (_record)": ("ingest/sources.py", "_record"),
         "enrichment (process)": ("local/executor.py", "process"),
-        "Gold publish (_publish)": ("ingest.py", "_publish"),
+        "Gold publish (publish_gold)": ("ingest/publish.py", "publish_gold"),
         "imports (_find_and_load)": ("<frozen importlib._bootstrap>", "_find_and_load"),
     }
     raw = stats.stats  # type: ignore[attr-defined]
