@@ -189,7 +189,7 @@ class SqliteQueue:
         self._run("send", insert)
         with self._wakeup:
             self._wakeup.notify_all()
-        log.debug("queue.sent", queue=self.queue_name, message_id=message_id, size=len(body))
+        log.debug("queue.sent", queue=self.queue_name, queue_message_id=message_id, size=len(body))
         return message_id
 
     def receive(self, max_messages: int = 1, wait_seconds: float = 0.0) -> list[Delivery]:

@@ -261,7 +261,7 @@ class RedisListQueue:
                 keys=[self.list_key, self._sent, marker], args=[body, message_id, SEND_MARKER_MS]
             ),
         )
-        log.debug("queue.sent", queue=self.list_key, message_id=message_id)
+        log.debug("queue.sent", queue=self.list_key, queue_message_id=message_id)
         return message_id
 
     def extend(self, delivery: Delivery, seconds: float) -> None:
