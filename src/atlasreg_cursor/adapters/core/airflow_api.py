@@ -48,7 +48,6 @@ log = structlog.get_logger()
 
 ApiVersion = Literal["auto", "v1", "v2"]
 TOKEN_MARGIN_SECONDS = 60.0
-USER_AGENT = "atlasreg-cursor"
 _INVALID_JWT = "Invalid JWT token"
 
 
@@ -140,7 +139,6 @@ class AirflowApi:
         self._http = HttpClient(
             timeout=timeout,
             pool=pool or urllib3.PoolManager(num_pools=2, maxsize=8),
-            user_agent=USER_AGENT,
         )
         self._breaker = breaker
         self._lock = threading.Lock()
