@@ -125,14 +125,15 @@ def test_unknown_dag(client):
 def test_wait_times_out(client):
     """A run still going at the deadline is a ``timeout``."""
     run_id = _run_id()
-    client.trigger("atlasreg_slow", run_id, {"source_config": {"seconds": 6}})
+    client.trigger("atlasreg_slow", run_id, {"source_config": {"seconds": 10}})
     started = time.monotonic()
 
     with pytest.raises(SourceFailed) as info:
         client.wait("atlasreg_slow", run_id, timeout=1.5, poll_initial=0.2, poll_max=0.5)
 
     assert "timeout" == info.value.error_type
-    assert time.monotonic() - started < 5
+    # Well before the run itself could end; room for a slow API call on a loaded machine.
+    assert time.monotonic() - started < 8
 
 
 def test_wrong_password_is_an_auth_error(stack):
