@@ -87,6 +87,8 @@ class CloudflareEmulator:
         self.failures: list[FailureRule] = self.server.failures
         self.queues: dict[str, EmulatedQueue] = self.queues_api.queues
         self.namespaces: dict[str, dict[str, KVEntry]] = self.kv_api.namespaces
+        # Injected failures are the server's: see ApiServer.fail_next.
+        self.fail_next = self.server.fail_next
 
     # --- settings a test may change while serving ------------------------------
 
@@ -137,33 +139,6 @@ class CloudflareEmulator:
     def url(self) -> str:
         """The endpoint, without a path (clients append ``/client/v4``)."""
         return self.server.url
-
-    def fail_next(
-        self,
-        count: int | None = 1,
-        *,
-        status: int = 429,
-        code: int | None = None,
-        message: str | None = None,
-        retry_after: float | None = None,
-        path_contains: str = "",
-        method: str | None = None,
-    ) -> FailureRule:
-        """
-        Answer the next *count* matching requests (all, with ``None``) with an error.
-
-        Returns:
-            The rule; pass it to :meth:`clear_failure` to lift it.
-        """
-        return self.server.fail_next(
-            count,
-            status=status,
-            code=code,
-            message=message,
-            retry_after=retry_after,
-            path_contains=path_contains,
-            method=method,
-        )
 
     def clear_failure(self, rule: FailureRule | None = None) -> None:
         """Lift one injected failure rule, or all of them."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 
-from atlasreg_cursor.entrypoints.bootstrap import App, build
+from atlasreg_cursor.entrypoints.bootstrap import build
 from atlasreg_cursor.entrypoints.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -19,18 +21,22 @@ from atlasreg_cursor.entrypoints.settings import Settings
 from atlasreg_cursor.ports import DeadLetterBox
 
 
-def _dead_letters(settings: Settings, app: App) -> DeadLetterBox | None:
-    box = app.dead_letters
-    if box is None:
-        fail(f"the {settings.backend('queue')} queue does not keep dead letters locally")
-    return box
+@contextlib.contextmanager
+def _dead_letter_box(settings: Settings) -> Iterator[DeadLetterBox | None]:
+    """The queue's dead letters (``None``, said on stderr, when it keeps none); closed after."""
+    app = build(settings)
+    try:
+        box = app.dead_letters
+        if box is None:
+            fail(f"the {settings.backend('queue')} queue does not keep dead letters locally")
+        yield box
+    finally:
+        app.close()
 
 
 def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
     """``dlq list``: dead letters with their reasons."""
-    app = build(settings)
-    try:
-        box = _dead_letters(settings, app)
+    with _dead_letter_box(settings) as box:
         if box is None:
             return EXIT_USAGE
         rows = [
@@ -47,29 +53,21 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
             rows, columns=("queue_message_id", "attempts", "dead_at", "reason"), fmt=args.output
         )
         return EXIT_OK
-    finally:
-        app.close()
 
 
 def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     """``dlq replay QUEUE_MESSAGE_ID``: back onto the queue."""
-    app = build(settings)
-    try:
-        box = _dead_letters(settings, app)
+    with _dead_letter_box(settings) as box:
         if box is None:
             return EXIT_USAGE
         ok = box.replay_dead(args.queue_message_id)
         print_json({"replayed": ok, "queue_message_id": args.queue_message_id})
         return EXIT_OK if ok else EXIT_FAILED
-    finally:
-        app.close()
 
 
 def cmd_dlq_purge(settings: Settings, args: argparse.Namespace) -> int:
     """``dlq purge``: asks on a terminal; a script must pass ``--yes``."""
-    app = build(settings)
-    try:
-        box = _dead_letters(settings, app)
+    with _dead_letter_box(settings) as box:
         if box is None:
             return EXIT_USAGE
         count = len(box.list_dead(100_000))
@@ -81,5 +79,3 @@ def cmd_dlq_purge(settings: Settings, args: argparse.Namespace) -> int:
             return EXIT_FAILED
         print_json({"purged": box.purge_dead()})
         return EXIT_OK
-    finally:
-        app.close()
