@@ -22,7 +22,6 @@ Fixture shape:
     closes what it made and cleans up afterwards.
 
 Capabilities (class attributes; override where the backend differs):
-    SUPPORTS_DELAY: ``retry`` honours its delay (else the message may come back at once).
     DETECTS_LATE_ACK: acking a lease that expired and was re-leased raises ``LeaseExpired``.
     SUPPORTS_EXTEND: ``extend`` keeps a lease past the original visibility timeout.
     SEND_RETURNS_ID: the id ``send`` returns is the ``Delivery.queue_message_id``.
@@ -78,7 +77,6 @@ def receive_until(
 class QueueContract:
     """Checks every MessageQueue adapter must pass."""
 
-    SUPPORTS_DELAY: ClassVar[bool] = True
     DETECTS_LATE_ACK: ClassVar[bool] = True
     SUPPORTS_EXTEND: ClassVar[bool] = True
     SEND_RETURNS_ID: ClassVar[bool] = True
@@ -238,8 +236,6 @@ class QueueContract:
 
     def test_retry_with_delay_hides_the_message(self, queue: MessageQueue) -> None:
         """``retry`` with a delay hides the message for that long, then it returns."""
-        if not self.SUPPORTS_DELAY:
-            pytest.skip("backend ignores retry delays")
         queue.send(b"again")
         [first] = receive_until(queue, 1, timeout=self.REDELIVERY_SLACK + 3)
         queue.retry(first, self.MIN_VISIBILITY)
@@ -325,14 +321,9 @@ class QueueContract:
             queue.send(body)
         got = receive_until(queue, 3, timeout=self.REDELIVERY_SLACK + 3, max_messages=1)
         queue.dead_letter(got[0], "bad")
-        if self.SUPPORTS_DELAY:
-            queue.retry(got[1], 600)
-        else:
-            queue.ack(got[1])
+        queue.retry(got[1], 600)
 
-        self.assert_stats(
-            queue, ready=1, in_flight=1, delayed=1 if self.SUPPORTS_DELAY else 0, dead=1
-        )
+        self.assert_stats(queue, ready=1, in_flight=1, delayed=1, dead=1)
 
     # --- concurrency ----------------------------------------------------------
 

@@ -46,7 +46,6 @@ def make_queue(emulator: CloudflareEmulator, queue_id: str, **kwargs: object) ->
 class TestCloudflareQueue(QueueContract):
     """Each test gets a fresh queue (and a DLQ queue) on a fresh emulator."""
 
-    SUPPORTS_DELAY = True
     DETECTS_LATE_ACK = False
     SUPPORTS_EXTEND = False
     SEND_RETURNS_ID = False
