@@ -37,6 +37,7 @@ ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 SIGNAL_RE = re.compile(r"^(?P<signal>.+?)\s*(?:>=|<=|==|!=|>|<)\s*[0-9.]+(?:\s*\*\s*[0-9.]+)*$")
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 RUNS = 3
+_SAMPLES_OF_NEWEST_SERIES = "min(count_over_time(cursor_source_runs_total[1m]))"
 
 
 def _watchlist(site: str) -> dict[str, Any]:
@@ -141,10 +142,13 @@ def _run_jobs(
         )
 
     assert wait_until(handled, timeout=60, interval=0.25), "the daemon did not handle the jobs"
+    # The per-source series are born with the runs: rate() and increase() need
+    # two samples of each, so wait for a second scrape of them too.
     assert wait_until(
         lambda: (
             [v for _, v in prometheus.values("sum(cursor_runs_total)")] == [float(RUNS)]
             and [v for _, v in prometheus.values('max(cursor_queue_depth{state="dead"})')] == [1.0]
+            and [v >= 2 for _, v in prometheus.values(_SAMPLES_OF_NEWEST_SERIES)] == [True]
         ),
         timeout=20,
         interval=0.25,
