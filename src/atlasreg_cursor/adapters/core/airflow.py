@@ -40,6 +40,7 @@ from .airflow_api import AirflowApi, ApiResponse, ApiVersion, error_message
 log = structlog.get_logger()
 
 TERMINAL_STATES = frozenset({"success", "failed"})
+POLL_GRACE_SECONDS = 2.0  # the last poll may answer this long after the wait's deadline
 
 
 @attrs.frozen(kw_only=True)
@@ -203,15 +204,20 @@ class AirflowClient:
             )
         return data
 
-    def get_run(self, dag_id: str, dag_run_id: str) -> DagRun:
+    def get_run(self, dag_id: str, dag_run_id: str, *, deadline: float | None = None) -> DagRun:
         """
         Return the current state of a run.
 
+        Args:
+            deadline: a ``time.monotonic()`` instant the call must not outlast.
+
         Raises:
-            SourceFailed: ``dag_run_not_found`` or another refusal.
+            SourceFailed: ``dag_run_not_found`` or another refusal; ``timeout``
+                when Airflow has not answered by *deadline*.
             ExecutorUnavailable: Airflow cannot be reached.
         """
-        response = self.api.call("GET", f"/dags/{_q(dag_id)}/dagRuns/{_q(dag_run_id)}")
+        path = f"/dags/{_q(dag_id)}/dagRuns/{_q(dag_run_id)}"
+        response = self.api.call("GET", path, deadline=deadline)
         if response.status == 404:
             raise SourceFailed(
                 f"Airflow has no run {dag_run_id!r} of DAG {dag_id!r}",
@@ -243,7 +249,8 @@ class AirflowClient:
         deadline = time.monotonic() + timeout
         interval = poll_initial
         while True:
-            run = self.get_run(dag_id, dag_run_id)
+            # A slow answer must not carry the wait past its deadline.
+            run = self.get_run(dag_id, dag_run_id, deadline=deadline + POLL_GRACE_SECONDS)
             if run.finished:
                 log.info("airflow.finished", dag_id=dag_id, dag_run_id=dag_run_id, state=run.state)
                 return run

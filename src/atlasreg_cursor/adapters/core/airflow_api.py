@@ -48,6 +48,7 @@ log = structlog.get_logger()
 
 ApiVersion = Literal["auto", "v1", "v2"]
 TOKEN_MARGIN_SECONDS = 60.0
+RETRY_SECONDS = 60.0  # longest a call retries a transient error
 _INVALID_JWT = "Invalid JWT token"
 
 
@@ -164,10 +165,16 @@ class AirflowApi:
             self._version = self._detect_version()
         return self._version
 
-    def call(self, method: str, path: str, *, body: Any = None) -> ApiResponse:
+    def call(
+        self, method: str, path: str, *, body: Any = None, deadline: float | None = None
+    ) -> ApiResponse:
         """
         One API call under ``/api/<version>`` with auth; a v2 token is renewed
         once if rejected.
+
+        Args:
+            deadline: a ``time.monotonic()`` instant the call (retries
+                included) must not outlast.
 
         Raises:
             ExecutorUnavailable: Airflow cannot be reached (or its breaker is open).
@@ -176,11 +183,17 @@ class AirflowApi:
         version = self.version
         url = f"{self.base_url}/api/{version}{path}"
         if version == "v1":
-            return self._send(method, url, body=body, headers=self._basic_auth())
-        response = self._send(method, url, body=body, headers=self._bearer(renew=False))
+            return self._send(
+                method, url, body=body, headers=self._basic_auth(), deadline=deadline
+            )
+        response = self._send(
+            method, url, body=body, headers=self._bearer(renew=False), deadline=deadline
+        )
         if _token_rejected(response):
             log.info("airflow.token_rejected", status=response.status)
-            response = self._send(method, url, body=body, headers=self._bearer(renew=True))
+            response = self._send(
+                method, url, body=body, headers=self._bearer(renew=True), deadline=deadline
+            )
         return response
 
     def failure(self, response: ApiResponse, doing: str) -> SourceFailed:
@@ -238,18 +251,30 @@ class AirflowApi:
         return token, jwt_expiry(token)
 
     def _send(
-        self, method: str, url: str, *, body: Any = None, headers: Mapping[str, str]
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        headers: Mapping[str, str],
+        deadline: float | None = None,
     ) -> ApiResponse:
         """Send through the breaker (when there is one), with retries."""
         if self._breaker is None:
-            return self._send_retrying(method, url, body=body, headers=headers)
+            return self._send_retrying(method, url, body=body, headers=headers, deadline=deadline)
         response: ApiResponse = self._breaker.call(
-            self._send_retrying, method, url, body=body, headers=headers
+            self._send_retrying, method, url, body=body, headers=headers, deadline=deadline
         )
         return response
 
     def _send_retrying(
-        self, method: str, url: str, *, body: Any = None, headers: Mapping[str, str]
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        headers: Mapping[str, str],
+        deadline: float | None = None,
     ) -> ApiResponse:
         """Send with retries on network errors and 5xx; return status and JSON."""
         all_headers = {"Accept": "application/json", **headers}
@@ -258,23 +283,38 @@ class AirflowApi:
             encoded = json.dumps(body).encode("utf-8")
             all_headers["Content-Type"] = "application/json"
         safe = safe_url(url)
+        budget = RETRY_SECONDS if deadline is None else deadline - time.monotonic()
         try:
             return retrying(
-                lambda: self._once(method, url, encoded, all_headers, safe),
+                lambda: self._once(method, url, encoded, all_headers, safe, deadline),
                 attempts=4,
-                timeout=60.0,
+                timeout=min(RETRY_SECONDS, budget),
                 wait_initial=0.5,
                 wait_max=5.0,
             )
         except TransientHTTPError as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise SourceFailed(
+                    f"{method} {safe} did not answer before the deadline ({exc.reason})",
+                    error_type="timeout",
+                ) from None
             log.warning("airflow.unavailable", method=method, url=safe, error=exc.reason)
             raise ExecutorUnavailable(f"Airflow at {safe} is unreachable: {exc.reason}") from None
 
     def _once(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], safe: str
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        safe: str,
+        deadline: float | None,
     ) -> ApiResponse:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise TransientHTTPError(f"{method} {safe}: deadline passed")
         try:
-            response = self._http.send(method, url, body=body, headers=headers)
+            response = self._http.send(method, url, body=body, headers=headers, timeout=left)
         except TransientHTTPError as exc:
             raise TransientHTTPError(
                 f"{method} {safe}: {exc.reason.split(':', 1)[0]}",

@@ -61,6 +61,7 @@ class HttpClient:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         read_body: bool = True,
+        timeout: float | None = None,
     ) -> HttpResponse:
         """
         Send one request (no redirects, no urllib3 retries) and read the answer.
@@ -71,6 +72,7 @@ class HttpClient:
             body: the request body.
             headers: request headers (``User-Agent`` is added when absent).
             read_body: read the answer's body; otherwise it is drained and dropped.
+            timeout: seconds for this request, when shorter than the client's.
 
         Returns:
             The response, whatever its status unless the status is retryable.
@@ -80,13 +82,16 @@ class HttpClient:
             ResponseTooLarge: the answer is over ``max_body``.
         """
         sent = {"User-Agent": self.user_agent, **(headers or {})}
+        limit = self.timeout
+        if timeout is not None and timeout < (limit.read_timeout or timeout + 1):
+            limit = make_timeout(max(timeout, 0.001))
         try:
             response = self._pool.request(
                 method,
                 url,
                 body=body,
                 headers=sent,
-                timeout=self.timeout,
+                timeout=limit,
                 retries=False,
                 redirect=False,
                 preload_content=False,
