@@ -122,10 +122,20 @@ def test_forged_with_another_secret_fails() -> None:
         WebhookVerifier((SECRET,)).verify(BODY, headers, now=NOW)
 
 
-def test_a_present_legacy_signature_must_verify_too() -> None:
-    """A good Standard signature next to a forged X-Signature is refused."""
+def test_standard_headers_decide_when_present() -> None:
+    """Beside Standard headers the X-Signature is not what is checked, either way."""
+    verifier = WebhookVerifier((SECRET,), accept_legacy=True)
+    good_legacy = legacy_only()["X-Signature"]
+
+    assert "run_0123456789ab-ingest-complete" == verifier.verify(
+        BODY, signed(**{"X-Signature": "0" * 64}), now=NOW
+    )
     with pytest.raises(SignatureMismatch):
-        WebhookVerifier((SECRET,)).verify(BODY, signed(**{"X-Signature": "0" * 64}), now=NOW)
+        verifier.verify(
+            BODY,
+            signed(**{"webhook-signature": "v1,AAAA", "X-Signature": good_legacy}),
+            now=NOW,
+        )
 
 
 def test_replay_cache_refuses_a_seen_webhook_id_within_the_tolerance() -> None:

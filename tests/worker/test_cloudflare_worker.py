@@ -41,7 +41,7 @@ from atlasreg_cursor.domain.gold import (
 from atlasreg_cursor.domain.messages import MessageType
 from atlasreg_cursor.domain.notifications import Notification, ingest_complete, processing_error
 from atlasreg_cursor.domain.runs import RunStatus, derive_run_id, gold_key
-from atlasreg_cursor.domain.signing import WebhookSigner
+from atlasreg_cursor.domain.signing import WebhookSigner, WebhookVerifier
 from tests.support.services import wait_until
 from tests.support.worker_runtime import (
     BROKEN_SECRET,
@@ -468,6 +468,26 @@ def test_standard_headers_decide_when_present(
 
     assert 401 == answer.status
     assert "no v1 signature matches" in answer.reason
+
+
+def test_a_sender_rotating_first_is_accepted_by_both_verifiers(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager
+) -> None:
+    """A new secret on the sender only: v1 matches by its second entry, and the
+    X-Signature (keyed with the new secret alone) does not decide; the Worker and
+    the Python verifier agree."""
+    notification = failure()
+    headers = WebhookSigner(OTHER_SECRET, (CURRENT_SECRET,)).headers(
+        notification.webhook_id, notification.body, timestamp=int(time.time())
+    )
+    assert "X-Signature" in headers
+
+    answer = post(http, worker_runtime.url("main") + ERROR_PATH, notification.body, headers)
+
+    assert 204 == answer.status
+    assert notification.webhook_id == WebhookVerifier([CURRENT_SECRET]).verify(
+        notification.body, headers
+    )
 
 
 # --- the standardwebhooks package as the sender ------------------------------------------

@@ -8,7 +8,7 @@
  * Protocol: JSON, one object per line.
  *
  *   stdin, first line (the configuration):
- *     {"main": "src/index.js", "compatibilityDate": "2026-07-01",
+ *     {"main": "src/index.js", "compatibilityDate": "2026-04-01",
  *      "workers": [{"name": "main", "bindings": {"HOOK_HMAC_SECRET": "..."},
  *                   "kv": true}]}
  *     `kv` binds a fresh KV namespace as HOOK_SEEN; every copy binds the

@@ -276,10 +276,13 @@ class WebhookVerifier:
     """
     What a receiver (the Worker, Core, a test) uses to check a webhook.
 
-    Requires the Standard Webhooks scheme; when the legacy ``X-Signature`` is
-    present too, it must verify as well. A request with only the legacy
-    signature is accepted only with ``accept_legacy=True`` (it has no
-    timestamp: anyone who saw it can replay it forever).
+    Requires the Standard Webhooks scheme, which decides whenever its headers
+    are present: the legacy ``X-Signature`` sent beside it is for receivers
+    that read only that header, and is keyed with the sender's current secret
+    alone, so a sender that rotates before its receiver still verifies. A
+    request with only the legacy signature is accepted only with
+    ``accept_legacy=True`` (it has no timestamp: anyone who saw it can replay
+    it forever). The Worker's verifier applies the same rules.
 
     Args:
         secrets: every secret that may have signed (rotation: old and new).
@@ -327,7 +330,7 @@ class WebhookVerifier:
             wid = verify_standard(
                 body, headers, self.secrets, now=now, tolerance_seconds=self.tolerance_seconds
             )
-        if has_legacy:
+        else:
             verify_legacy(body, headers, self.secrets)
         if wid is not None and self.replay_cache is not None:
             current = time.time() if now is None else now
