@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from atlasreg_cursor.entrypoints.backends import executor_backend
 from atlasreg_cursor.entrypoints.bootstrap import App, build, core_clients
 from atlasreg_cursor.entrypoints.output import EXIT_FAILED, EXIT_OK, print_json, print_rows
 from atlasreg_cursor.entrypoints.settings import Settings
@@ -28,7 +29,7 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
     check("queue", lambda: _stats(app))
     check("config", lambda: f"{len(app.config.load().sources)} sources")
     check("storage", lambda: f"{sum(1 for _ in app.storage.list('gold/'))} gold objects")
-    if settings.backend("executor") == "core":
+    if executor_backend(settings).probes_core:
         celery, airflow = core_clients(settings)
         try:
             check("celery", lambda: _celery_workers(celery))

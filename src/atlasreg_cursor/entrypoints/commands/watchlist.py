@@ -12,6 +12,7 @@ import structlog
 from atlasreg_cursor.domain.errors import CursorError, InvalidConfig
 from atlasreg_cursor.domain.redaction import redact_url
 from atlasreg_cursor.domain.sources import WatchlistConfig, parse_watchlist_bytes
+from atlasreg_cursor.entrypoints.backends import BACKENDS, config_backend
 from atlasreg_cursor.entrypoints.bootstrap import build, known_handlers
 from atlasreg_cursor.entrypoints.output import EXIT_FAILED, EXIT_OK, fail, print_json, print_rows
 from atlasreg_cursor.entrypoints.settings import Settings
@@ -37,10 +38,7 @@ def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
     print_json(
         {
             "settings": settings.redacted(),
-            "backends": {
-                p: settings.backend(p)
-                for p in ("queue", "config", "storage", "notifier", "executor")
-            },
+            "backends": {port: settings.backend(port) for port in BACKENDS},
             "sources": [
                 {
                     "id": s.id,
@@ -108,7 +106,7 @@ def cmd_config_push(settings: Settings, args: argparse.Namespace) -> int:
         )
     if config.invalid and not args.allow_invalid_sources:
         return fail("not installed: fix the invalid sources or pass --allow-invalid-sources")
-    if settings.backend("config") == "kv":
+    if config_backend(settings).writable:
         target = build(settings).config
         if not isinstance(target, _ValueWriter):
             return fail(f"the {type(target).__name__} config source cannot store a watchlist")
