@@ -114,7 +114,8 @@ class App:
 
     The storage, the webhook notifier and the executor are wrapped in their
     circuit breakers (handed-in adapters are used as they are).
-    :meth:`close` closes what was built or handed in.
+    :meth:`close` closes what was built or handed in; ``with build(settings)
+    as app:`` closes it however the block ends.
     """
 
     settings: Settings
@@ -193,6 +194,12 @@ class App:
             raise SettingsError(
                 f"{port.upper()}_BACKEND={backend} needs a library that is missing: {exc.name}"
             ) from None
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close every port that was built or handed in: connections, subprocesses."""

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
     """Check each backend once (and Celery and Airflow with the Core executor)."""
-    app = build(settings)
     checks: dict[str, Any] = {}
 
     def check(name: str, fn: Callable[[], object]) -> None:
@@ -26,9 +25,10 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
         except Exception as exc:  # report every failure, whatever its kind
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
-    check("queue", lambda: _stats(app))
-    check("config", lambda: f"{len(app.config.load().sources)} sources")
-    check("storage", lambda: f"{sum(1 for _ in app.storage.list('gold/'))} gold objects")
+    with build(settings) as app:
+        check("queue", lambda: _stats(app))
+        check("config", lambda: f"{len(app.config.load().sources)} sources")
+        check("storage", lambda: f"{sum(1 for _ in app.storage.list('gold/'))} gold objects")
     if executor_backend(settings).probes_core:
         celery, airflow = core_clients(settings)
         try:
@@ -39,7 +39,6 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
             celery.close()
             if airflow is not None:
                 airflow.close()
-    app.close()
     rows = [{"check": name, **result} for name, result in checks.items()]
     if args.output == "table":
         print_rows(rows, columns=("check", "ok", "detail", "error"), fmt="table")
