@@ -1,4 +1,9 @@
-"""``health``: check every configured backend once (and Celery and Airflow with Core)."""
+"""``health``: check every configured backend once (and Celery and Airflow with Core).
+
+Each check makes a real call: the queue's counts, the watchlist loaded, the
+Gold keys listed, a Celery ping answered by a worker, and an authenticated
+Airflow call (``GET /dags``), so wrong credentials fail the check.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
         try:
             check("celery", lambda: _celery_workers(celery))
             if airflow is not None:
-                check("airflow", lambda: f"API {airflow.api_version} answers")
+                check("airflow", airflow.probe)
         finally:
             celery.close()
             if airflow is not None:
