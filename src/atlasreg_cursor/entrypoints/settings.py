@@ -417,8 +417,8 @@ def _check(settings: Settings) -> None:
 
 def _check_operations(settings: Settings) -> list[str]:
     """SCHEDULE, SCHEDULE_TZ, probe and breaker settings, in plain words."""
+    from atlasreg_cursor.domain.cron import load_zone, parse_cron
     from atlasreg_cursor.domain.errors import InvalidSchedule
-    from atlasreg_cursor.domain.schedule import load_zone, parse_cron
 
     problems = []
     try:
