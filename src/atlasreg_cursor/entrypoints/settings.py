@@ -406,8 +406,10 @@ def _check(settings: Settings) -> None:
     }
     problems += [f"{name}: out of range" for name, ok in numbers.items() if not ok]
     problems += _check_operations(settings)
-    if settings.hook_endpoint and not settings.hook_endpoint.startswith(("http://", "https://")):
-        problems.append("HOOK_ENDPOINT: must be an http(s) URL")
+    for name in ("hook_endpoint", "airflow_api_url"):
+        url = getattr(settings, name)
+        if url and not url.startswith(("http://", "https://")):
+            problems.append(f"{name.upper()}: must be an http(s) URL")
     agent = settings.crawl_user_agent
     if agent is not None and (len(agent) > 300 or any(not 32 <= ord(c) < 127 for c in agent)):
         problems.append("CRAWL_USER_AGENT: must be one line of printable ASCII (at most 300)")
