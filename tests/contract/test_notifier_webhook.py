@@ -147,21 +147,3 @@ def test_endpoint_must_be_http(endpoint: str, signer: WebhookSigner) -> None:
     """Only http(s) endpoints are accepted."""
     with pytest.raises(ValueError, match="http"):
         WebhookNotifier(endpoint, signer)
-
-
-class TestBreakerNotifier(HttpNotifierContract):
-    """The webhook behind its circuit breaker keeps every HTTP notifier promise."""
-
-    @pytest.fixture
-    def notifier_factory(self) -> NotifierFactory:
-        """Webhook notifiers wrapped in a breaker that does not open during the test."""
-        from atlasreg_cursor.adapters.breakers import BreakerBoard, BreakerNotifier
-
-        board = BreakerBoard(fail_max=1000, reset_seconds=60)
-
-        def make(endpoint: str, signer: WebhookSigner, *, attempts: int) -> Notifier:
-            return BreakerNotifier(
-                WebhookNotifier(endpoint, signer, timeout=5.0, attempts=attempts), board
-            )
-
-        return make

@@ -25,7 +25,6 @@ import urllib3
 from atlasreg_cursor.adapters.s3 import (
     PROBE_KEY,
     S3ObjectStore,
-    dialect_for_backend,
     normalize_endpoint,
 )
 from atlasreg_cursor.domain.errors import (
@@ -517,10 +516,3 @@ def test_secret_not_in_repr(s3_server: S3Server, bucket: str) -> None:
 def test_normalize_endpoint(endpoint: str, secure: bool, expected: str) -> None:
     """``MINIO_ENDPOINT`` may be ``host:port`` or a URL."""
     assert expected == normalize_endpoint(endpoint, secure=secure)
-
-
-def test_dialect_for_backend() -> None:
-    """Storage backends map to dialects; others are refused."""
-    assert ("minio", "r2", "s3") == tuple(dialect_for_backend(b) for b in ("minio", "r2", "s3"))
-    with pytest.raises(UnsupportedFeature):
-        dialect_for_backend("file")

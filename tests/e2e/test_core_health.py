@@ -50,7 +50,7 @@ def test_health_reports_celery_workers_and_the_airflow_api(
     assert 0 == done.returncode, done.stdout + done.stderr[-2000:]
     assert {"queue", "config", "storage", "celery", "airflow"} == set(checks)
     assert celery_worker.hostname in checks["celery"]["detail"]
-    assert "API v2 answers" == checks["airflow"]["detail"]
+    assert checks["airflow"]["detail"].startswith(f"API v2 answers user {airflow3.username!r} (")
 
 
 def test_health_fails_when_airflow_is_unreachable(
@@ -69,3 +69,4 @@ def test_health_fails_when_airflow_is_unreachable(
     assert 1 == done.returncode
     assert rows["celery"].split()[1] == "yes"
     assert rows["airflow"].split()[1] == "no"
+    assert "unreachable" in rows["airflow"]

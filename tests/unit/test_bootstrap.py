@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import threading
@@ -166,3 +167,118 @@ def test_commands_and_the_demo_never_import_the_cli(path: Path) -> None:
             imported |= {a.name for a in node.names}
 
     assert not {m for m in imported if m.endswith("cli")}
+
+
+class _WritableFakeConfig(FakeConfigSource):
+    """A config source that stores what ``config push`` gives it."""
+
+    def put_value(self, key: str, value: bytes) -> None:
+        self.raw = value
+
+
+def test_a_new_backend_is_one_table_entry(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Records added to the tables are accepted, built and their capabilities obeyed."""
+    from atlasreg_cursor.adapters.core import handlers
+    from atlasreg_cursor.entrypoints import backends
+    from atlasreg_cursor.entrypoints.cli import main
+    from atlasreg_cursor.entrypoints.startup import startup_checks
+
+    config = _WritableFakeConfig({"sources": []})
+    monkeypatch.setitem(
+        backends.QUEUES,
+        "memory",
+        backends.QueueBackend(
+            build=lambda s, app: FakeQueue(visibility_timeout=s.visibility_seconds),
+            extends_leases=False,
+            shares_breakers_through_redis=True,
+            delivery_limit=lambda s: 2,
+        ),
+    )
+    monkeypatch.setitem(
+        backends.CONFIGS,
+        "memory",
+        backends.ConfigBackend(build=lambda s, app: config, writable=True),
+    )
+    monkeypatch.setitem(
+        backends.EXECUTORS,
+        "memory",
+        backends.ExecutorBackend(build=lambda s, app: FakeExecutor(), handler_plugins=True),
+    )
+    monkeypatch.setitem(
+        backends.NOTIFIERS,
+        "memory",
+        backends.NotifierBackend(
+            build=lambda s, app: FakeNotifier(),
+            requires=("hook_hmac_secret",),
+            default_when=lambda s: True,
+        ),
+    )
+    monkeypatch.delitem(backends.NOTIFIERS, "outbox")
+    env = {"QUEUE_BACKEND": "memory", "CONFIG_BACKEND": "memory", "EXECUTOR_BACKEND": "memory"}
+    with pytest.raises(SettingsError, match="HOOK_HMAC_SECRET: required by the memory notifier"):
+        _settings(tmp_path, **env)
+    settings = _settings(tmp_path, **env, HOOK_HMAC_SECRET="s3cret-hook-key-1")
+
+    assert "memory" == settings.backend("notifier")  # its default_when holds
+    assert (1800.0, True) == (settings.visibility_seconds, settings.sweeps)
+    assert backends.build_breakers(settings).shared
+    monkeypatch.setattr(handlers, "known_handler_ids", lambda: ["PLUGIN_HANDLER"])
+    assert frozenset({"PLUGIN_HANDLER"}) == backends.known_handlers(settings)
+    app = build(settings)
+    try:
+        assert isinstance(app.queue, FakeQueue)
+        assert 2 == app.policy.queue_max_deliveries
+        assert any("max_retries=2" in w for w in startup_checks(app))
+        assert "FakeNotifier" == type(app.notifier).__name__  # not behind the webhook breaker
+    finally:
+        app.close()
+
+    watchlist = tmp_path / "pushed.json"
+    watchlist.write_text('{"sources": []}')
+    monkeypatch.setenv("CURSOR_HOME", str(tmp_path))
+    for name, value in {**env, "HOOK_HMAC_SECRET": "s3cret-hook-key-1"}.items():
+        monkeypatch.setenv(name, value)
+    assert 0 == main(["--env-file", "/nonexistent", "config", "push", str(watchlist)])
+    assert b'{"sources": []}' == config.raw  # stored through the source, not a file
+    assert not settings.watchlist_path.exists()
+    capsys.readouterr()
+    assert 0 == main(["--env-file", "/nonexistent", "config", "show"])
+    shown = json.loads(capsys.readouterr().out)
+    assert {
+        "queue": "memory",
+        "config": "memory",
+        "storage": "file",
+        "notifier": "memory",
+        "executor": "memory",
+    } == shown["backends"]
+
+
+def _backend_name_comparisons(path: Path) -> list[str]:
+    """``settings.backend(...)`` compared with a literal name, as ``file:line``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Compare):
+            continue
+        sides = [node.left, *node.comparators]
+        reads_backend = any(
+            isinstance(side, ast.Call)
+            and isinstance(side.func, ast.Attribute)
+            and side.func.attr == "backend"
+            for side in sides
+        )
+        literal = any(isinstance(side, ast.Constant | ast.Tuple | ast.Set) for side in sides)
+        if reads_backend and literal:
+            found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_no_module_decides_by_a_backend_name() -> None:
+    """Behaviour follows the records' capabilities: no ``backend(port) == "name"`` anywhere."""
+    package = ENTRYPOINTS.parent
+    found = [
+        hit for path in sorted(package.rglob("*.py")) for hit in _backend_name_comparisons(path)
+    ]
+
+    assert [] == found

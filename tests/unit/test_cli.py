@@ -161,3 +161,76 @@ def test_health_as_a_table(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys) ->
     assert 0 == code
     assert ["queue", "config", "storage"] == [line.split()[0] for line in lines[1:]]
     assert all(line.split()[1] == "yes" for line in lines[1:])
+
+
+class _WritableConfig:
+    """A config source ``config push`` stores through (it has ``put_value``)."""
+
+    def __init__(self) -> None:
+        self.stored: bytes | None = None
+
+    def load(self) -> object:
+        raise AssertionError("push does not read the watchlist")
+
+    def put_value(self, key: str, value: bytes) -> None:
+        self.stored = value
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["runs", "show", "run_000000000000"],  # fails: no such run
+        ["runs", "list"],
+        ["verify", "gold/none.json"],  # fails: no such object
+        ["config", "show"],
+        ["config", "show", "--broken-watchlist"],  # fails: the watchlist is not JSON
+        ["config", "validate"],
+        ["config", "push", "--writable"],
+        ["schedule", "show"],
+        ["health"],
+        ["health", "--broken-watchlist"],  # a failing check
+        ["dlq", "list"],
+        ["hooks", "list"],
+        ["enqueue", "reprocess", "--date", "2026-11-24"],
+    ],
+    ids=" ".join,
+)
+def test_every_command_closes_its_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, argv: list[str]
+) -> None:
+    """Whatever the outcome, each App a command builds is closed before it returns."""
+    from atlasreg_cursor.entrypoints import backends
+    from atlasreg_cursor.entrypoints.bootstrap import App
+
+    _local(monkeypatch, tmp_path)
+    built: list[App] = []
+    closed: list[App] = []
+    init, close = App.__init__, App.close
+
+    def tracked_init(self: App, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+        built.append(self)
+
+    def tracked_close(self: App) -> None:
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(App, "__init__", tracked_init)
+    monkeypatch.setattr(App, "close", tracked_close)
+    if "--broken-watchlist" in argv:
+        argv = [a for a in argv if a != "--broken-watchlist"]
+        (tmp_path / "watchlist.json").write_text("{not json")
+    if "--writable" in argv:
+        source = _WritableConfig()
+        monkeypatch.setitem(
+            backends.CONFIGS,
+            "memory",
+            backends.ConfigBackend(build=lambda s, app: source, writable=True),  # type: ignore[arg-type, return-value]
+        )
+        monkeypatch.setenv("CONFIG_BACKEND", "memory")
+        argv = [*argv[:-1], str(tmp_path / "watchlist.json")]
+
+    main(["--env-file", "/nonexistent", *argv])
+
+    assert 1 <= len(built)
+    assert [id(app) for app in built] == [id(app) for app in closed]

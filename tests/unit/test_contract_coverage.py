@@ -4,7 +4,9 @@ A class implements a port when it defines every method of the port's
 Protocol with the same parameter names (read with :mod:`ast`, as mypy's
 structural check would see them in ``tests/typing/ports.py``). A contract
 test module runs a port's suite for a class when it subclasses a contract
-class from that port's ``*_contract`` module and names the class.
+class from that port's ``*_contract`` module and names the class. And
+``tests/typing/ports.py`` assigns an instance of the class to a variable
+typed as each port it implements, so mypy checks it against the Protocol.
 """
 
 from __future__ import annotations
@@ -72,6 +74,20 @@ def implementations() -> dict[str, frozenset[str]]:
     return {name: frozenset(implemented) for name, implemented in found.items()}
 
 
+def typed_assignments(path: Path = TESTS / "typing" / "ports.py") -> frozenset[tuple[str, str]]:
+    """``(class, port)`` for each ``name: Port = Class(...)`` in *path*."""
+    found: set[tuple[str, str]] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.annotation, ast.Name)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+        ):
+            found.add((node.value.func.id, node.annotation.id))
+    return frozenset(found)
+
+
 @cache
 def suite_runs() -> frozenset[tuple[str, str]]:
     """``(suite, name)`` for every name a contract test module uses next to a suite it runs."""
@@ -124,3 +140,27 @@ def test_every_adapter_runs_the_suites_of_its_ports(name: str) -> None:
     missing = sorted(port for port in implementations()[name] if (SUITES[port], name) not in runs)
 
     assert [] == missing
+
+
+@pytest.mark.parametrize("name", sorted(implementations()))
+def test_every_adapter_is_checked_against_its_ports_by_mypy(name: str) -> None:
+    """``tests/typing/ports.py`` types an instance of the class as each port it implements."""
+    typed = typed_assignments()
+    missing = sorted(port for port in implementations()[name] if (name, port) not in typed)
+
+    assert [] == missing
+
+
+def test_the_typing_scan_reads_annotated_assignments(tmp_path: Path) -> None:
+    """Only ``x: Port = Class(...)`` counts: a bare call or another annotation does not."""
+    module = tmp_path / "ports.py"
+    module.write_text(
+        "def _ports() -> None:\n"
+        "    a: MessageQueue = SqliteQueue(path)\n"
+        "    b = RedisListQueue(url)\n"
+        "    c: object = FileObjectStore(root)\n"
+    )
+
+    assert {("SqliteQueue", "MessageQueue"), ("FileObjectStore", "object")} == typed_assignments(
+        module
+    )

@@ -1,8 +1,10 @@
 """The package stays readable: short modules, no import cycle, imports pointing inwards.
 
-The import graph is read with :mod:`ast` from module-level imports only:
+The import graph is read with :mod:`ast` from module-level imports:
 imports under ``if TYPE_CHECKING:`` and inside functions run after the
-importing module is loaded, so they cannot close a cycle. Relative imports
+importing module is loaded, so they cannot close a cycle at load time; a
+second check takes the imports inside functions too, so no deferred import
+leads back to its own module either. Relative imports
 are resolved; importing a package is importing its ``__init__``; ``from
 package import name`` also imports ``package.name`` when that is a module.
 What the domain may import is checked in ``test_purity.py``.
@@ -11,7 +13,7 @@ What the domain may import is checked in ``test_purity.py``.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import atlasreg_cursor
@@ -86,9 +88,30 @@ def _targets(module: str, path: Path, node: ast.Import | ast.ImportFrom) -> set[
     return submodules | {imported}
 
 
-def import_graph(modules: Mapping[str, Path]) -> dict[str, set[str]]:
+def _all_runtime_imports(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import that can run: also those inside functions, not under ``TYPE_CHECKING``."""
+    for node in body:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            yield from _all_runtime_imports(node.orelse)
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.stmt):
+                yield from _all_runtime_imports([child])
+
+
+def import_graph(
+    modules: Mapping[str, Path],
+    imports: Callable[[list[ast.stmt]], Iterator[ast.Import | ast.ImportFrom]] = (
+        _module_level_imports
+    ),
+) -> dict[str, set[str]]:
     """
     Each module of the package → the modules of the package it loads at import time.
+
+    With ``imports=_all_runtime_imports``: the modules it may load at all,
+    imports inside functions included.
 
     ``from package import submodule`` needs the package's ``__init__`` only
     when the package is not already loading (an ancestor of the importer) or
@@ -98,7 +121,7 @@ def import_graph(modules: Mapping[str, Path]) -> dict[str, set[str]]:
     for module, path in modules.items():
         own = set(_ancestors(module))
         edges: set[str] = set()
-        for node in _module_level_imports(ast.parse(path.read_text()).body):
+        for node in imports(ast.parse(path.read_text()).body):
             named = {t for t in _targets(module, path, node) if t in modules}
             for target in named:
                 edges |= {a for a in _ancestors(target) if a not in own}
@@ -188,6 +211,36 @@ def test_no_import_cycle_between_modules() -> None:
     found = [" -> ".join(cycle) for cycle in cycles(import_graph(sources()))]
 
     assert [] == found, "; ".join(found)
+
+
+def test_no_import_loop_even_through_imports_in_functions() -> None:
+    """A deferred import never leads back to its module (the cron checks are a leaf)."""
+    found = [" -> ".join(c) for c in cycles(import_graph(sources(), _all_runtime_imports))]
+
+    assert [] == found, "; ".join(found)
+
+
+def test_the_deferred_import_graph_sees_function_imports(tmp_path: Path) -> None:
+    """Imports in functions and methods are edges; ``TYPE_CHECKING`` ones still are not."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from pkg.c import C\n"
+        "class K:\n    def m(self):\n        from . import b\n"
+    )
+    (package / "b.py").write_text("def f():\n    if True:\n        import pkg.a\n")
+    (package / "c.py").write_text("")
+    modules = {
+        ".".join(p.relative_to(tmp_path).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in package.rglob("*.py")
+    }
+
+    graph = import_graph(modules, _all_runtime_imports)
+
+    assert {"pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}, "pkg.c": set()} == graph
+    assert [["pkg.a", "pkg.b", "pkg.a"]] == cycles(graph)
 
 
 def test_ports_and_adapters_import_no_outer_layer() -> None:

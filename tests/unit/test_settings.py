@@ -51,6 +51,7 @@ def test_per_port_override_wins() -> None:
         ({"VISIBILITY_TIMEOUT_SECONDS": "0"}, "VISIBILITY_TIMEOUT_SECONDS"),
         ({"HOOK_ENDPOINT": "http://127.0.0.1:1"}, "HOOK_HMAC_SECRET"),
         ({"HOOK_ENDPOINT": "ftp://x", "HOOK_HMAC_SECRET": "s"}, "HOOK_ENDPOINT"),
+        ({"AIRFLOW_API_URL": "ftp://x"}, "AIRFLOW_API_URL: must be an http"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:

@@ -411,10 +411,8 @@ class BreakerStore:
         return self._inner.presign_get(key, expires_s)
 
     def close(self) -> None:
-        """Close the wrapped store."""
-        close = getattr(self._inner, "close", None)
-        if close is not None:
-            close()
+        """Close the wrapped store (when it holds connections)."""
+        getattr(self._inner, "close", lambda: None)()
 
 
 class BreakerNotifier:
@@ -434,6 +432,10 @@ class BreakerNotifier:
         """``Notifier.send`` through the breaker."""
         receipt: Receipt = self._breaker.call(self._inner.send, notification)
         return receipt
+
+    def close(self) -> None:
+        """Close the wrapped notifier (when it holds connections)."""
+        getattr(self._inner, "close", lambda: None)()
 
 
 class BreakerExecutor:
@@ -474,9 +476,7 @@ class BreakerExecutor:
 
     def close_run(self, run: RunContext) -> None:
         """``Executor.close_run`` where the wrapped executor has it."""
-        close_run = getattr(self._inner, "close_run", None)
-        if close_run is not None:
-            close_run(run)
+        getattr(self._inner, "close_run", lambda run: None)(run)
 
     def close(self) -> None:
         """``Executor.close``."""

@@ -1,17 +1,20 @@
-"""The backend registry: for each port, a table from backend name to factory.
+"""The backend registry: for each port, a table from backend name to a record.
 
-These tables are the one list of backend names: :mod:`.settings` checks
-``*_BACKEND`` and ``MODE`` against them and :mod:`.bootstrap` builds from
-them. Each factory takes :class:`~.settings.Settings` and imports its
-adapter (and the adapter's library) inside, so ``local`` mode never imports
-botocore, redis or Celery. To add a backend, add its factory to its port's
-table (README, "Adding an adapter").
+These tables are the one list of backend names and the one place that says
+what each backend can do: :mod:`.settings` checks ``*_BACKEND`` and ``MODE``
+against them and reads the capabilities that change a default (the
+visibility timeout, sweeping, the notifier); :mod:`.bootstrap` builds from
+them. A record holds its factory, which takes :class:`~.settings.Settings`
+and the App being built (:class:`Wiring`) and imports its adapter (and the
+adapter's library) inside, so ``local`` mode never imports botocore, redis
+or Celery. To add a backend, add its record to its port's table (README,
+"Adding an adapter").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -28,6 +31,112 @@ if TYPE_CHECKING:
 
     from .settings import Settings
 
+P = TypeVar("P", covariant=True)
+
+
+class Wiring(Protocol):
+    """What a factory may take from the App it builds for (the App itself)."""
+
+    @property
+    def storage(self) -> ObjectStore:
+        """The App's object storage, behind its breaker."""
+
+    @property
+    def breakers(self) -> BreakerBoard:
+        """The App's circuit breakers."""
+
+
+def _never(s: Settings) -> bool:
+    return False
+
+
+@attrs.frozen(kw_only=True)
+class Backend(Generic[P]):
+    """
+    One backend of a port: its factory and what the rest of the service must know of it.
+
+    Attributes:
+        build: makes the adapter from the settings and the App being built;
+            raises ``SettingsError`` naming a missing setting.
+        requires: settings (field names) that ``load_settings`` refuses to
+            go without when this backend is chosen; other missing settings
+            are reported by ``build``, when the port is first used.
+        default_when: for a port ``MODE`` does not decide (the notifier):
+            the first backend of the table whose ``default_when(settings)``
+            holds is the default.
+    """
+
+    build: Callable[[Settings, Wiring], P]
+    requires: tuple[str, ...] = ()
+    default_when: Callable[[Settings], bool] = _never
+
+
+@attrs.frozen(kw_only=True)
+class QueueBackend(Backend["MessageQueue"]):
+    """
+    A queue backend.
+
+    Attributes:
+        extends_leases: the heartbeat can renew a lease (``extend``), so the
+            visibility timeout defaults to ``LEASE_SECONDS``; otherwise it
+            covers a whole run (1800 s) and stranded runs are swept from
+            their journals (``SWEEP_ORPHANS`` on).
+        shares_breakers_through_redis: the circuit breakers keep their state
+            in ``REDIS_URL`` (the queue's Redis), shared by every daemon.
+        delivery_limit: how many deliveries the queue itself allows a
+            message before retiring it (``None``: no limit of its own).
+    """
+
+    extends_leases: bool = True
+    shares_breakers_through_redis: bool = False
+    delivery_limit: Callable[[Settings], int] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ConfigBackend(Backend["ConfigSource"]):
+    """
+    A watchlist source backend.
+
+    Attributes:
+        writable: ``config push`` stores the watchlist through the source
+            (its ``put_value``, at ``WATCHLIST_KEY``); otherwise it writes
+            the watchlist file (``WATCHLIST_FILE``) the source reads.
+    """
+
+    writable: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class StorageBackend(Backend["ObjectStore"]):
+    """An object storage backend (always behind the ``storage`` breaker)."""
+
+
+@attrs.frozen(kw_only=True)
+class NotifierBackend(Backend["Notifier"]):
+    """
+    A notifier backend.
+
+    Attributes:
+        behind_breaker: the App wraps it in the ``webhook`` circuit breaker.
+    """
+
+    behind_breaker: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class ExecutorBackend(Backend["Executor"]):
+    """
+    An executor backend (always behind the per-host source breakers).
+
+    Attributes:
+        handler_plugins: watchlists may name the handlers of installed
+            plugins (entry points), not only the built-in ones.
+        probes_core: ``health`` checks Core's Celery workers and Airflow API.
+    """
+
+    handler_plugins: bool = False
+    probes_core: bool = False
+
 
 def _missing(setting: str, backend: str) -> SettingsError:
     return SettingsError(f"{setting}: required by the {backend} backend")
@@ -36,7 +145,7 @@ def _missing(setting: str, backend: str) -> SettingsError:
 # --- queue ---------------------------------------------------------------------
 
 
-def _sqlite_queue(s: Settings) -> MessageQueue:
+def _sqlite_queue(s: Settings, app: Wiring) -> MessageQueue:
     from atlasreg_cursor.adapters.local.sqlite_queue import SqliteQueue
 
     s.home.mkdir(parents=True, exist_ok=True)
@@ -47,7 +156,7 @@ def _sqlite_queue(s: Settings) -> MessageQueue:
     )
 
 
-def _redis_queue(s: Settings) -> MessageQueue:
+def _redis_queue(s: Settings, app: Wiring) -> MessageQueue:
     from atlasreg_cursor.adapters.standalone.redis_queue import RedisListQueue
 
     return RedisListQueue(
@@ -67,12 +176,13 @@ def _cloudflare_client(s: Settings, endpoint: str | None) -> CloudflareClient:
     )
 
 
-def _cloudflare_queue(s: Settings) -> MessageQueue:
+def _cloudflare_queue(s: Settings, app: Wiring) -> MessageQueue:
     from atlasreg_cursor.adapters.cloudflare.queue import CloudflareQueue
 
     if not s.cf_queue_id:
         raise _missing("CF_QUEUE_ID", "cloudflare queue")
-    dead_letter_store = None if s.cf_dlq_queue_id else _storage(s)
+    # Without a DLQ queue, dead letters go to the App's storage (closed by the App).
+    dead_letter_store = None if s.cf_dlq_queue_id else app.storage
     return CloudflareQueue(
         _cloudflare_client(s, s.cf_queue_endpoint),
         queue_id=s.cf_queue_id,
@@ -82,10 +192,14 @@ def _cloudflare_queue(s: Settings) -> MessageQueue:
     )
 
 
-QUEUES: dict[str, Callable[[Settings], MessageQueue]] = {
-    "sqlite": _sqlite_queue,
-    "redis": _redis_queue,
-    "cloudflare": _cloudflare_queue,
+QUEUES: dict[str, QueueBackend] = {
+    "sqlite": QueueBackend(build=_sqlite_queue),
+    "redis": QueueBackend(build=_redis_queue, shares_breakers_through_redis=True),
+    "cloudflare": QueueBackend(
+        build=_cloudflare_queue,
+        extends_leases=False,
+        delivery_limit=lambda s: s.cf_queue_max_retries,
+    ),
 }
 
 
@@ -94,7 +208,7 @@ QUEUES: dict[str, Callable[[Settings], MessageQueue]] = {
 
 def known_handlers(s: Settings) -> frozenset[str]:
     """Built-in handler ids plus those of installed plugins (Core executor)."""
-    if s.backend("executor") != "core":
+    if not executor_backend(s).handler_plugins:
         from atlasreg_cursor.domain.sources import BUILTIN_HANDLERS
 
         return BUILTIN_HANDLERS
@@ -103,7 +217,7 @@ def known_handlers(s: Settings) -> frozenset[str]:
     return frozenset(known_handler_ids())
 
 
-def _file_config(s: Settings) -> ConfigSource:
+def _file_config(s: Settings, app: Wiring) -> ConfigSource:
     from atlasreg_cursor.adapters.local.file_config import FileConfigSource
 
     return FileConfigSource(
@@ -111,7 +225,7 @@ def _file_config(s: Settings) -> ConfigSource:
     )
 
 
-def _kv_config(s: Settings) -> ConfigSource:
+def _kv_config(s: Settings, app: Wiring) -> ConfigSource:
     from atlasreg_cursor.adapters.cloudflare.kv import KVConfigSource
 
     if not s.cf_kv_namespace_id:
@@ -125,13 +239,16 @@ def _kv_config(s: Settings) -> ConfigSource:
     )
 
 
-CONFIGS: dict[str, Callable[[Settings], ConfigSource]] = {"file": _file_config, "kv": _kv_config}
+CONFIGS: dict[str, ConfigBackend] = {
+    "file": ConfigBackend(build=_file_config),
+    "kv": ConfigBackend(build=_kv_config, writable=True),
+}
 
 
 # --- storage -------------------------------------------------------------------
 
 
-def _file_storage(s: Settings) -> ObjectStore:
+def _file_storage(s: Settings, app: Wiring) -> ObjectStore:
     from atlasreg_cursor.adapters.local.file_store import FileObjectStore
 
     root = s.home / "store"
@@ -139,18 +256,16 @@ def _file_storage(s: Settings) -> ObjectStore:
     return FileObjectStore(root)
 
 
-def _minio_storage(s: Settings) -> ObjectStore:
+def _minio_storage(s: Settings, app: Wiring) -> ObjectStore:
     from atlasreg_cursor.adapters.s3 import S3ObjectStore
 
     if not s.minio_endpoint:
         raise _missing("MINIO_ENDPOINT", "minio storage")
     if not s.minio_access_key or not s.minio_secret_key:
         raise _missing("MINIO_ACCESS_KEY/MINIO_SECRET_KEY", "minio storage")
-    endpoint = s.minio_endpoint
-    if "://" not in endpoint:
-        endpoint = f"{'https' if s.minio_secure else 'http'}://{endpoint}"
     return S3ObjectStore(
-        endpoint_url=endpoint,
+        endpoint_url=s.minio_endpoint,
+        secure=s.minio_secure,
         bucket=s.bucket,
         access_key=s.minio_access_key,
         secret_key=s.minio_secret_key,
@@ -159,7 +274,7 @@ def _minio_storage(s: Settings) -> ObjectStore:
     )
 
 
-def _r2_storage(s: Settings) -> ObjectStore:
+def _r2_storage(s: Settings, app: Wiring) -> ObjectStore:
     from atlasreg_cursor.adapters.s3 import S3ObjectStore
 
     if not s.r2_endpoint:
@@ -177,15 +292,11 @@ def _r2_storage(s: Settings) -> ObjectStore:
     )
 
 
-STORAGES: dict[str, Callable[[Settings], ObjectStore]] = {
-    "file": _file_storage,
-    "minio": _minio_storage,
-    "r2": _r2_storage,
+STORAGES: dict[str, StorageBackend] = {
+    "file": StorageBackend(build=_file_storage),
+    "minio": StorageBackend(build=_minio_storage),
+    "r2": StorageBackend(build=_r2_storage),
 }
-
-
-def _storage(s: Settings) -> ObjectStore:
-    return STORAGES[s.backend("storage")](s)
 
 
 # --- notifier ------------------------------------------------------------------
@@ -208,7 +319,7 @@ def build_signer(s: Settings) -> WebhookSigner | None:
         raise SettingsError(f"HOOK_HMAC_SECRET: {exc}") from None
 
 
-def _webhook(s: Settings) -> Notifier:
+def _webhook(s: Settings, app: Wiring) -> Notifier:
     from atlasreg_cursor.adapters.webhook import WebhookNotifier
 
     signer = build_signer(s)
@@ -219,14 +330,22 @@ def _webhook(s: Settings) -> Notifier:
     )
 
 
-def _outbox(s: Settings) -> Notifier:
+def _outbox(s: Settings, app: Wiring) -> Notifier:
     from atlasreg_cursor.adapters.local.outbox import OutboxNotifier
 
     s.home.mkdir(parents=True, exist_ok=True)
     return OutboxNotifier(s.home / "outbox.jsonl", build_signer(s))
 
 
-NOTIFIERS: dict[str, Callable[[Settings], Notifier]] = {"webhook": _webhook, "outbox": _outbox}
+NOTIFIERS: dict[str, NotifierBackend] = {
+    "webhook": NotifierBackend(
+        build=_webhook,
+        behind_breaker=True,
+        requires=("hook_endpoint", "hook_hmac_secret"),
+        default_when=lambda s: bool(s.hook_endpoint),
+    ),
+    "outbox": NotifierBackend(build=_outbox, default_when=lambda s: True),
+}
 
 
 # --- executor ------------------------------------------------------------------
@@ -247,7 +366,7 @@ def crawl_policy(s: Settings) -> CrawlPolicy:
     return attrs.evolve(policy, user_agent=s.crawl_user_agent) if s.crawl_user_agent else policy
 
 
-def _local_executor(s: Settings, breakers: BreakerBoard | None = None) -> Executor:
+def _local_executor(s: Settings, app: Wiring | None = None) -> Executor:
     from atlasreg_cursor.adapters.local.executor import LocalExecutor
 
     work = s.home / "work"
@@ -296,10 +415,10 @@ def _core_breaker(breakers: BreakerBoard | None, dependency: str) -> Breaker | N
     return breakers.breaker_for(dependency, open_error=ExecutorCircuitOpen)
 
 
-def _core_executor(s: Settings, breakers: BreakerBoard | None = None) -> Executor:
+def _core_executor(s: Settings, app: Wiring) -> Executor:
     from atlasreg_cursor.adapters.core.executor import CoreExecutor
 
-    celery, airflow = core_clients(s, breakers)
+    celery, airflow = core_clients(s, app.breakers)
     return CoreExecutor(
         celery=celery,
         airflow=airflow,
@@ -310,9 +429,9 @@ def _core_executor(s: Settings, breakers: BreakerBoard | None = None) -> Executo
     )
 
 
-EXECUTORS: dict[str, Callable[[Settings, BreakerBoard | None], Executor]] = {
-    "local": _local_executor,
-    "core": _core_executor,
+EXECUTORS: dict[str, ExecutorBackend] = {
+    "local": ExecutorBackend(build=_local_executor),
+    "core": ExecutorBackend(build=_core_executor, handler_plugins=True, probes_core=True),
 }
 
 
@@ -320,7 +439,7 @@ def build_breakers(s: Settings) -> BreakerBoard:
     """One breaker board per process; shared through Redis when the queue is on Redis."""
     from atlasreg_cursor.adapters.breakers import BreakerBoard
 
-    shared = s.backend("queue") == "redis"
+    shared = queue_backend(s).shares_breakers_through_redis
     return BreakerBoard(
         fail_max=s.breaker_fail_max,
         reset_seconds=s.breaker_reset_seconds,
@@ -329,11 +448,47 @@ def build_breakers(s: Settings) -> BreakerBoard:
     )
 
 
-BACKENDS: Mapping[str, Mapping[str, Callable[..., object]]] = {
+BACKENDS: Mapping[str, Mapping[str, Backend[object]]] = {
     "queue": QUEUES,
     "config": CONFIGS,
     "storage": STORAGES,
     "notifier": NOTIFIERS,
     "executor": EXECUTORS,
 }
-"""Port → backend name → factory: the names ``*_BACKEND`` accepts."""
+"""Port → backend name → record: the names ``*_BACKEND`` accepts."""
+
+B = TypeVar("B", bound=Backend[object])
+
+
+def chosen(table: Mapping[str, B], port: str, s: Settings) -> tuple[str, B]:
+    """
+    *port*'s backend name in *s* and its record in *table*.
+
+    Raises:
+        SettingsError: the name is not in the table.
+    """
+    name = s.backend(port)
+    record = table.get(name)
+    if record is None:
+        raise SettingsError(f"{port.upper()}_BACKEND: unknown backend {name!r}")
+    return name, record
+
+
+def queue_backend(s: Settings) -> QueueBackend:
+    """The record of the queue backend ``QUEUE_BACKEND`` (or ``MODE``) chooses."""
+    return chosen(QUEUES, "queue", s)[1]
+
+
+def config_backend(s: Settings) -> ConfigBackend:
+    """The record of the config backend ``CONFIG_BACKEND`` (or ``MODE``) chooses."""
+    return chosen(CONFIGS, "config", s)[1]
+
+
+def notifier_backend(s: Settings) -> NotifierBackend:
+    """The record of the notifier ``NOTIFIER_BACKEND`` (or ``HOOK_ENDPOINT``) chooses."""
+    return chosen(NOTIFIERS, "notifier", s)[1]
+
+
+def executor_backend(s: Settings) -> ExecutorBackend:
+    """The record of the executor ``EXECUTOR_BACKEND`` (or ``MODE``) chooses."""
+    return chosen(EXECUTORS, "executor", s)[1]

@@ -26,11 +26,15 @@ from .backends import (
     NOTIFIERS,
     QUEUES,
     STORAGES,
+    Backend,
     build_breakers,
     build_signer,
+    chosen,
     core_clients,
     crawl_policy,
     known_handlers,
+    notifier_backend,
+    queue_backend,
 )
 from .errors import SettingsError
 
@@ -110,7 +114,8 @@ class App:
 
     The storage, the webhook notifier and the executor are wrapped in their
     circuit breakers (handed-in adapters are used as they are).
-    :meth:`close` closes what was built or handed in.
+    :meth:`close` closes what was built or handed in; ``with build(settings)
+    as app:`` closes it however the block ends.
     """
 
     settings: Settings
@@ -128,14 +133,14 @@ class App:
         """The message queue (``QUEUE_BACKEND``)."""
         if self._given.queue is not None:
             return self._given.queue
-        return _make(QUEUES, "queue", self.settings)
+        return self._make(QUEUES, "queue")
 
     @_Built
     def config(self) -> ConfigSource:
         """The watchlist source (``CONFIG_BACKEND``)."""
         if self._given.config is not None:
             return self._given.config
-        return _make(CONFIGS, "config", self.settings)
+        return self._make(CONFIGS, "config")
 
     @_Built
     def storage(self) -> ObjectStore:
@@ -144,15 +149,15 @@ class App:
             return self._given.storage
         from atlasreg_cursor.adapters.breakers import BreakerStore
 
-        return BreakerStore(_make(STORAGES, "storage", self.settings), self.breakers)
+        return BreakerStore(self._make(STORAGES, "storage"), self.breakers)
 
     @_Built
     def notifier(self) -> Notifier:
         """The notifier (``NOTIFIER_BACKEND``); the webhook one behind its breaker."""
         if self._given.notifier is not None:
             return self._given.notifier
-        notifier = _make(NOTIFIERS, "notifier", self.settings)
-        if self.settings.backend("notifier") != "webhook":
+        notifier = self._make(NOTIFIERS, "notifier")
+        if not notifier_backend(self.settings).behind_breaker:
             return notifier
         from atlasreg_cursor.adapters.breakers import BreakerNotifier
 
@@ -165,9 +170,7 @@ class App:
             return self._given.executor
         from atlasreg_cursor.adapters.breakers import BreakerExecutor
 
-        backend, factory = _factory(EXECUTORS, "executor", self.settings)
-        executor = _calling("executor", backend, lambda: factory(self.settings, self.breakers))
-        return BreakerExecutor(executor, self.breakers)
+        return BreakerExecutor(self._make(EXECUTORS, "executor"), self.breakers)
 
     @_Built
     def breakers(self) -> BreakerBoard:
@@ -182,6 +185,22 @@ class App:
         queue = self.queue
         return queue if isinstance(queue, _DeadLetterQueue) else None
 
+    def _make(self, table: Mapping[str, Backend[T]], port: str) -> T:
+        """Build *port*'s adapter with its backend's factory from *table*."""
+        backend, record = chosen(table, port, self.settings)
+        try:
+            return record.build(self.settings, self)
+        except ImportError as exc:  # pragma: no cover - every dependency is installed
+            raise SettingsError(
+                f"{port.upper()}_BACKEND={backend} needs a library that is missing: {exc.name}"
+            ) from None
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Close every port that was built or handed in: connections, subprocesses."""
         errors: list[Exception] = []
@@ -194,31 +213,6 @@ class App:
                     errors.append(exc)
         if errors:
             raise errors[0]
-
-
-def _factory(table: Mapping[str, T], port: str, s: Settings) -> tuple[str, T]:
-    """*port*'s backend name and its factory from *table*."""
-    backend = s.backend(port)
-    factory = table.get(backend)
-    if factory is None:
-        raise SettingsError(f"{port.upper()}_BACKEND: unknown backend {backend!r}")
-    return backend, factory
-
-
-def _calling(port: str, backend: str, make: Callable[[], T]) -> T:
-    """``make()``, with a missing library reported as the setting that needs it."""
-    try:
-        return make()
-    except ImportError as exc:  # pragma: no cover - every dependency is installed
-        raise SettingsError(
-            f"{port.upper()}_BACKEND={backend} needs a library that is missing: {exc.name}"
-        ) from None
-
-
-def _make(table: Mapping[str, Callable[[Settings], T]], port: str, s: Settings) -> T:
-    """Build *port*'s adapter with its backend's factory from *table*."""
-    backend, factory = _factory(table, port, s)
-    return _calling(port, backend, lambda: factory(s))
 
 
 _UNSET: Any = object()
@@ -267,15 +261,14 @@ def build(
 
 
 def _policy(settings: Settings) -> IngestPolicy:
+    limit = queue_backend(settings).delivery_limit
     return IngestPolicy(
         consumer_id=settings.worker_id,  # once: it is random per process
         max_attempts=settings.max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=settings.retry_max_seconds,
         lease_seconds=settings.lease_seconds,
-        queue_max_deliveries=(
-            settings.cf_queue_max_retries if settings.backend("queue") == "cloudflare" else None
-        ),
+        queue_max_deliveries=(None if limit is None else limit(settings)),
     )
 
 

@@ -68,17 +68,14 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"sample site   {site.base_url}", file=err)
         print(f"webhook       {receiver.url}", file=err)
         print(f"CURSOR_HOME   {home}", file=err)
-        app = build(settings)
         today = dt.date.today().isoformat()
         message = new_message("start_daily_ingest", today, None)
-        app.queue.send(canonical_bytes(message))
-        print(f"enqueued      start_daily_ingest {today} ({message['message_id']})\n", file=err)
-        try:
+        with build(settings) as app:
+            app.queue.send(canonical_bytes(message))
+            print(f"enqueued      start_daily_ingest {today} ({message['message_id']})\n", file=err)
             run_daemon(app, until_empty=True, serve_http=False)
             run_id = derive_run_id(MessageType.START_DAILY_INGEST, message["message_id"])
             journal = read_journal(app.storage, run_id)
-        finally:
-            app.close()
         return _report(journal, home, receiver)
     finally:
         site.stop()

@@ -50,7 +50,7 @@ class Scheduler:
     Args:
         expression: ``SCHEDULE`` (5-field cron).
         zone: ``SCHEDULE_TZ``.
-        queue, store, config: the daemon's ports.
+        queue, storage, config: the daemon's ports.
         clock: aware "now" (tests pass their own).
         jitter_seconds: most random delay before a slot is sent.
     """

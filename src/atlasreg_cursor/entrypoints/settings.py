@@ -24,7 +24,7 @@ import cattrs
 
 from atlasreg_cursor.domain.redaction import redact_url as _redact_url
 
-from .backends import BACKENDS
+from .backends import BACKENDS, queue_backend
 from .errors import SettingsError as SettingsError
 
 Mode = Literal["local", "standalone", "cloudflare"]
@@ -153,13 +153,20 @@ class Settings:
     cf_queue_max_retries: int = 3
 
     def backend(self, port: str) -> str:
-        """The backend for *port*: its override, else what ``MODE`` implies."""
+        """
+        The backend for *port*: its override, else what ``MODE`` implies.
+
+        For a port ``MODE`` does not decide (the notifier): the first backend
+        of its table whose ``default_when`` holds (webhook with a
+        ``HOOK_ENDPOINT``, else the outbox file).
+        """
         override = getattr(self, f"{port}_backend")
         if override:
             return str(override)
-        if port == "notifier":
-            return "webhook" if self.hook_endpoint else "outbox"
-        return MODE_DEFAULTS[self.mode][port]
+        implied = MODE_DEFAULTS[self.mode].get(port)
+        if implied is not None:
+            return implied
+        return next(name for name, b in BACKENDS[port].items() if b.default_when(self))
 
     @property
     def home(self) -> Path:
@@ -202,20 +209,20 @@ class Settings:
 
         A queue whose leases the heartbeat extends (SQLite, Redis) gets a
         short one, so a crashed consumer's message comes back within about
-        ``LEASE_SECONDS``; Cloudflare cannot extend over HTTP, so its lease
-        must cover a whole run (30 minutes), and crashed runs are swept from
-        their journals instead.
+        ``LEASE_SECONDS``; one that cannot (Cloudflare, over HTTP) needs a
+        lease covering a whole run (30 minutes), and crashed runs are swept
+        from their journals instead.
         """
         if self.visibility_timeout_seconds is not None:
             return self.visibility_timeout_seconds
-        return 1800.0 if self.backend("queue") == "cloudflare" else self.lease_seconds
+        return self.lease_seconds if queue_backend(self).extends_leases else 1800.0
 
     @property
     def sweeps(self) -> bool:
         """``SWEEP_ORPHANS``, else on where the queue cannot extend a lease (Cloudflare)."""
         if self.sweep_orphans is not None:
             return self.sweep_orphans
-        return self.backend("queue") == "cloudflare"
+        return not queue_backend(self).extends_leases
 
     def redacted(self) -> dict[str, Any]:
         """
@@ -364,8 +371,17 @@ def _check(settings: Settings) -> None:
     problems = []
     for port, table in BACKENDS.items():
         value = settings.backend(port)
-        if value not in table:
+        backend = table.get(value)
+        if backend is None:
             problems.append(f"{port.upper()}_BACKEND: {value!r} is not one of {', '.join(table)}")
+            continue
+        problems += [
+            f"{name.upper()}: required by the {value} {port}"
+            for name in backend.requires
+            if not getattr(settings, name)
+        ]
+    if problems:  # the checks below read the backends' capabilities
+        raise SettingsError("invalid settings: " + "; ".join(problems))
     numbers = {
         "MAX_ATTEMPTS": settings.max_attempts >= 1,
         "VISIBILITY_TIMEOUT_SECONDS": 1 <= settings.visibility_seconds <= 43200,
@@ -390,13 +406,10 @@ def _check(settings: Settings) -> None:
     }
     problems += [f"{name}: out of range" for name, ok in numbers.items() if not ok]
     problems += _check_operations(settings)
-    if settings.backend("notifier") == "webhook":
-        if not settings.hook_endpoint:
-            problems.append("HOOK_ENDPOINT: required by the webhook notifier")
-        if not settings.hook_hmac_secret:
-            problems.append("HOOK_HMAC_SECRET: required when HOOK_ENDPOINT is set")
-    if settings.hook_endpoint and not settings.hook_endpoint.startswith(("http://", "https://")):
-        problems.append("HOOK_ENDPOINT: must be an http(s) URL")
+    for name in ("hook_endpoint", "airflow_api_url"):
+        url = getattr(settings, name)
+        if url and not url.startswith(("http://", "https://")):
+            problems.append(f"{name.upper()}: must be an http(s) URL")
     agent = settings.crawl_user_agent
     if agent is not None and (len(agent) > 300 or any(not 32 <= ord(c) < 127 for c in agent)):
         problems.append("CRAWL_USER_AGENT: must be one line of printable ASCII (at most 300)")
@@ -406,8 +419,8 @@ def _check(settings: Settings) -> None:
 
 def _check_operations(settings: Settings) -> list[str]:
     """SCHEDULE, SCHEDULE_TZ, probe and breaker settings, in plain words."""
+    from atlasreg_cursor.domain.cron import load_zone, parse_cron
     from atlasreg_cursor.domain.errors import InvalidSchedule
-    from atlasreg_cursor.domain.schedule import load_zone, parse_cron
 
     problems = []
     try:

@@ -19,6 +19,7 @@ import structlog
 
 from atlasreg_cursor.domain.errors import CursorError, StorageError
 
+from .backends import queue_backend
 from .bootstrap import App
 
 log = structlog.get_logger()
@@ -67,12 +68,12 @@ def _queue_warnings(app: App) -> list[str]:
 
 def _cloudflare_warnings(app: App) -> list[str]:
     settings = app.settings
-    if settings.backend("queue") != "cloudflare":
-        return []
-    if settings.cf_queue_max_retries >= settings.max_attempts:
+    delivery_limit = queue_backend(settings).delivery_limit  # the queue retires messages itself
+    limit = None if delivery_limit is None else delivery_limit(settings)
+    if limit is None or limit >= settings.max_attempts:
         return []
     return [
-        f"the Cloudflare queue retires a message after max_retries={settings.cf_queue_max_retries}"
+        f"the Cloudflare queue retires a message after max_retries={limit}"
         f" deliveries (CF_QUEUE_MAX_RETRIES), before MAX_ATTEMPTS={settings.max_attempts} are"
         " used: the journal sweep then carries failing runs, but set the consumer's"
         f" max_retries to at least {settings.max_attempts + 5} (wrangler.toml"

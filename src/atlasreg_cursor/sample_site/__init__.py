@@ -1,7 +1,7 @@
 """The bundled sample site, the demo watchlist over it, and what that yields.
 
 ``start_sample_site()`` serves the site on loopback; ``demo_watchlist(url)``
-is a architecture §2a watchlist over it; ``expected_demo_outcome()`` states exactly
+is a watchlist (architecture §2a) over it; ``expected_demo_outcome()`` states exactly
 which documents and events the local executor makes of that watchlist, so
 the demo and the tests can check exact numbers. Reads no settings.
 """

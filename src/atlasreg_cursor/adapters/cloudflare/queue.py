@@ -7,15 +7,17 @@ sleeps ``poll_min`` seconds, doubling up to ``poll_max``, until
 ``json`` is tried as base64 first and then as plain JSON (both forms are seen
 in practice), ``bytes`` is base64, ``text`` is taken as it is; ``v8`` or an
 undecodable body is delivered as the raw text, which the service
-dead-letters as a poison message. The Cloudflare message id is the message
-identity (``Delivery.identity_from_queue``) of a body without a
+dead-letters as a poison message. The Cloudflare message id is the
+delivery's ``queue_message_id``, and the run identity
+(``Delivery.identity_from_queue``) of a body without a producer's
 ``message_id`` of its own.
 
 ``ack`` and ``retry`` go through ``.../messages/ack`` (``retry`` delays are
 capped at 12 h). ``dead_letter`` publishes ``{"body", "reason",
-"message_id", "attempts", ...}`` to the dead-letter queue ``CF_DLQ_QUEUE_ID``
-and then acks; without one, the same JSON goes to the object store under
-``dead-letters/<date>/<message_id>.json``. ``send`` publishes a body as
+"message_id", "attempts", ...}`` (``message_id``: the queue's id, under the
+name stored letters have always used) to the dead-letter queue
+``CF_DLQ_QUEUE_ID`` and then acks; without one, the same JSON goes to the
+object store under ``dead-letters/<date>/<queue_message_id>.json``. ``send`` publishes a body as
 ``json`` when that is lossless (compact JSON, as ``enqueue`` writes it),
 else as ``text``; the API returns no id, so ``send`` returns a local UUID.
 
@@ -23,8 +25,8 @@ Re-running after a lost reply: ``ack`` and ``retry`` name a lease, and
 Cloudflare accepts an ack or retry of a lease already settled (at most a
 warning), so repeating one changes nothing. The publish API has no
 idempotency key, so a publish retried after its reply was lost can land
-twice; the two copies carry the same body, and so the same ``message_id``
-(``enqueue`` always sets one), which is what the service derives the run
+twice; the two copies carry the same body, and so the same producer's
+``message_id`` (``enqueue`` always sets one), which is what the service derives the run
 from: the second copy is acked as a duplicate of the first one's run.
 
 Cloudflare cannot renew a lease over HTTP (``extend`` is a no-op) and
@@ -250,15 +252,15 @@ class CloudflareQueue:
         if not isinstance(message, dict) or not message.get("lease_id"):
             log.warning("queue.malformed_message", queue_id=self.queue_id)
             return None
-        message_id = str(message.get("id") or "")
+        queue_message_id = str(message.get("id") or "")
         attempts = message.get("attempts")
         return Delivery(
-            queue_message_id=message_id
+            queue_message_id=queue_message_id
             or "lease-" + uuid.uuid5(uuid.NAMESPACE_URL, message["lease_id"]).hex,
             body=decode_body(message.get("body", ""), message.get("metadata")),
             attempts=max(1, int(attempts)) if isinstance(attempts, int | float) else 1,
             lease_token=str(message["lease_id"]),
-            identity_from_queue=bool(message_id),
+            identity_from_queue=bool(queue_message_id),
         )
 
     def ack(self, delivery: Delivery) -> None:
@@ -342,16 +344,18 @@ class CloudflareQueue:
             where=where,
         )
 
-    def _store_dead_letter(self, message_id: str, letter: dict[str, Any]) -> str:
+    def _store_dead_letter(self, queue_message_id: str, letter: dict[str, Any]) -> str:
         day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-        safe_id = _SAFE_ID.sub("_", message_id)[:200] or uuid.uuid4().hex
+        safe_id = _SAFE_ID.sub("_", queue_message_id)[:200] or uuid.uuid4().hex
         key = f"{DEAD_LETTER_PREFIX}/{day}/{safe_id}.json"
         assert self._store is not None
         try:
             self._store.put(key, canonical_bytes(letter), content_type="application/json")
         except StorageError as exc:
             error = QueueUnavailable if exc.transient else QueueError
-            raise error(f"dead letter {message_id} could not be stored at {key}: {exc}") from exc
+            raise error(
+                f"dead letter {queue_message_id} could not be stored at {key}: {exc}"
+            ) from exc
         return f"store:{key}"
 
     # --- producing and the rest ------------------------------------------------

@@ -145,6 +145,26 @@ class AirflowClient:
         """
         return self.api.version
 
+    def probe(self) -> str:
+        """
+        Make one authenticated call (``GET /dags?limit=1``) and say what answered.
+
+        Returns:
+            ``API v2 answers user 'u' (12 DAGs)``: what ``health`` reports.
+
+        Raises:
+            ExecutorUnavailable: Airflow cannot be reached.
+            SourceFailed: ``airflow_auth`` when the credentials are refused,
+                ``airflow_error`` for another refusal.
+        """
+        response = self.api.call("GET", "/dags?limit=1")
+        if response.status != 200:
+            raise self.api.failure(response, "listing DAGs")
+        data = response.data if isinstance(response.data, Mapping) else {}
+        total = data.get("total_entries")
+        dags = f" ({total} DAGs)" if isinstance(total, int) else ""
+        return f"API {self.api_version} answers user {self.username!r}{dags}"
+
     def trigger(self, dag_id: str, dag_run_id: str, conf: Mapping[str, Any]) -> DagRun:
         """
         Trigger *dag_id* as run *dag_run_id*, or adopt the run if it exists.

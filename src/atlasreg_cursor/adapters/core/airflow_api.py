@@ -1,6 +1,6 @@
 """The Airflow REST transport: API version, authentication, one JSON call.
 
-:class:`AirflowApi` speaks both versions (reference: core-integrations §1):
+:class:`AirflowApi` speaks both versions (architecture §6, Executor):
 
 - ``v2`` (Airflow 3): ``/api/v2`` with a bearer JWT from ``POST /auth/token``
   (201). The token is renewed shortly before its ``exp``, and once more on a
@@ -183,9 +183,7 @@ class AirflowApi:
         version = self.version
         url = f"{self.base_url}/api/{version}{path}"
         if version == "v1":
-            return self._send(
-                method, url, body=body, headers=self._basic_auth(), deadline=deadline
-            )
+            return self._send(method, url, body=body, headers=self._basic_auth(), deadline=deadline)
         response = self._send(
             method, url, body=body, headers=self._bearer(renew=False), deadline=deadline
         )

@@ -54,7 +54,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     queue TEXT NOT NULL,
-    message_id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL UNIQUE,  -- the queue's id (Delivery.queue_message_id)
     body BLOB NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL CHECK (state IN ('ready', 'leased', 'dead')),
@@ -79,9 +79,9 @@ def _wakeup_for(path: Path) -> threading.Condition:
         return _wakeups.setdefault(key, threading.Condition())
 
 
-def _delivery(message_id: str, body: bytes, attempts: int, token: str) -> Delivery:
+def _delivery(queue_message_id: str, body: bytes, attempts: int, token: str) -> Delivery:
     return Delivery(
-        queue_message_id=message_id,
+        queue_message_id=queue_message_id,
         body=bytes(body),
         attempts=attempts,
         lease_token=token,
@@ -176,21 +176,23 @@ class SqliteQueue:
 
     def send(self, body: bytes) -> str:
         """Enqueue *body*; return its id (uuid4 hex)."""
-        message_id = uuid.uuid4().hex
+        queue_message_id = uuid.uuid4().hex
         now = self._clock()
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute(  # OR IGNORE: a re-run after a lost commit inserts nothing
                 "INSERT OR IGNORE INTO messages (queue, message_id, body, attempts, state,"
                 " visible_at, enqueued_at) VALUES (?, ?, ?, 0, 'ready', ?, ?)",
-                (self.queue_name, message_id, bytes(body), now, now),
+                (self.queue_name, queue_message_id, bytes(body), now, now),
             )
 
         self._run("send", insert)
         with self._wakeup:
             self._wakeup.notify_all()
-        log.debug("queue.sent", queue=self.queue_name, queue_message_id=message_id, size=len(body))
-        return message_id
+        log.debug(
+            "queue.sent", queue=self.queue_name, queue_message_id=queue_message_id, size=len(body)
+        )
+        return queue_message_id
 
     def receive(self, max_messages: int = 1, wait_seconds: float = 0.0) -> list[Delivery]:
         """
@@ -234,14 +236,14 @@ class SqliteQueue:
             (self.queue_name, now, limit),
         ).fetchall()
         out = []
-        for index, (seq, message_id, body, attempts) in enumerate(rows):
+        for index, (seq, queue_message_id, body, attempts) in enumerate(rows):
             token = f"{call}.{index}"
             conn.execute(
                 "UPDATE messages SET state = 'leased', lease_token = ?, attempts = ?,"
                 " visible_at = ? WHERE seq = ?",
                 (token, attempts + 1, now + self.visibility_timeout, seq),
             )
-            out.append(_delivery(message_id, body, attempts + 1, token))
+            out.append(_delivery(queue_message_id, body, attempts + 1, token))
         return out
 
     def _change(

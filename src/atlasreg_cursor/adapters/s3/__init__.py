@@ -34,7 +34,7 @@ Settings read (by the composition root): ``MINIO_ENDPOINT``,
 ``S3_CREATE_BUCKET``.
 """
 
-from ._client import Dialect, dialect_for_backend, normalize_endpoint
+from ._client import Dialect, normalize_endpoint
 from ._errors import (
     DIGEST_CODES,
     MISSING_CODES,
@@ -64,6 +64,5 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "Dialect",
     "S3ObjectStore",
-    "dialect_for_backend",
     "normalize_endpoint",
 ]

@@ -8,8 +8,6 @@ from typing import Any, Literal
 import botocore.session
 from botocore.config import Config
 
-from atlasreg_cursor.domain.errors import UnsupportedFeature
-
 Dialect = Literal["minio", "r2", "s3"]
 
 _session_lock = threading.Lock()
@@ -31,28 +29,6 @@ def normalize_endpoint(endpoint: str, *, secure: bool = False) -> str:
     if "://" in endpoint:
         return endpoint.rstrip("/")
     return f"{'https' if secure else 'http'}://{endpoint.strip('/')}"
-
-
-def dialect_for_backend(backend: str) -> Dialect:
-    """
-    Map a ``STORAGE_BACKEND`` value to its S3 dialect.
-
-    Args:
-        backend: ``minio``, ``r2`` or ``s3``.
-
-    Returns:
-        The dialect.
-
-    Raises:
-        UnsupportedFeature: the backend is not served by this adapter.
-    """
-    if backend == "minio":
-        return "minio"
-    if backend == "r2":
-        return "r2"
-    if backend == "s3":
-        return "s3"
-    raise UnsupportedFeature(f"storage backend {backend!r} is not an S3 dialect")
 
 
 def s3_client(

@@ -19,12 +19,15 @@ Keys, with ``L`` the list key:
   (plus ``released``: the lease token that last released it with ``retry``).
 - ``L:bodies``: HASH id → the body bytes, unchanged (binary safe).
 - ``L:sent``: HASH sha1(body) → ids handed out by ``send``, so the id it
-  returns is the ``Delivery.message_id``.
+  returns is the ``Delivery.queue_message_id``.
 - ``L:sent:<id>``: a marker (24 h) that ``send`` of that id already pushed.
 - ``L:receipt:<call>``: what one ``receive`` call leased (ids and tokens),
   kept for the visibility timeout.
 - ``L:dead``: dead letters, JSON ``{body, reason, attempts, message_id, dead_at}``
   (a body that is not UTF-8 is base64 with ``"body_encoding": "base64"``).
+
+The stored ``message_id`` fields hold the queue's id (``queue_message_id``),
+under the name stored entries have always used.
 
 ``receive`` first moves expired in-flight and due delayed messages back to
 the head, then leases up to ``max_messages``; when none is ready it blocks on
@@ -248,21 +251,22 @@ class RedisListQueue:
         ``RPUSH`` *body* unchanged, as the seed's producers do.
 
         Returns:
-            The id the message will carry as ``Delivery.message_id``.
+            The id the message will carry as ``Delivery.queue_message_id``.
 
         Raises:
             QueueUnavailable: Redis could not be reached.
         """
-        message_id = uuid.uuid4().hex  # once, before the retries: a re-run finds its marker
-        marker = f"{self._sent}:{message_id}"
+        queue_message_id = uuid.uuid4().hex  # once, before the retries: a re-run finds its marker
+        marker = f"{self._sent}:{queue_message_id}"
         self._run(
             "send",
             lambda: self._scripts.send(
-                keys=[self.list_key, self._sent, marker], args=[body, message_id, SEND_MARKER_MS]
+                keys=[self.list_key, self._sent, marker],
+                args=[body, queue_message_id, SEND_MARKER_MS],
             ),
         )
-        log.debug("queue.sent", queue=self.list_key, queue_message_id=message_id)
-        return message_id
+        log.debug("queue.sent", queue=self.list_key, queue_message_id=queue_message_id)
+        return queue_message_id
 
     def extend(self, delivery: Delivery, seconds: float) -> None:
         """

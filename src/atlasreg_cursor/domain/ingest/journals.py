@@ -125,7 +125,7 @@ class JournalStore:
     The journals of every run, leased to *owner* for *lease_seconds* at a time.
 
     Args:
-        store: where journals live (``runs/<run_id>.json``).
+        storage: where journals live (``runs/<run_id>.json``).
         owner: this consumer's id.
         lease_seconds: how long each write holds the lease.
         clock: the injected wall clock (leases are wall-clock times shared

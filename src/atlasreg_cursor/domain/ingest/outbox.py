@@ -105,10 +105,10 @@ class OutboxPolicy:
 
 class Outbox:
     """
-    The outbox in *store*.
+    The outbox in *storage*.
 
     Args:
-        store: where entries live (beside the journals).
+        storage: where entries live (beside the journals).
         clock: the injected wall clock.
         policy: retry and expiry.
     """

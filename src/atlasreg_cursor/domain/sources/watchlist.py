@@ -14,7 +14,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from atlasreg_cursor.domain.errors import InvalidConfig
+from atlasreg_cursor.domain.cron import parse_cron
+from atlasreg_cursor.domain.errors import InvalidConfig, InvalidSchedule
 
 from ._fields import (
     ID_RE,
@@ -268,9 +269,6 @@ def _parse_alerts(data: Mapping[str, Any]) -> tuple[bool, tuple[str, ...]]:
 
 def _check_schedule(item: Mapping[str, Any]) -> None:
     """A source's own ``schedule`` must be a 5-field cron expression (architecture §2a)."""
-    from atlasreg_cursor.domain.errors import InvalidSchedule
-    from atlasreg_cursor.domain.schedule import parse_cron
-
     value = opt_str(item, "schedule")
     if value is None:
         return

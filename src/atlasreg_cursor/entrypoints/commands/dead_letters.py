@@ -24,14 +24,11 @@ from atlasreg_cursor.ports import DeadLetterBox
 @contextlib.contextmanager
 def _dead_letter_box(settings: Settings) -> Iterator[DeadLetterBox | None]:
     """The queue's dead letters (``None``, said on stderr, when it keeps none); closed after."""
-    app = build(settings)
-    try:
+    with build(settings) as app:
         box = app.dead_letters
         if box is None:
             fail(f"the {settings.backend('queue')} queue does not keep dead letters locally")
         yield box
-    finally:
-        app.close()
 
 
 def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,4 +1,9 @@
-"""``health``: check every configured backend once (and Celery and Airflow with Core)."""
+"""``health``: check every configured backend once (and Celery and Airflow with Core).
+
+Each check makes a real call: the queue's counts, the watchlist loaded, the
+Gold keys listed, a Celery ping answered by a worker, and an authenticated
+Airflow call (``GET /dags``), so wrong credentials fail the check.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from atlasreg_cursor.entrypoints.backends import executor_backend
 from atlasreg_cursor.entrypoints.bootstrap import App, build, core_clients
 from atlasreg_cursor.entrypoints.output import EXIT_FAILED, EXIT_OK, print_json, print_rows
 from atlasreg_cursor.entrypoints.settings import Settings
@@ -16,7 +22,6 @@ if TYPE_CHECKING:
 
 def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
     """Check each backend once (and Celery and Airflow with the Core executor)."""
-    app = build(settings)
     checks: dict[str, Any] = {}
 
     def check(name: str, fn: Callable[[], object]) -> None:
@@ -25,20 +30,20 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
         except Exception as exc:  # report every failure, whatever its kind
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
-    check("queue", lambda: _stats(app))
-    check("config", lambda: f"{len(app.config.load().sources)} sources")
-    check("storage", lambda: f"{sum(1 for _ in app.storage.list('gold/'))} gold objects")
-    if settings.backend("executor") == "core":
+    with build(settings) as app:
+        check("queue", lambda: _stats(app))
+        check("config", lambda: f"{len(app.config.load().sources)} sources")
+        check("storage", lambda: f"{sum(1 for _ in app.storage.list('gold/'))} gold objects")
+    if executor_backend(settings).probes_core:
         celery, airflow = core_clients(settings)
         try:
             check("celery", lambda: _celery_workers(celery))
             if airflow is not None:
-                check("airflow", lambda: f"API {airflow.api_version} answers")
+                check("airflow", airflow.probe)
         finally:
             celery.close()
             if airflow is not None:
                 airflow.close()
-    app.close()
     rows = [{"check": name, **result} for name, result in checks.items()]
     if args.output == "table":
         print_rows(rows, columns=("check", "ok", "detail", "error"), fmt="table")

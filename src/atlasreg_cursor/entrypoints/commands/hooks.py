@@ -25,8 +25,7 @@ def _outbox(app: App) -> Outbox:
 
 def cmd_hooks_list(settings: Settings, args: argparse.Namespace) -> int:
     """``hooks list [--all]``: the notifications in the outbox not yet delivered."""
-    app = build(settings)
-    try:
+    with build(settings) as app:
         rows = [
             _hook_row(key, entry)
             for key, entry in _outbox(app).entries()
@@ -38,15 +37,12 @@ def cmd_hooks_list(settings: Settings, args: argparse.Namespace) -> int:
             fmt=args.output,
         )
         return EXIT_OK
-    finally:
-        app.close()
 
 
 def cmd_hooks_resend(settings: Settings, args: argparse.Namespace) -> int:
     """``hooks resend RUN_ID``: deliver the run's notifications again now (same ``webhook-id``)."""
-    app = build(settings)
-    outbox = _outbox(app)
-    try:
+    with build(settings) as app:
+        outbox = _outbox(app)
         journal = read_journal(app.storage, args.run_id)
         keys = [key for key, _ in outbox.entries(args.run_id)]
         for record in (journal.notification, journal.failure) if journal else ():
@@ -69,8 +65,6 @@ def cmd_hooks_resend(settings: Settings, args: argparse.Namespace) -> int:
                 results.append(_hook_row(key, found[0]))
         print_json(results)
         return EXIT_OK if all(r["state"] == "delivered" for r in results) else EXIT_FAILED
-    finally:
-        app.close()
 
 
 def _hook_row(key: str, entry: OutboxEntry) -> dict[str, Any]:

@@ -37,8 +37,7 @@ def new_message(kind: str, date: str, sources: str | None) -> dict[str, Any]:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """The daemon."""
-    app = build(settings)
-    try:
+    with build(settings) as app:
         return run_daemon(
             app,
             once=args.once,
@@ -46,8 +45,6 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             until_empty=args.until_empty,
             serve_http=not args.no_http,
         )
-    finally:
-        app.close()
 
 
 def _checked_message(kind: str, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -64,11 +61,8 @@ def cmd_enqueue(settings: Settings, args: argparse.Namespace) -> int:
     message = _checked_message(args.type, args)
     if message is None:
         return EXIT_USAGE
-    app = build(settings)
-    try:
+    with build(settings) as app:
         queue_id = app.queue.send(canonical_bytes(message))
-    finally:
-        app.close()
     print_json({"queued": True, "queue_message_id": queue_id, **message})
     return EXIT_OK
 
@@ -79,26 +73,24 @@ def _one_shot(settings: Settings, args: argparse.Namespace, kind: str) -> int:
         return EXIT_USAGE
     raw = canonical_bytes(message_data)
     message = parse_message(raw)
-    app = build(settings)
     try:
-        summary = run_message(
-            message,
-            identity=message_data["message_id"],
-            config=app.config,
-            executor=app.executor,
-            storage=app.storage,
-            notifier=app.notifier,
-            policy=app.policy,
-            clock=app.clock,
-            monotonic=app.monotonic,
-            on_event=log_event,
-            outbox_policy=app.outbox_policy,
-        )
+        with build(settings) as app:
+            summary = run_message(
+                message,
+                identity=message_data["message_id"],
+                config=app.config,
+                executor=app.executor,
+                storage=app.storage,
+                notifier=app.notifier,
+                policy=app.policy,
+                clock=app.clock,
+                monotonic=app.monotonic,
+                on_event=log_event,
+                outbox_policy=app.outbox_policy,
+            )
     except RunFailed as exc:
         print(f"run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    finally:
-        app.close()
     print_summary(summary)
     return EXIT_OK if summary.status.value != "failed" else EXIT_FAILED
 

@@ -18,8 +18,8 @@ from atlasreg_cursor.ports import StoredObject
 
 def cmd_runs_show(settings: Settings, args: argparse.Namespace) -> int:
     """``runs show RUN_ID``: one journal, notification bodies decoded."""
-    app = build(settings)
-    journal = read_journal(app.storage, args.run_id)
+    with build(settings) as app:
+        journal = read_journal(app.storage, args.run_id)
     if journal is None:
         return fail(f"no run {args.run_id}")
     from atlasreg_cursor.domain.codec import converter
@@ -36,7 +36,6 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
     """``runs list [--limit N]``: lists journal keys, reads only the N most recent."""
     from atlasreg_cursor.entrypoints.journals import recent_journals
 
-    app = build(settings)
     rows: list[dict[str, Any]] = []
 
     def unreadable(run_id: str, exc: CursorError, listed: StoredObject) -> None:
@@ -45,6 +44,8 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
             {"run_id": run_id, "status": "unreadable", "error": str(exc), "updated_at": modified}
         )
 
+    with build(settings) as app:
+        journals = list(recent_journals(app.storage, args.limit, on_unreadable=unreadable))
     rows += [
         {
             "run_id": journal.run_id,
@@ -54,7 +55,7 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
             "gold_key": journal.gold.key if journal.gold else None,
             "updated_at": journal.updated_at.isoformat(),
         }
-        for journal in recent_journals(app.storage, args.limit, on_unreadable=unreadable)
+        for journal in journals
     ]
     rows.sort(key=lambda r: str(r["updated_at"]), reverse=True)
     print_rows(rows, columns=("run_id", "date", "type", "status", "updated_at"), fmt=args.output)
@@ -63,9 +64,9 @@ def cmd_runs_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     """Check a stored Gold's SHA-256 against its metadata, and its schema."""
-    app = build(settings)
     try:
-        body, obj = app.storage.get(args.key)
+        with build(settings) as app:
+            body, obj = app.storage.get(args.key)
     except ObjectNotFound:
         return fail(f"no object at {args.key}")
     actual = sha256_hex(body)

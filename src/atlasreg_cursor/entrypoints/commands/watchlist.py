@@ -12,6 +12,7 @@ import structlog
 from atlasreg_cursor.domain.errors import CursorError, InvalidConfig
 from atlasreg_cursor.domain.redaction import redact_url
 from atlasreg_cursor.domain.sources import WatchlistConfig, parse_watchlist_bytes
+from atlasreg_cursor.entrypoints.backends import BACKENDS, config_backend
 from atlasreg_cursor.entrypoints.bootstrap import build, known_handlers
 from atlasreg_cursor.entrypoints.output import EXIT_FAILED, EXIT_OK, fail, print_json, print_rows
 from atlasreg_cursor.entrypoints.settings import Settings
@@ -28,19 +29,16 @@ class _ValueWriter(Protocol):
 
 def cmd_config_show(settings: Settings, args: argparse.Namespace) -> int:
     """``config show``: the settings (secrets redacted) and the watchlist."""
-    app = build(settings)
     try:
-        config = app.config.load()
+        with build(settings) as app:
+            config = app.config.load()
     except CursorError as exc:
         print_json({"settings": settings.redacted(), "watchlist_error": str(exc)})
         return fail(f"watchlist: {type(exc).__name__}: {exc}")
     print_json(
         {
             "settings": settings.redacted(),
-            "backends": {
-                p: settings.backend(p)
-                for p in ("queue", "config", "storage", "notifier", "executor")
-            },
+            "backends": {port: settings.backend(port) for port in BACKENDS},
             "sources": [
                 {
                     "id": s.id,
@@ -69,9 +67,9 @@ def cmd_config_validate(settings: Settings, args: argparse.Namespace) -> int:
     """``config validate [FILE]``: the settings loaded; now the watchlist (or FILE)."""
     if getattr(args, "file", None):
         return _config_validate_file(settings, args.file)
-    app = build(settings)
     try:
-        config = app.config.load()
+        with build(settings) as app:
+            config = app.config.load()
     except CursorError as exc:
         return fail(f"watchlist: {type(exc).__name__}: {exc}")
     return _report_watchlist(config)
@@ -108,11 +106,12 @@ def cmd_config_push(settings: Settings, args: argparse.Namespace) -> int:
         )
     if config.invalid and not args.allow_invalid_sources:
         return fail("not installed: fix the invalid sources or pass --allow-invalid-sources")
-    if settings.backend("config") == "kv":
-        target = build(settings).config
-        if not isinstance(target, _ValueWriter):
-            return fail(f"the {type(target).__name__} config source cannot store a watchlist")
-        target.put_value(settings.watchlist_key, raw)
+    if config_backend(settings).writable:
+        with build(settings) as app:
+            target = app.config
+            if not isinstance(target, _ValueWriter):
+                return fail(f"the {type(target).__name__} config source cannot store a watchlist")
+            target.put_value(settings.watchlist_key, raw)
         where = f"KV key {settings.watchlist_key}"
     else:
         path = settings.watchlist_path
@@ -129,9 +128,9 @@ def cmd_schedule_show(settings: Settings, args: argparse.Namespace) -> int:
     """``schedule show``: the next global slots and each source's own."""
     from atlasreg_cursor.entrypoints.scheduler import schedule_rows
 
-    app = build(settings)
     try:
-        watchlist = app.config.load()
+        with build(settings) as app:
+            watchlist: WatchlistConfig | None = app.config.load()
     except CursorError as exc:
         log.warning("schedule.watchlist_unavailable", error=str(exc))
         watchlist = None
