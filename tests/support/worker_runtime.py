@@ -5,10 +5,13 @@ which runs workerd, the real Workers runtime) once. It serves several copies
 of the Worker from ``wrangler.toml``'s ``main``, each with its own bindings
 and its own loopback port, over one shared R2 bucket ``GOLD``:
 
-- ``main``: the current secret plus two older ones (rotation), legacy-only
-  requests refused, ``HOOK_SEEN`` KV bound;
+- ``main``: the current secret plus older ones (rotation; one plain, one
+  ``whsec_`` without padding), legacy-only requests refused, ``HOOK_SEEN``
+  KV bound;
 - ``legacy``: the same secrets, ``ACCEPT_LEGACY_SIGNATURE="true"``, no KV;
-- ``misconfigured``: a ``whsec_`` secret that is not base64.
+- ``misconfigured``: a ``whsec_`` secret that is not base64;
+- ``probe``: ``test/probe-worker.mjs``, ``verify.js`` on any input, to hold
+  it against the Python verifier.
 
 The runner speaks JSON lines (its header documents the protocol): the
 fixture puts objects into R2, reads KV and collects what the Worker logs.
@@ -42,16 +45,17 @@ RUNNER = WORKER_DIR / "test" / "miniflare-runner.mjs"
 CURRENT_SECRET = "whsec_C2FibGUgY3VycmVudCBrZXkgb2YgdGhlIHdvcmtlcg=="
 PREVIOUS_SECRET = "whsec_cHJldmlvdXMga2V5LCBzdGlsbCBhY2NlcHRlZA=="
 PLAIN_SECRET = "a-plain-text-secret-used-as-utf8-bytes"
+UNPADDED_SECRET = "whsec_a2V5IHNlbnQgd2l0aCBubyBwYWRkaW5nIGF0IGFsbA"  # "==" left off
 BROKEN_SECRET = "whsec_this is not base64!"
 START_TIMEOUT = 90.0
 REPLY_TIMEOUT = 30.0
 
 
-def worker_configs(vars_: Mapping[str, str]) -> list[dict[str, Any]]:
+def worker_configs(vars_: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The copies of the Worker the runtime serves (see the module docstring)."""
     secrets = {
         "HOOK_HMAC_SECRET": CURRENT_SECRET,
-        "HOOK_HMAC_ADDITIONAL_SECRETS": f"{PREVIOUS_SECRET}, {PLAIN_SECRET}",
+        "HOOK_HMAC_ADDITIONAL_SECRETS": f"{PREVIOUS_SECRET}, {PLAIN_SECRET},{UNPADDED_SECRET}",
     }
     return [
         {"name": "main", "bindings": {**vars_, **secrets}, "kv": True},
@@ -61,6 +65,7 @@ def worker_configs(vars_: Mapping[str, str]) -> list[dict[str, Any]]:
             "kv": False,
         },
         {"name": "misconfigured", "bindings": {**vars_, "HOOK_HMAC_SECRET": BROKEN_SECRET}},
+        {"name": "probe", "main": "test/probe-worker.mjs"},
     ]
 
 

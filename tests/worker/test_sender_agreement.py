@@ -1,7 +1,9 @@
 """The Worker and the Cursor's sender agree: what one signs, the other verifies.
 
 Webhooks come from the project's own ``WebhookNotifier`` over loopback HTTP,
-from its ``WebhookSigner``, and from the ``standardwebhooks`` package.
+from its ``WebhookSigner``, and from the ``standardwebhooks`` package; the
+Worker's ``verify.js`` is also run on chosen inputs (the ``probe`` copy) and
+held against the Python ``WebhookVerifier``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import string
 import time
+from typing import Any
 
 import pytest
 import urllib3
@@ -17,13 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
-from atlasreg_cursor.domain.errors import NotificationRejected
+from atlasreg_cursor.domain.errors import NotificationRejected, SignatureMismatch
 from atlasreg_cursor.domain.runs import gold_key
-from atlasreg_cursor.domain.signing import WebhookSigner, WebhookVerifier
+from atlasreg_cursor.domain.signing import WebhookSigner, WebhookVerifier, standard_key
 from tests.support.worker_runtime import (
+    BROKEN_SECRET,
     CURRENT_SECRET,
     PLAIN_SECRET,
     PREVIOUS_SECRET,
+    UNPADDED_SECRET,
     WorkerRuntime,
 )
 from tests.worker.support import (
@@ -84,6 +90,8 @@ def test_notifier_processing_error_is_accepted(worker_runtime: WorkerRuntime) ->
         pytest.param(WebhookSigner(CURRENT_SECRET, (PREVIOUS_SECRET,)), id="sender-rotating"),
         pytest.param(WebhookSigner(OTHER_SECRET, (CURRENT_SECRET,)), id="second-signature-matches"),
         pytest.param(WebhookSigner(PLAIN_SECRET), id="plain-secret-utf8-key"),
+        pytest.param(WebhookSigner(UNPADDED_SECRET), id="unpadded-whsec-secret"),
+        pytest.param(WebhookSigner(UNPADDED_SECRET + "=="), id="same-key-written-padded"),
     ],
 )
 def test_rotated_secrets_are_accepted(worker_runtime: WorkerRuntime, signer: WebhookSigner) -> None:
@@ -282,3 +290,122 @@ def test_signer_and_worker_agree_on_any_bytes(
 
     assert 400 == signed.status
     assert 401 == tampered.status
+
+
+# --- verify.js held against the Python verifier ------------------------------------------
+
+NOW = 1_764_000_000
+B64_ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "+/"
+
+
+def probe(http: urllib3.PoolManager, worker_runtime: WorkerRuntime, path: str, **args: Any) -> Any:
+    """Run ``verify.js`` in the ``probe`` copy of the Worker on *args*."""
+    response = http.request(
+        "POST",
+        worker_runtime.url("probe") + path,
+        body=json.dumps(args).encode(),
+        headers={"content-type": "application/json"},
+        retries=False,
+        timeout=30,
+    )
+    assert 200 == response.status, response.data
+    return json.loads(response.data)
+
+
+def python_key(secret: str) -> dict[str, str]:
+    """What ``standard_key`` makes of *secret*, in the probe's terms."""
+    try:
+        return {"hex": standard_key(secret).hex()}
+    except ValueError as error:
+        return {"config_error": f"secret #1: {error}"}
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        pytest.param(UNPADDED_SECRET, id="unpadded"),
+        pytest.param(UNPADDED_SECRET + "=", id="partly-padded"),
+        pytest.param(UNPADDED_SECRET + "==", id="padded"),
+        pytest.param(UNPADDED_SECRET + "===", id="over-padded"),
+        pytest.param("whsec_YWJj=", id="padding-where-none-is-needed"),
+        pytest.param("whsec_YWI==", id="one-pad-too-many"),
+        pytest.param("whsec_Y", id="one-char-too-many"),
+        pytest.param("whsec_YR==", id="non-zero-trailing-bits"),
+        pytest.param("whsec_", id="empty"),
+        pytest.param("whsec_=", id="only-padding"),
+        pytest.param("whsec_YQ==YQ==", id="padding-inside"),
+        pytest.param("whsec_YW-_", id="url-safe-alphabet"),
+        pytest.param("whsec_ YQ==", id="space"),
+        pytest.param(BROKEN_SECRET, id="not-base64"),
+        pytest.param(PLAIN_SECRET, id="plain"),
+        pytest.param("WHSEC_YQ==", id="prefix-is-case-sensitive"),
+    ],
+)
+def test_both_verifiers_read_a_whsec_secret_alike(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager, secret: str
+) -> None:
+    """``standard_key`` and ``standardKeyBytes`` give the same key, or both refuse the secret."""
+    assert python_key(secret) == probe(http, worker_runtime, "/standard-key", secret=secret)
+
+
+@settings(max_examples=40, deadline=None)
+@given(encoded=st.text(alphabet="AQYWJjgw+/=-_ ", max_size=9))
+def test_any_whsec_spelling_is_read_alike(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager, encoded: str
+) -> None:
+    """Over any short spelling after ``whsec_``, the two verifiers agree."""
+    secret = "whsec_" + encoded
+
+    assert python_key(secret) == probe(http, worker_runtime, "/standard-key", secret=secret)
+
+
+@pytest.mark.parametrize(
+    ("shape", "accepted"),
+    [
+        pytest.param("{valid}", True, id="valid"),
+        pytest.param("v1,*** {valid}", True, id="malformed-then-valid"),
+        pytest.param("{valid} v1,***", True, id="valid-then-malformed"),
+        pytest.param("v1a,AAAA v2,{sig} {valid}", True, id="other-versions-then-valid"),
+        pytest.param("{valid}  v1,x", True, id="double-space"),
+        pytest.param("v1,{unpadded}", False, id="unpadded-signature"),
+        pytest.param("v1,{sig}=", False, id="over-padded-signature"),
+        pytest.param("v1,{noncanonical}", False, id="non-canonical-last-character"),
+        pytest.param("v1,{longer}", False, id="33-bytes"),
+        pytest.param("V1,{sig}", False, id="upper-case-version"),
+        pytest.param("v1a,{sig}", False, id="v1a"),
+        pytest.param("v1,***", False, id="only-malformed"),
+    ],
+)
+def test_both_verifiers_read_v1_entries_alike(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager, shape: str, accepted: bool
+) -> None:
+    """Which ``webhook-signature`` spellings verify is the same in Python and in the Worker."""
+    body = failure().body
+    headers = WebhookSigner(CURRENT_SECRET, legacy=False).headers("msg_1", body, timestamp=NOW)
+    valid = headers["webhook-signature"]
+    sig = valid.removeprefix("v1,")
+    last = B64_ALPHABET.index(sig[42])  # 32 bytes: its two low bits are padding
+    noncanonical = sig[:42] + B64_ALPHABET[last ^ 1] + "="
+    longer = base64.b64encode(base64.b64decode(sig) + b"\0").decode()
+    headers["webhook-signature"] = shape.format(
+        valid=valid, sig=sig, unpadded=sig.rstrip("="), noncanonical=noncanonical, longer=longer
+    )
+    try:
+        WebhookVerifier([CURRENT_SECRET]).verify(body, headers, now=NOW)
+        python = True
+    except SignatureMismatch:
+        python = False
+
+    worker = probe(
+        http,
+        worker_runtime,
+        "/verify",
+        secrets=[CURRENT_SECRET],
+        headers=headers,
+        body=base64.b64encode(body).decode(),
+        acceptLegacy=False,
+        now=NOW,
+    )
+
+    assert (accepted, accepted) == (python, worker["ok"]), worker
+    assert base64.b64decode(noncanonical) == base64.b64decode(sig)

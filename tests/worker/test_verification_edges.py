@@ -13,7 +13,7 @@ import urllib3
 from standardwebhooks.webhooks import Webhook
 
 from atlasreg_cursor.domain.errors import NotificationRejected
-from atlasreg_cursor.domain.signing import WebhookSigner
+from atlasreg_cursor.domain.signing import WebhookSigner, WebhookVerifier
 from tests.support.worker_runtime import (
     BROKEN_SECRET,
     CURRENT_SECRET,
@@ -24,6 +24,7 @@ from tests.worker.support import (
     ERROR_PATH,
     count,
     failure,
+    handled,
     logged,
     notifier,
     post,
@@ -125,7 +126,8 @@ def test_unsigned_request_is_rejected(
         ("sign", "webhook-timestamp must be 1-12 ASCII digits"),
         ("decimal", "webhook-timestamp must be 1-12 ASCII digits"),
         ("arabic-digits", "webhook-timestamp must be 1-12 ASCII digits"),
-        ("only-v2", "webhook-signature has no v1 signature"),
+        ("only-v2", "webhook-signature has no well-formed v1 signature"),
+        ("v1-not-base64", "webhook-signature has no well-formed v1 signature"),
         ("too-many", "more than 16 signatures"),
     ],
 )
@@ -151,6 +153,10 @@ def test_malformed_standard_headers(
         "only-v2": {
             **standard_headers(CURRENT_SECRET, wid, now, body),
             "webhook-signature": "v2,AAAA",
+        },
+        "v1-not-base64": {
+            **standard_headers(CURRENT_SECRET, wid, now, body),
+            "webhook-signature": "v1,***",
         },
         "too-many": {
             **standard_headers(CURRENT_SECRET, wid, now, body),
@@ -198,6 +204,35 @@ def test_timestamp_with_leading_zeros(
 
     assert (reference == headers["webhook-signature"]) == (signed_as == "integer")
     assert status == answer.status
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        pytest.param("v1,***", id="not-base64"),
+        pytest.param("v1,", id="empty"),
+        pytest.param("v1", id="no-comma"),
+        pytest.param("v1,AAAA", id="too-short"),
+        pytest.param("v1,AAAA,BBBB", id="two-commas"),
+    ],
+)
+def test_malformed_v1_entry_before_a_valid_one_is_accepted(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager, malformed: str
+) -> None:
+    """A malformed entry is skipped, not fatal: the valid entry after it decides, on both sides."""
+    notification = failure()
+    headers = WebhookSigner(CURRENT_SECRET, legacy=False).headers(
+        notification.webhook_id, notification.body, timestamp=int(time.time())
+    )
+    headers["webhook-signature"] = f"{malformed} {headers['webhook-signature']}"
+
+    answer = post(http, worker_runtime.url("main") + ERROR_PATH, notification.body, headers)
+    handled(worker_runtime, "hook.processing_error", notification.webhook_id, notification.run_id)
+
+    assert 204 == answer.status
+    assert notification.webhook_id == WebhookVerifier([CURRENT_SECRET]).verify(
+        notification.body, headers
+    )
 
 
 # --- request shapes -------------------------------------------------------------------
