@@ -6,9 +6,12 @@ of the Worker from ``wrangler.toml``'s ``main``, each with its own bindings
 and its own loopback port, over one shared R2 bucket ``GOLD``:
 
 - ``main``: the current secret plus older ones (rotation; one plain, one
-  ``whsec_`` without padding), legacy-only requests refused, ``HOOK_SEEN``
-  KV bound;
+  ``whsec_`` without padding), legacy-only requests refused (the ``false``
+  of ``wrangler.toml``), ``HOOK_SEEN`` KV bound;
 - ``legacy``: the same secrets, ``ACCEPT_LEGACY_SIGNATURE="true"``, no KV;
+- ``legacy-toml``: the same with ``ACCEPT_LEGACY_SIGNATURE = true`` as TOML
+  writes it (a boolean);
+- ``legacy-invalid``: ``ACCEPT_LEGACY_SIGNATURE="yes"``, a configuration error;
 - ``misconfigured``: a ``whsec_`` secret that is not base64;
 - ``probe``: ``test/probe-worker.mjs``, ``verify.js`` on any input, to hold
   it against the Python verifier.
@@ -57,12 +60,18 @@ def worker_configs(vars_: Mapping[str, Any]) -> list[dict[str, Any]]:
         "HOOK_HMAC_SECRET": CURRENT_SECRET,
         "HOOK_HMAC_ADDITIONAL_SECRETS": f"{PREVIOUS_SECRET}, {PLAIN_SECRET},{UNPADDED_SECRET}",
     }
+    legacy_toml = tomllib.loads("ACCEPT_LEGACY_SIGNATURE = true")
     return [
         {"name": "main", "bindings": {**vars_, **secrets}, "kv": True},
         {
             "name": "legacy",
             "bindings": {**vars_, **secrets, "ACCEPT_LEGACY_SIGNATURE": "true"},
             "kv": False,
+        },
+        {"name": "legacy-toml", "bindings": {**vars_, **secrets, **legacy_toml}},
+        {
+            "name": "legacy-invalid",
+            "bindings": {**vars_, **secrets, "ACCEPT_LEGACY_SIGNATURE": "yes"},
         },
         {"name": "misconfigured", "bindings": {**vars_, "HOOK_HMAC_SECRET": BROKEN_SECRET}},
         {"name": "probe", "main": "test/probe-worker.mjs"},

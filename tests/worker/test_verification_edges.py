@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import tomllib
 import uuid
 
 import attrs
@@ -17,6 +18,7 @@ from atlasreg_cursor.domain.signing import WebhookSigner, WebhookVerifier
 from tests.support.worker_runtime import (
     BROKEN_SECRET,
     CURRENT_SECRET,
+    WORKER_DIR,
     WorkerRuntime,
 )
 from tests.worker.support import (
@@ -29,6 +31,7 @@ from tests.worker.support import (
     notifier,
     post,
     published,
+    signed_post,
     standard_headers,
 )
 
@@ -289,3 +292,50 @@ def test_misconfigured_secret_is_500_without_the_secret(
     assert "must be followed by base64" in answer.reason
     assert BROKEN_SECRET not in answer.body.decode()
     assert not worker_runtime.events(lambda e: BROKEN_SECRET in json.dumps(e))
+
+
+@pytest.mark.parametrize(
+    ("worker", "status"),
+    [
+        pytest.param("main", 401, id="toml-false"),
+        pytest.param("legacy", 204, id="string-true"),
+        pytest.param("legacy-toml", 204, id="toml-true"),
+    ],
+)
+def test_accept_legacy_signature_as_toml_or_string(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager, worker: str, status: int
+) -> None:
+    """``ACCEPT_LEGACY_SIGNATURE`` is read as wrangler delivers it: a boolean or a string."""
+    notification = failure()
+    vars_ = tomllib.loads((WORKER_DIR / "wrangler.toml").read_text())["vars"]
+
+    answer = signed_post(
+        http,
+        worker_runtime.url(worker) + ERROR_PATH,
+        notification,
+        WebhookSigner(CURRENT_SECRET, standard=False),
+    )
+
+    assert vars_["ACCEPT_LEGACY_SIGNATURE"] is False
+    assert status == answer.status
+    if status == 204:
+        handled(worker_runtime, "hook.processing_error", None, notification.run_id)
+    else:
+        assert "ACCEPT_LEGACY_SIGNATURE is not" in answer.reason
+
+
+def test_accept_legacy_signature_of_another_value_is_500(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager
+) -> None:
+    """A value that is neither true nor false is a configuration error, for every request."""
+    notification = failure()
+
+    answers = [
+        signed_post(http, worker_runtime.url("legacy-invalid") + ERROR_PATH, notification, signer)
+        for signer in (WebhookSigner(CURRENT_SECRET), WebhookSigner(CURRENT_SECRET, standard=False))
+    ]
+
+    expected = 'the Worker is misconfigured: ACCEPT_LEGACY_SIGNATURE must be true or false (or "true" / "false")'
+    assert [(500, expected)] * 2 == [(a.status, a.reason) for a in answers]
+    assert not any("yes" in a.body.decode() for a in answers)
+    assert 0 == count(worker_runtime, "hook.processing_error", notification.run_id)

@@ -13,7 +13,7 @@
 
 import * as defaultHandlers from "./handlers.js";
 import { log } from "./handlers.js";
-import { ConfigError, secretsFromEnv, verifyWebhook } from "./verify.js";
+import { acceptLegacyFromEnv, ConfigError, secretsFromEnv, verifyWebhook } from "./verify.js";
 
 export const HOOK_PATHS = {
   "/api/v1/hooks/ingest-complete": "ingest_complete",
@@ -55,7 +55,7 @@ export async function handleHook(request, env, ctx, handlers = defaultHandlers) 
       headers: request.headers,
       body,
       secrets: secretsFromEnv(env),
-      acceptLegacy: env.ACCEPT_LEGACY_SIGNATURE === "true",
+      acceptLegacy: acceptLegacyFromEnv(env),
     });
   } catch (error) {
     if (error instanceof ConfigError) return misconfigured(error.message);

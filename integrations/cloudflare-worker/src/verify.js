@@ -63,6 +63,22 @@ export function secretsFromEnv(env) {
 }
 
 /**
+ * Read `ACCEPT_LEGACY_SIGNATURE`: `true` (a TOML boolean in `[vars]`) or
+ * `"true"` switch legacy-only requests on; `false`, `"false"` or no binding
+ * leave them off.
+ *
+ * @param {Record<string, unknown>} env
+ * @returns {boolean}
+ * @throws {ConfigError} for any other value (the value is not shown).
+ */
+export function acceptLegacyFromEnv(env) {
+  const value = env.ACCEPT_LEGACY_SIGNATURE;
+  if (value === undefined || value === false || value === "false") return false;
+  if (value === true || value === "true") return true;
+  throw new ConfigError('ACCEPT_LEGACY_SIGNATURE must be true or false (or "true" / "false")');
+}
+
+/**
  * The Standard Webhooks HMAC key bytes of *secret*.
  *
  * @param {string} secret
@@ -112,7 +128,7 @@ export async function verifyWebhook({
   if (hasStandard) return verifyStandard(headers, body, secrets, now, toleranceSeconds);
   if (headers.has("x-signature")) {
     if (!acceptLegacy) {
-      return fail("only a legacy X-Signature was sent and ACCEPT_LEGACY_SIGNATURE is not \"true\"");
+      return fail("only a legacy X-Signature was sent and ACCEPT_LEGACY_SIGNATURE is not true");
     }
     return verifyLegacy(headers, body, secrets);
   }
