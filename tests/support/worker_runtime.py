@@ -13,6 +13,8 @@ and its own loopback port, over one shared R2 bucket ``GOLD``:
   writes it (a boolean);
 - ``legacy-invalid``: ``ACCEPT_LEGACY_SIGNATURE="yes"``, a configuration error;
 - ``misconfigured``: a ``whsec_`` secret that is not base64;
+- ``failing``: ``test/failing-worker.mjs``, the same Worker whose handlers,
+  R2 and KV fail on request (markers in the bucket, see its header);
 - ``probe``: ``test/probe-worker.mjs``, ``verify.js`` on any input, to hold
   it against the Python verifier.
 
@@ -74,6 +76,12 @@ def worker_configs(vars_: Mapping[str, Any]) -> list[dict[str, Any]]:
             "bindings": {**vars_, **secrets, "ACCEPT_LEGACY_SIGNATURE": "yes"},
         },
         {"name": "misconfigured", "bindings": {**vars_, "HOOK_HMAC_SECRET": BROKEN_SECRET}},
+        {
+            "name": "failing",
+            "main": "test/failing-worker.mjs",
+            "bindings": {**vars_, **secrets},
+            "kv": True,
+        },
         {"name": "probe", "main": "test/probe-worker.mjs"},
     ]
 

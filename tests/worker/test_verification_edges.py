@@ -7,6 +7,7 @@ import json
 import time
 import tomllib
 import uuid
+from collections.abc import Iterator
 
 import attrs
 import pytest
@@ -265,11 +266,48 @@ def test_event_type_must_match_the_path(worker_runtime: WorkerRuntime) -> None:
     assert 400 == info.value.status_code
 
 
-def test_body_over_one_mib_is_413(worker_runtime: WorkerRuntime, http: urllib3.PoolManager) -> None:
-    """An oversized body is refused before it is verified."""
-    answer = post(http, worker_runtime.url("main") + ERROR_PATH, b" " * (1024 * 1024 + 1), {})
+def _chunks(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
 
-    assert 413 == answer.status
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_over_one_mib_is_413(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager, chunked: bool
+) -> None:
+    """An oversized body is refused before it is verified, whether or not it gives its length."""
+    body = b" " * (1024 * 1024 + 1)
+
+    answer = post(
+        http,
+        worker_runtime.url("main") + ERROR_PATH,
+        _chunks(body, 64 * 1024) if chunked else body,
+        {},
+        chunked=chunked,
+    )
+
+    assert (413, "the body is larger than 1048576 bytes") == (answer.status, answer.reason)
+
+
+def test_chunked_body_within_the_limit_is_verified_whole(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager
+) -> None:
+    """A signed body sent in small chunks, with no length, is put back together and accepted."""
+    notification = failure()
+    headers = WebhookSigner(CURRENT_SECRET).headers(
+        notification.webhook_id, notification.body, timestamp=int(time.time())
+    )
+
+    answer = post(
+        http,
+        worker_runtime.url("main") + ERROR_PATH,
+        _chunks(notification.body, 7),
+        headers,
+        chunked=True,
+    )
+
+    assert 204 == answer.status
+    handled(worker_runtime, "hook.processing_error", notification.webhook_id, notification.run_id)
 
 
 # --- configuration --------------------------------------------------------------------
