@@ -13,6 +13,7 @@ and its own loopback port, over one shared R2 bucket ``GOLD``:
   writes it (a boolean);
 - ``legacy-invalid``: ``ACCEPT_LEGACY_SIGNATURE="yes"``, a configuration error;
 - ``misconfigured``: a ``whsec_`` secret that is not base64;
+- ``unconfigured``: no ``HOOK_HMAC_SECRET`` at all;
 - ``failing``: ``test/failing-worker.mjs``, the same Worker whose handlers,
   R2 and KV fail on request (markers in the bucket, see its header);
 - ``probe``: ``test/probe-worker.mjs``, ``verify.js`` on any input, to hold
@@ -76,6 +77,7 @@ def worker_configs(vars_: Mapping[str, Any]) -> list[dict[str, Any]]:
             "bindings": {**vars_, **secrets, "ACCEPT_LEGACY_SIGNATURE": "yes"},
         },
         {"name": "misconfigured", "bindings": {**vars_, "HOOK_HMAC_SECRET": BROKEN_SECRET}},
+        {"name": "unconfigured", "bindings": dict(vars_)},
         {
             "name": "failing",
             "main": "test/failing-worker.mjs",

@@ -14,7 +14,7 @@ import pytest
 import urllib3
 from standardwebhooks.webhooks import Webhook
 
-from atlasreg_cursor.domain.errors import NotificationRejected
+from atlasreg_cursor.domain.errors import NotificationRejected, SignatureMismatch
 from atlasreg_cursor.domain.signing import WebhookSigner, WebhookVerifier
 from tests.support.worker_runtime import (
     BROKEN_SECRET,
@@ -106,7 +106,12 @@ def test_stale_timestamp_from_the_signer_is_rejected(
 
     answer = post(http, worker_runtime.url("legacy") + ERROR_PATH, notification.body, headers)
 
-    assert 401 == answer.status
+    assert (401, "webhook-timestamp is more than 300 s away from now") == (
+        answer.status,
+        answer.reason,
+    )
+    with pytest.raises(SignatureMismatch, match="outside the tolerance"):
+        WebhookVerifier([CURRENT_SECRET], accept_legacy=True).verify(notification.body, headers)
 
 
 def test_unsigned_request_is_rejected(
@@ -256,14 +261,22 @@ def test_wrong_method_is_405(worker_runtime: WorkerRuntime, http: urllib3.PoolMa
     assert (405, "POST") == (answer.status, answer.headers.get("Allow"))
 
 
-def test_event_type_must_match_the_path(worker_runtime: WorkerRuntime) -> None:
+def test_event_type_must_match_the_path(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager
+) -> None:
     """A signed ``processing_error`` body sent to the ingest-complete path is a 400."""
     notification = attrs.evolve(failure(), path=COMPLETE_PATH)
 
     with pytest.raises(NotificationRejected) as info:
         notifier(worker_runtime, WebhookSigner(CURRENT_SECRET)).send(notification)
+    answer = signed_post(http, worker_runtime.url("main") + COMPLETE_PATH, notification)
 
     assert 400 == info.value.status_code
+    assert (400, 'event_type must be "ingest_complete" on this path') == (
+        answer.status,
+        answer.reason,
+    )
+    assert 0 == count(worker_runtime, "hook.processing_error", notification.run_id)
 
 
 def _chunks(data: bytes, size: int) -> Iterator[bytes]:
@@ -330,6 +343,19 @@ def test_misconfigured_secret_is_500_without_the_secret(
     assert "must be followed by base64" in answer.reason
     assert BROKEN_SECRET not in answer.body.decode()
     assert not worker_runtime.events(lambda e: BROKEN_SECRET in json.dumps(e))
+
+
+def test_missing_secret_is_500(worker_runtime: WorkerRuntime, http: urllib3.PoolManager) -> None:
+    """With no ``HOOK_HMAC_SECRET`` nothing can be verified: 500, so the Cursor retries."""
+    notification = failure()
+
+    answer = signed_post(http, worker_runtime.url("unconfigured") + ERROR_PATH, notification)
+
+    assert (500, "the Worker is misconfigured: HOOK_HMAC_SECRET is not set") == (
+        answer.status,
+        answer.reason,
+    )
+    assert 0 == count(worker_runtime, "hook.processing_error", notification.run_id)
 
 
 @pytest.mark.parametrize(
