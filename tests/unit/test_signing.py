@@ -16,6 +16,7 @@ from atlasreg_cursor.domain.errors import SignatureMismatch
 from atlasreg_cursor.domain.signing import (
     WebhookSigner,
     WebhookVerifier,
+    standard_key,
     verify_legacy,
     verify_standard,
 )
@@ -153,3 +154,37 @@ def test_package_rejects_tampered_body() -> None:
 
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(b'{"a":2}', headers)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "key"),
+    [
+        pytest.param("YQ", b"a", id="unpadded"),
+        pytest.param("YQ=", b"a", id="partly-padded"),
+        pytest.param("YQ==", b"a", id="padded"),
+        pytest.param("YWI", b"ab", id="unpadded-two-bytes"),
+        pytest.param("YWJj", b"abc", id="no-padding-needed"),
+    ],
+)
+def test_whsec_padding_is_optional(encoded: str, key: bytes) -> None:
+    """The bytes after ``whsec_`` are base64 whose padding may be left off."""
+    assert key == standard_key("whsec_" + encoded)
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        pytest.param("YQ===", id="over-padded"),
+        pytest.param("YWI==", id="one-pad-too-many"),
+        pytest.param("YWJj=", id="padding-where-none-is-needed"),
+        pytest.param("Y", id="one-char-too-many"),
+        pytest.param("", id="empty-key"),
+        pytest.param("=", id="only-padding"),
+        pytest.param("YW-_", id="url-safe-alphabet"),
+        pytest.param("YQ==\n", id="newline"),
+    ],
+)
+def test_whsec_secret_that_is_not_such_base64_is_refused(encoded: str) -> None:
+    """Excess padding, a dangling character, another alphabet or no key bytes: ValueError."""
+    with pytest.raises(ValueError, match="whsec_"):
+        standard_key("whsec_" + encoded)

@@ -3,7 +3,7 @@
  * own handling (import the Gold into D1, start a Workflow, notify a team...).
  *
  * Each function is called after the signature verified and the body parsed;
- * `onIngestComplete` only once the Gold was read from R2 and its SHA-256
+ * `onIngestComplete` only once the Gold was streamed from R2 and its SHA-256
  * matched the webhook. With the `HOOK_SEEN` KV namespace bound, a
  * `webhook-id` is handled once: replays are answered 204 without calling
  * these again (KV is eventually consistent, so two deliveries at the very
@@ -23,8 +23,10 @@
  *
  * @param {object} args
  * @param {object} args.event the parsed body: `run_id`, `status`, `completed_at`, `result`, `metadata`
- * @param {{key: string, sha256: string, bytes: Uint8Array, object: R2Object, json: () => object}} args.gold
- *   the Gold exactly as stored; `json()` parses it
+ * @param {import("./hooks.js").Gold} args.gold the checked Gold: `key`, `sha256`,
+ *   `size`, the R2 `object` (metadata), and `await gold.bytes()` / `await gold.json()`,
+ *   which read it from R2 only when called (a Gold can be large; a Worker has
+ *   128 MB) and fail if it changed since the check
  * @param {string | null} args.webhookId `null` for a legacy-only request
  * @param {object} args.env the Worker's bindings
  * @param {ExecutionContext} args.ctx use `ctx.waitUntil` for work after the answer
@@ -36,7 +38,7 @@ export async function onIngestComplete({ event, gold, webhookId }) {
     status: event.status,
     file_path: gold.key,
     sha256: gold.sha256,
-    size: gold.bytes.length,
+    size: gold.size,
   });
 }
 

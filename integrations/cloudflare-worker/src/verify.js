@@ -8,9 +8,10 @@
  *   1-12 ASCII digits, within TOLERANCE_SECONDS of now) and
  *   `webhook-signature`, one or more space-separated `v1,<base64>` entries,
  *   each an HMAC-SHA256 of `${id}.${timestamp}.${rawBody}`. The request is
- *   accepted when one entry matches one configured secret. A secret of the
- *   form `whsec_<base64>` means its base64-decoded bytes; any other secret
- *   means its UTF-8 bytes.
+ *   accepted when one entry matches one configured secret; entries of other
+ *   versions, or whose signature is not the canonical base64 of 32 bytes,
+ *   are skipped. A secret of the form `whsec_<base64>` (padding optional)
+ *   means its base64-decoded bytes; any other secret means its UTF-8 bytes.
  * - Legacy `X-Signature`: the hex HMAC-SHA256 of the raw body keyed with the
  *   UTF-8 bytes of a configured secret string (`whsec_` included), with an
  *   optional `X-Signature-Algorithm: HMAC-SHA256`. It carries no timestamp,
@@ -29,7 +30,8 @@ export const MAX_WEBHOOK_ID_LENGTH = 256;
 const WHSEC = "whsec_";
 const HMAC = { name: "HMAC", hash: "SHA-256" };
 const TIMESTAMP_RE = /^[0-9]{1,12}$/;
-const BASE64_RE = /^[A-Za-z0-9+/]*$/;
+const WHSEC_BODY_RE = /^([A-Za-z0-9+/]*)(={0,2})$/;
+const SIGNATURE_RE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 const HEX64_RE = /^[0-9a-fA-F]{64}$/;
 const WEBHOOK_ID_RE = /^[\x21-\x2d\x2f-\x7e]+$/; // printable ASCII, no space, no "."
 const encoder = new TextEncoder();
@@ -61,16 +63,33 @@ export function secretsFromEnv(env) {
 }
 
 /**
+ * Read `ACCEPT_LEGACY_SIGNATURE`: `true` (a TOML boolean in `[vars]`) or
+ * `"true"` switch legacy-only requests on; `false`, `"false"` or no binding
+ * leave them off.
+ *
+ * @param {Record<string, unknown>} env
+ * @returns {boolean}
+ * @throws {ConfigError} for any other value (the value is not shown).
+ */
+export function acceptLegacyFromEnv(env) {
+  const value = env.ACCEPT_LEGACY_SIGNATURE;
+  if (value === undefined || value === false || value === "false") return false;
+  if (value === true || value === "true") return true;
+  throw new ConfigError('ACCEPT_LEGACY_SIGNATURE must be true or false (or "true" / "false")');
+}
+
+/**
  * The Standard Webhooks HMAC key bytes of *secret*.
  *
  * @param {string} secret
  * @param {number} index position of the secret, used in error messages instead of the secret
  * @returns {Uint8Array}
- * @throws {ConfigError} when a `whsec_` secret is not followed by base64 or gives no bytes.
+ * @throws {ConfigError} when a `whsec_` secret is not followed by base64 (see
+ *   `decodeKeyBase64`) or gives no bytes.
  */
 export function standardKeyBytes(secret, index = 0) {
   if (!secret.startsWith(WHSEC)) return encoder.encode(secret);
-  const bytes = decodeBase64(secret.slice(WHSEC.length));
+  const bytes = decodeKeyBase64(secret.slice(WHSEC.length));
   if (bytes === null) {
     throw new ConfigError(`secret #${index + 1}: a whsec_ secret must be followed by base64`);
   }
@@ -109,7 +128,7 @@ export async function verifyWebhook({
   if (hasStandard) return verifyStandard(headers, body, secrets, now, toleranceSeconds);
   if (headers.has("x-signature")) {
     if (!acceptLegacy) {
-      return fail("only a legacy X-Signature was sent and ACCEPT_LEGACY_SIGNATURE is not \"true\"");
+      return fail("only a legacy X-Signature was sent and ACCEPT_LEGACY_SIGNATURE is not true");
     }
     return verifyLegacy(headers, body, secrets);
   }
@@ -139,10 +158,10 @@ async function verifyStandard(headers, body, secrets, now, toleranceSeconds) {
   for (const entry of entries) {
     const comma = entry.indexOf(",");
     if (comma < 0 || entry.slice(0, comma) !== "v1") continue; // other versions (v1a) are skipped
-    const bytes = decodeBase64(entry.slice(comma + 1));
-    if (bytes !== null && bytes.length > 0) candidates.push(bytes);
+    const bytes = decodeSignature(entry.slice(comma + 1));
+    if (bytes !== null) candidates.push(bytes);
   }
-  if (candidates.length === 0) return fail("webhook-signature has no v1 signature");
+  if (candidates.length === 0) return fail("webhook-signature has no well-formed v1 signature");
   // The timestamp is signed as a plain integer ("0012" as "12"), as the
   // Standard Webhooks reference libraries and the Cursor's verifier do.
   const content = concat(encoder.encode(`${id}.${timestamp}.`), body);
@@ -182,11 +201,27 @@ function importKey(bytes) {
   return crypto.subtle.importKey("raw", bytes, HMAC, false, ["verify"]);
 }
 
-/** Standard base64, padding optional; `null` when it is not base64. */
-function decodeBase64(encoded) {
-  const bare = encoded.replace(/={1,2}$/, "");
-  if (!BASE64_RE.test(bare) || bare.length % 4 === 1) return null;
-  return Uint8Array.from(atob(bare), (c) => c.charCodeAt(0));
+/**
+ * The bytes after `whsec_`: standard base64 whose `=` padding is optional
+ * but never longer than the length needs; `null` otherwise. The Cursor's
+ * `standard_key` (Python) accepts exactly the same strings.
+ */
+function decodeKeyBase64(encoded) {
+  const match = WHSEC_BODY_RE.exec(encoded);
+  if (match === null) return null;
+  const [, data, padding] = match;
+  const needed = (4 - (data.length % 4)) % 4;
+  if (needed === 3 || padding.length > needed) return null;
+  return Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+}
+
+/**
+ * A `v1` signature: the canonical base64 of 32 bytes (43 characters and
+ * one `=`), as the Cursor and the Standard Webhooks libraries write it and
+ * compare it; `null` for anything else.
+ */
+function decodeSignature(encoded) {
+  return SIGNATURE_RE.test(encoded) ? Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0)) : null;
 }
 
 function hexToBytes(hex) {

@@ -10,9 +10,11 @@
  *   stdin, first line (the configuration):
  *     {"main": "src/index.js", "compatibilityDate": "2026-04-01",
  *      "workers": [{"name": "main", "bindings": {"HOOK_HMAC_SECRET": "..."},
- *                   "kv": true}]}
- *     `kv` binds a fresh KV namespace as HOOK_SEEN; every copy binds the
- *     shared bucket as GOLD.
+ *                   "kv": true, "main": "test/failing-worker.mjs"}]}
+ *     a copy's own `main` (optional) replaces the shared one; `bindings`
+ *     values may be any JSON (a TOML boolean in `[vars]` arrives as a
+ *     boolean); `kv` binds a fresh KV namespace as HOOK_SEEN; every copy
+ *     binds the shared bucket as GOLD.
  *   stdout, once workerd listens:
  *     {"type": "ready", "urls": {"main": "http://127.0.0.1:PORT"}}
  *   stdin, then: commands, each answered by a reply with the same id
@@ -45,7 +47,7 @@ function workerOptions(config, worker) {
     modules: true,
     modulesRoot: root,
     modulesRules: [{ type: "ESModule", include: ["**/*.js", "**/*.mjs"] }],
-    scriptPath: path.resolve(root, config.main),
+    scriptPath: path.resolve(root, worker.main ?? config.main),
     compatibilityDate: config.compatibilityDate,
     compatibilityFlags: config.compatibilityFlags ?? [],
     bindings: worker.bindings ?? {},
