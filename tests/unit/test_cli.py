@@ -161,3 +161,41 @@ def test_health_as_a_table(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys) ->
     assert 0 == code
     assert ["queue", "config", "storage"] == [line.split()[0] for line in lines[1:]]
     assert all(line.split()[1] == "yes" for line in lines[1:])
+
+
+def test_config_validate_and_push_warn_about_fields_that_do_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt field and a source schedule without SCHEDULE: warnings, still valid, installed."""
+    import json
+
+    _local(monkeypatch, tmp_path)
+    monkeypatch.delenv("SCHEDULE", raising=False)
+    path = tmp_path / "new.json"
+    path.write_text(
+        json.dumps(
+            {
+                "sources": [
+                    {"id": "weekly", "handler_id": "CUSTOM_SCRAPER", "schedule": "0 6 * * 1"}
+                ],
+                "global_settings": {"alert_on_zero_result": True},
+            }
+        )
+    )
+
+    validated = main(["--env-file", "/nonexistent", "config", "validate", str(path)])
+    out = capsys.readouterr().out
+    pushed = main(["--env-file", "/nonexistent", "config", "push", str(path)])
+    err = capsys.readouterr().err
+
+    assert (0, 0) == (validated, pushed)
+    for text in (out, err):
+        assert (
+            "warning: watchlist global_settings.alert_on_zero_result: not a field the Cursor"
+            " reads (kept, ignored); did you mean 'alert_on_zero_results'?"
+        ) in text
+        assert "warning: sources weekly have a schedule, but SCHEDULE is not set" in text
+    assert path.read_bytes() == (tmp_path / "watchlist.json").read_bytes()
+    monkeypatch.setenv("SCHEDULE", "0 6 * * *")
+    assert 0 == main(["--env-file", "/nonexistent", "config", "validate"])
+    assert "SCHEDULE" not in capsys.readouterr().out
