@@ -51,7 +51,7 @@ MESSAGES_PROCESSED = Counter(
 )
 PROCESSING_DURATION = Histogram(
     "cursor_processing_duration_seconds",
-    "Wall time of handling one delivery (runs, duplicates, poison messages alike)",
+    "Wall time of handling one delivery (runs, repeats, poison messages alike)",
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
 )
 SOURCES_EXECUTED = Counter(
