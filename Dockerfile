@@ -1,14 +1,20 @@
 # atlasreg-cursor: the daemon, next to AtlasReg Core (see deploy/compose.yaml).
-#   docker build -t atlasreg-cursor:0.1.0 --build-arg VERSION=0.1.0 .
+#   docker build -t atlasreg-cursor:0.1.0 --build-arg VERSION=0.1.0 \
+#     --build-arg REVISION="$(git rev-parse HEAD)" .
 FROM python:3.11-slim-bookworm
 
+# VERSION: the release; REVISION: the commit built; SOURCE_URL: where the source lives.
 ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE_URL=https://github.com/atlasreg/atlasreg-cursor
 LABEL org.opencontainers.image.title="atlasreg-cursor" \
       org.opencontainers.image.description="Queue-to-object-storage ingest orchestrator between the Cloudflare edge and AtlasReg Core" \
       org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.documentation="${SOURCE_URL}#operations" \
       org.opencontainers.image.vendor="AtlasReg" \
-      org.opencontainers.image.licenses="Proprietary" \
-      org.opencontainers.image.documentation="README.md (Operations)"
+      org.opencontainers.image.licenses="Proprietary"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

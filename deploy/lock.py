@@ -4,8 +4,9 @@
 
 pip resolves ``pyproject.toml`` for this interpreter (use Python 3.11 on Linux,
 like the image) without installing anything (``pip install --dry-run --report``).
-The Dockerfile installs with ``-c deploy/constraints.txt``, so an image built
-twice from the same commit gets the same versions. Commit the result.
+The Dockerfile installs exactly these pins with ``pip install -r deploy/constraints.txt``
+(a requirements file, in a layer of its own), then the package with ``--no-deps``,
+so an image built twice from the same commit gets the same versions. Commit the result.
 """
 
 from __future__ import annotations

@@ -226,3 +226,74 @@ def test_airflow_breaker_fails_fast_while_airflow_is_down(tmp_path: Path) -> Non
     assert "airflow" == fast.value.dependency
     assert elapsed < 0.5
     assert 2.0 == _state("airflow")
+
+
+def test_celery_breaker_opens_while_the_broker_is_down() -> None:
+    """The broker on a closed port twice: the celery breaker opens, the next call fails at once."""
+    from atlasreg_cursor.adapters.breakers import ExecutorCircuitOpen
+    from atlasreg_cursor.adapters.core.celery import CeleryGateway
+    from atlasreg_cursor.domain.errors import ExecutorUnavailable
+
+    board = BreakerBoard(fail_max=2, reset_seconds=60)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    gateway = CeleryGateway(
+        broker_url=url,
+        result_backend=url,
+        breaker=board.breaker_for("celery", open_error=ExecutorCircuitOpen),
+    )
+    try:
+        for _ in range(2):
+            with pytest.raises(ExecutorUnavailable) as refused:
+                gateway.call("atlasreg_test.add", args=(1, 2), timeout=30)
+            assert not isinstance(refused.value, CircuitOpen)
+        started = time.monotonic()
+        with pytest.raises(ExecutorCircuitOpen) as fast:
+            gateway.call("atlasreg_test.add", args=(1, 2), timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        gateway.close()
+        board.export()
+
+    assert "celery" == fast.value.dependency
+    assert isinstance(fast.value, ExecutorUnavailable)  # still the port's transient error
+    assert elapsed < 0.5
+    assert 2.0 == _state("celery")
+
+
+def test_storage_breaker_opens_after_the_store_failed_n_times() -> None:
+    """An S3 endpoint refusing connections three times: open; reads and writes then fail fast."""
+    from atlasreg_cursor.adapters.breakers import BreakerStore, StorageCircuitOpen
+    from atlasreg_cursor.adapters.s3 import S3ObjectStore
+    from atlasreg_cursor.domain.errors import StorageUnavailable
+
+    board = BreakerBoard(fail_max=3, reset_seconds=60)
+    store = BreakerStore(
+        S3ObjectStore(
+            endpoint_url=f"http://127.0.0.1:{free_port()}",
+            bucket="gold",
+            access_key="cursor",
+            secret_key="cursor-secret",
+            timeout=2,
+        ),
+        board,
+    )
+    failures = []
+    for key in ("runs/a.json", "runs/b.json", "runs/c.json"):
+        with pytest.raises(StorageUnavailable) as down:
+            store.head(key)
+        failures.append(down.value)
+    started = time.monotonic()
+    with pytest.raises(StorageCircuitOpen) as fast_read:
+        store.get("runs/a.json")
+    with pytest.raises(StorageCircuitOpen):
+        store.put("runs/d.json", b"{}", if_none_match=True)
+    elapsed = time.monotonic() - started
+    board.export()
+
+    assert not any(isinstance(f, CircuitOpen) for f in failures)
+    assert "storage" == fast_read.value.dependency
+    assert elapsed < 0.5
+    assert [("storage", "open", 3)] == [
+        (r["dependency"], r["state"], r["failures"]) for r in board.snapshot()
+    ]
+    assert 2.0 == _state("storage")

@@ -1,11 +1,13 @@
-"""Operating the daemon as a process: health while it works, a taken port, the schedule."""
+"""Operating the daemon: health while it works, dependencies down, a taken port, the schedule."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,11 @@ import urllib3
 
 from atlasreg_cursor.adapters.local.sqlite_queue import SqliteQueue
 from atlasreg_cursor.domain.hashing import canonical_bytes
+from atlasreg_cursor.entrypoints.bootstrap import build
 from atlasreg_cursor.entrypoints.commands.jobs import new_message
+from atlasreg_cursor.entrypoints.operations import start_operations
+from atlasreg_cursor.entrypoints.readiness import LoopMonitor
+from atlasreg_cursor.entrypoints.settings import load_settings
 from atlasreg_cursor.sample_site import start_sample_site
 from tests.support.cli import CLI, cli_env, run_cli, start_cli
 from tests.support.services import free_port, wait_until
@@ -195,3 +201,73 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "BrokenPipeError" not in done.stderr
     assert done.returncode in (0, 141)
+
+
+@contextlib.contextmanager
+def _serving(home: Path, **env: str) -> Iterator[Callable[[], tuple[int, dict[str, Any]]]]:
+    """The daemon's side-cars (probes, /readyz) on real adapters, in process; GET /readyz."""
+    (home / "watchlist.json").write_text('{"sources": []}')
+    settings = load_settings(
+        {
+            "CURSOR_HOME": str(home),
+            "WATCHLIST_FILE": str(home / "watchlist.json"),
+            "METRICS_PORT": "0",
+            "PROBE_INTERVAL_SECONDS": "1",
+            **env,
+        },
+        env_file=None,
+    )
+    app = build(settings)
+    monitor = LoopMonitor()
+    monitor.beat()
+    ops = start_operations(app, monitor, serve_http=True)
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(total=5))
+
+    def readyz() -> tuple[int, dict[str, Any]]:
+        response = http.request("GET", f"http://127.0.0.1:{ops.port}/readyz")
+        return response.status, json.loads(response.data)
+
+    try:
+        yield readyz
+    finally:
+        ops.stop()
+        app.close()
+
+
+def test_readyz_is_503_naming_the_queue_when_it_is_down(tmp_path: Path) -> None:
+    """The Redis queue on a closed port: 503, the reason names the queue, the rest is fine."""
+    with _serving(
+        tmp_path, QUEUE_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
+    ) as readyz:
+        assert wait_until(lambda: "queue" in readyz()[1]["dependencies"], timeout=10)
+        status, body = readyz()
+
+    assert 503 == status
+    assert body["reason"].startswith("queue unreachable (QueueUnavailable")
+    assert {"queue": False, "storage": True, "config": True} == {
+        name: d["ok"] for name, d in body["dependencies"].items()
+    }
+
+
+def test_readyz_shows_the_store_down_and_its_breaker_open(tmp_path: Path) -> None:
+    """The object store on a closed port: 503 naming it; after two failed probes its breaker is open."""
+    with _serving(
+        tmp_path,
+        STORAGE_BACKEND="minio",
+        MINIO_ENDPOINT=f"http://127.0.0.1:{free_port()}",
+        MINIO_ACCESS_KEY="cursor",
+        MINIO_SECRET_KEY="cursor-secret",
+        GOLD_BUCKET="gold",
+        BREAKER_FAIL_MAX="2",
+    ) as readyz:
+        assert wait_until(
+            lambda: any(b["state"] == "open" for b in readyz()[1].get("breakers", [])), timeout=15
+        )
+        status, body = readyz()
+
+    assert 503 == status
+    assert body["reason"].startswith("storage unreachable (Storage")
+    assert body["dependencies"]["storage"]["ok"] is False
+    (breaker,) = [b for b in body["breakers"] if b["dependency"] == "storage"]
+    assert ("open", 2) == (breaker["state"], breaker["failures"])
+    assert breaker["open_since"] is not None

@@ -72,12 +72,18 @@ class Scenario:
     """The daemon, Prometheus, and where things are."""
 
     def __init__(
-        self, home: Path, prometheus: Prometheus, metrics_url: str, watchlist: Path
+        self,
+        home: Path,
+        prometheus: Prometheus,
+        metrics_url: str,
+        watchlist: Path,
+        metrics_before_runs: str,
     ) -> None:
         self.home = home
         self.prometheus = prometheus
         self.metrics_url = metrics_url
         self.watchlist = watchlist
+        self.metrics_before_runs = metrics_before_runs
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +113,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
             assert wait_until(
                 lambda: http.request("GET", metrics_url + "/readyz").status == 200, timeout=30
             ), "the daemon never became ready"
+            before = http.request("GET", metrics_url + "/metrics").data.decode()
             with start_prometheus(
                 home / "prometheus", [f"127.0.0.1:{port}"], rule_files=[ALERTS]
             ) as prometheus:
@@ -116,7 +123,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
                     interval=0.5,
                 ), "Prometheus never scraped the daemon"
                 _run_jobs(home, prometheus, http, metrics_url)
-                yield Scenario(home, prometheus, metrics_url, watchlist)
+                yield Scenario(home, prometheus, metrics_url, watchlist, before)
         finally:
             daemon.send_signal(signal.SIGTERM)
             try:
@@ -189,6 +196,29 @@ def test_dashboard_has_the_panels_operators_need() -> None:
         "Config staleness",
     ):
         assert wanted in titles
+
+
+def test_dashboard_reads_runs_and_dead_letters_as_every_backend_reports_them() -> None:
+    """Run duration from finished runs, not deliveries; dead letters counted over the range."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    by_title = {p["title"]: [t["expr"] for t in p["targets"]] for p in dashboard["panels"]}
+
+    assert 2 == len(by_title["Run duration p50 / p95"])
+    assert all(
+        "cursor_run_duration_seconds_bucket" in e for e in by_title["Run duration p50 / p95"]
+    )
+    assert "sum(increase(cursor_dead_letters_total[$__range]))" in by_title["Dead letters"]
+
+
+def test_last_success_is_absent_until_one_is_known(scenario: Scenario) -> None:
+    """A fresh daemon exports no last-success time (not 0, an age of 56 years); after runs, it does."""
+    name = "cursor_run_last_success_timestamp_seconds"
+    after = scenario.prometheus.values(name)
+
+    assert f"\n{name} " not in scenario.metrics_before_runs
+    assert "process_start_time_seconds" in scenario.metrics_before_runs
+    assert 1 == len(after)
+    assert after[0][1] > 1.7e9
 
 
 def test_every_dashboard_query_returns_data(scenario: Scenario) -> None:

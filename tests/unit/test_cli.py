@@ -234,3 +234,108 @@ def test_every_command_closes_its_app(
 
     assert 1 <= len(built)
     assert [id(app) for app in built] == [id(app) for app in closed]
+
+
+def test_config_validate_and_push_warn_about_fields_that_do_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt field and a source schedule without SCHEDULE: warnings, still valid, installed."""
+    import json
+
+    _local(monkeypatch, tmp_path)
+    monkeypatch.delenv("SCHEDULE", raising=False)
+    path = tmp_path / "new.json"
+    path.write_text(
+        json.dumps(
+            {
+                "sources": [
+                    {"id": "weekly", "handler_id": "CUSTOM_SCRAPER", "schedule": "0 6 * * 1"}
+                ],
+                "global_settings": {"alert_on_zero_result": True},
+            }
+        )
+    )
+
+    validated = main(["--env-file", "/nonexistent", "config", "validate", str(path)])
+    out = capsys.readouterr().out
+    pushed = main(["--env-file", "/nonexistent", "config", "push", str(path)])
+    err = capsys.readouterr().err
+
+    assert (0, 0) == (validated, pushed)
+    for text in (out, err):
+        assert (
+            "warning: watchlist global_settings.alert_on_zero_result: not a field the Cursor"
+            " reads (kept, ignored); did you mean 'alert_on_zero_results'?"
+        ) in text
+        assert "warning: sources weekly have a schedule, but SCHEDULE is not set" in text
+    assert path.read_bytes() == (tmp_path / "watchlist.json").read_bytes()
+    monkeypatch.setenv("SCHEDULE", "0 6 * * *")
+    assert 0 == main(["--env-file", "/nonexistent", "config", "validate"])
+    assert "SCHEDULE" not in capsys.readouterr().out
+
+
+def _journal_and_webhook(tmp_path) -> str:
+    """A finished run's journal and its webhook waiting in the outbox, in the local store."""
+    import datetime as dt
+
+    from atlasreg_cursor.adapters.local.file_store import FileObjectStore
+    from atlasreg_cursor.domain import notifications as notes
+    from atlasreg_cursor.domain.codec import converter
+    from atlasreg_cursor.domain.hashing import canonical_bytes
+    from atlasreg_cursor.domain.ingest import Outbox
+    from atlasreg_cursor.domain.messages import MessageType
+    from atlasreg_cursor.domain.runs import RunJournal, RunStatus, journal_key
+
+    store = FileObjectStore(tmp_path / "store")
+    now = dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC)
+    run_id = "run_00000000abcd"
+    journal = RunJournal(
+        run_id=run_id,
+        date=now.date(),
+        message_type=MessageType.START_DAILY_INGEST,
+        identity="m-1",
+        created_at=now,
+        updated_at=now,
+        status=RunStatus.SUCCESS,
+        finished_at=now,
+    )
+    store.put(journal_key(run_id), canonical_bytes(converter.unstructure(journal)))
+    record = notes.ingest_complete(
+        run_id=run_id,
+        status=RunStatus.SUCCESS,
+        completed_at=now,
+        file_path=f"gold/2026-11-24/{run_id}.json",
+        sha256="0" * 64,
+        documents_count=1,
+        errors_count=0,
+    ).to_record()
+    Outbox(store, clock=lambda: now).add(run_id, record)
+    return run_id
+
+
+def test_runs_and_hooks_list_as_tables(monkeypatch: pytest.MonkeyPatch, tmp_path, capsys) -> None:
+    """-o table on runs list and hooks list: a header, then one aligned row per item."""
+    _local(monkeypatch, tmp_path)
+    run_id = _journal_and_webhook(tmp_path)
+    capsys.readouterr()
+
+    runs = main(["--env-file", "/nonexistent", "runs", "list", "-o", "table"])
+    runs_lines = capsys.readouterr().out.splitlines()
+    hooks = main(["--env-file", "/nonexistent", "hooks", "list", "-o", "table"])
+    hooks_lines = capsys.readouterr().out.splitlines()
+
+    assert (0, 0) == (runs, hooks)
+    assert ["RUN_ID", "DATE", "TYPE", "STATUS", "UPDATED_AT"] == runs_lines[0].split()
+    assert [run_id, "2026-11-24", "start_daily_ingest", "success"] == runs_lines[1].split()[:4]
+    assert 2 == len(runs_lines)
+    assert [
+        "RUN_ID",
+        "EVENT_TYPE",
+        "STATE",
+        "ATTEMPTS",
+        "NEXT_ATTEMPT_AT",
+        "LAST_ERROR",
+    ] == hooks_lines[0].split()
+    assert [run_id, "ingest_complete", "pending", "0"] == hooks_lines[1].split()[:4]
+    assert hooks_lines[1].split()[-1] == "-"  # no error yet
+    assert 2 == len(hooks_lines)

@@ -266,3 +266,27 @@ def test_cloudflare_max_retries_below_max_attempts_is_a_start_up_warning(tmp_pat
     assert "max_retries=3" in warnings[0]
     assert "CF_QUEUE_MAX_RETRIES" in warnings[0]
     assert [] == startup_checks(matched)
+
+
+def test_watchlist_fields_that_do_nothing_are_start_up_warnings(tmp_path: Path) -> None:
+    """At start the daemon names a misspelt watchlist field (it still loads and runs)."""
+    from atlasreg_cursor.entrypoints.startup import startup_checks
+
+    watchlist = json.loads(json.dumps(WATCHLIST))
+    watchlist["sources"][0]["alert_on_zero_result"] = True
+    app = _app(tmp_path)
+    app = build(
+        app.settings,
+        queue=FakeQueue(visibility_timeout=60),
+        config=FakeConfigSource(watchlist),
+        storage=FakeObjectStore(),
+        notifier=FakeNotifier(),
+        executor=FakeExecutor(),
+    )
+
+    warnings = startup_checks(app)
+
+    assert [
+        "watchlist sources[0].alert_on_zero_result (aneel_news): not a field the Cursor reads"
+        " (kept, ignored); 'alert_on_zero_results' belongs in global_settings"
+    ] == warnings

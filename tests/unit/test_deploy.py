@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -102,3 +103,49 @@ def test_constraints_pin_every_runtime_dependency() -> None:
 
     assert wanted <= set(pins)
     assert all(re.fullmatch(r"[0-9][0-9A-Za-z.+-]*", v) for v in pins.values())
+
+
+def _arg_defaults() -> dict[str, str]:
+    return dict(v.split("=", 1) for k, v in _instructions() if k == "ARG" and "=" in v)
+
+
+def test_compose_builds_the_version_it_tags() -> None:
+    """VERSION (and the commit, REVISION) reach the build as arguments; the tag uses the same."""
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    cursor = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["cursor"]
+
+    assert f"${{CURSOR_VERSION:-{version}}}" == cursor["build"]["args"]["VERSION"]
+    assert cursor["image"].endswith(":" + cursor["build"]["args"]["VERSION"])
+    assert "${CURSOR_REVISION:-unknown}" == cursor["build"]["args"]["REVISION"]
+    assert version == _arg_defaults()["VERSION"]
+
+
+def test_dockerfile_labels_name_the_source_revision_and_a_documentation_url() -> None:
+    """OCI source, revision (build arguments) and documentation, an https URL once expanded."""
+    labels = dict(
+        re.findall(
+            r'(org\.opencontainers\.image\.[a-z]+)="([^"]*)"', dict(_instructions())["LABEL"]
+        )
+    )
+    args = _arg_defaults()
+
+    def expand(value: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], value)
+
+    assert "${REVISION}" == labels["org.opencontainers.image.revision"]
+    assert "${SOURCE_URL}" == labels["org.opencontainers.image.source"]
+    assert re.fullmatch(r"https://[^\s]+", expand(labels["org.opencontainers.image.source"]))
+    assert re.fullmatch(r"https://[^\s]+", expand(labels["org.opencontainers.image.documentation"]))
+
+
+def test_lock_script_names_the_install_the_dockerfile_does() -> None:
+    """deploy/lock.py's docstring says how the Dockerfile really installs the pins."""
+    (install,) = [v for k, v in _instructions() if k == "RUN" and "deploy/constraints.txt" in v]
+    flag = re.search(r"(-[rc]) deploy/constraints\.txt", install)
+    doc = ast.get_docstring(ast.parse((DEPLOY / "lock.py").read_text())) or ""
+
+    assert flag is not None
+    assert f"pip install {flag.group(1)} deploy/constraints.txt" in doc
+    assert f"{'-c' if flag.group(1) == '-r' else '-r'} deploy/constraints.txt" not in doc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from atlasreg_cursor.domain.runs import RunJournal, journal_key
 from atlasreg_cursor.entrypoints.journals import recent_journals
 from atlasreg_cursor.entrypoints.output import format_table
 from atlasreg_cursor.entrypoints.readiness import LoopMonitor, ReadinessProber
+from tests.support.services import wait_until
 
 
 class CountingStore(FileObjectStore):
@@ -115,3 +117,35 @@ def test_prober_reports_a_failure_and_clears_it_on_recovery(tmp_path: Path) -> N
 def test_table_format(rows: list[dict], expected: str) -> None:
     """Columns align, None is '-', booleans read yes/no, values stay on one line."""
     assert expected == format_table(rows, ["a", "b"])
+
+
+def test_a_probe_that_hangs_turns_readiness_stale_then_recovers() -> None:
+    """The store probe answers once, then hangs: /readyz goes 503 "probe stale", naming it."""
+    release = threading.Event()
+    calls = []
+
+    def storage() -> None:
+        calls.append(time.monotonic())
+        if len(calls) > 1:
+            release.wait(30)
+
+    prober = ReadinessProber(
+        {"queue": lambda: None, "storage": storage}, interval=0.05, stale_after=0.5
+    ).start()
+    try:
+        assert wait_until(lambda: prober.readiness()[0], timeout=5)
+        assert wait_until(
+            lambda: "storage unreachable" in prober.readiness()[1].get("reason", ""), timeout=5
+        )
+        ready, detail = prober.readiness()
+        release.set()
+        assert wait_until(lambda: prober.readiness()[0], timeout=5)
+    finally:
+        release.set()
+        prober.stop()
+
+    assert not ready
+    assert "storage unreachable (probe stale: no result for" in detail["reason"]
+    assert detail["dependencies"]["storage"]["ok"] is False
+    assert "storage" == detail["probing"]["dependency"]
+    assert "reason" not in prober.readiness()[1]

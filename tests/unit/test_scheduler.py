@@ -13,8 +13,14 @@ import pytest
 from atlasreg_cursor.adapters.local.file_config import FileConfigSource
 from atlasreg_cursor.adapters.local.file_store import FileObjectStore
 from atlasreg_cursor.adapters.local.sqlite_queue import SqliteQueue
+from atlasreg_cursor.domain.errors import QueueUnavailable
+from atlasreg_cursor.domain.ingest import Outcome
 from atlasreg_cursor.domain.messages import parse_message
+from atlasreg_cursor.entrypoints import daemon
+from atlasreg_cursor.entrypoints.bootstrap import build
 from atlasreg_cursor.entrypoints.scheduler import MARKER_KEY, Scheduler
+from atlasreg_cursor.entrypoints.settings import load_settings
+from tests.fakes import FakeExecutor, FakeNotifier
 from tests.support.services import wait_until
 
 SP = zoneinfo.ZoneInfo("America/Sao_Paulo")
@@ -129,3 +135,125 @@ def test_the_thread_fires_when_the_slot_comes(parts) -> None:
 
     assert not thread.is_alive()
     assert ["schedule:2026-11-24T09:00:00Z"] == [m.message_id for m in _messages(queue)]
+
+
+class FlakyQueue(SqliteQueue):
+    """The real SQLite queue, whose next ``failures`` sends fail as the queue being away."""
+
+    failures = 0
+
+    def send(self, body: bytes) -> str:
+        if self.failures > 0:
+            self.failures -= 1
+            raise QueueUnavailable("queue ingest-queue: send failed: database is locked")
+        return super().send(body)
+
+
+class MarkerBlindStore(FileObjectStore):
+    """The real directory store, except that the schedule marker never shows."""
+
+    def head(self, key: str):  # type: ignore[no-untyped-def]
+        return None if key == MARKER_KEY else super().head(key)
+
+
+def _run_thread(scheduler: Scheduler) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    thread.start()
+    return thread, stop
+
+
+def _flaky_scheduler(parts, queue: FlakyQueue, clock: Clock) -> Scheduler:
+    _, store, config = parts
+    return Scheduler(
+        expression="0 6 * * *",
+        zone=SP,
+        queue=queue,
+        storage=store,
+        config=config,
+        clock=clock,
+        jitter_seconds=0,
+        retry_seconds=0.05,
+    )
+
+
+def test_a_slot_the_queue_refused_once_is_sent_on_retry(parts, tmp_path: Path) -> None:
+    """The queue fails at slot time: the slot is tried again shortly and sent once."""
+    _, store, _ = parts
+    queue = FlakyQueue(tmp_path / "flaky.sqlite3")
+    queue.failures = 1
+    clock = Clock("2026-11-24T05:59:59")
+    scheduler = _flaky_scheduler(parts, queue, clock)
+    scheduler.catch_up()
+    thread, stop = _run_thread(scheduler)
+    try:
+        clock.now = dt.datetime(2026, 11, 24, 6, 0, 1, tzinfo=SP)
+        assert wait_until(lambda: len(scheduler.sent) == 1, timeout=45)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+    assert 0 == queue.failures
+    assert ["schedule:2026-11-24T09:00:00Z"] == [m.message_id for m in _messages(queue)]
+    assert "2026-11-24T09:00:00Z" == json.loads(store.get(MARKER_KEY)[0])["slot"]
+
+
+def test_a_slot_still_failing_when_the_next_is_due_gives_way_to_it(parts, tmp_path: Path) -> None:
+    """Retries stop once the next slot is due; that slot is then sent."""
+    queue = FlakyQueue(tmp_path / "flaky.sqlite3")
+    queue.failures = 10**6
+    clock = Clock("2026-11-24T05:59:59")
+    scheduler = _flaky_scheduler(parts, queue, clock)
+    scheduler.catch_up()
+    thread, stop = _run_thread(scheduler)
+    try:
+        clock.now = dt.datetime(2026, 11, 24, 6, 0, 1, tzinfo=SP)
+        assert wait_until(lambda: queue.failures < 10**6 - 2, timeout=10)  # retrying
+        queue.failures = 0
+        clock.now = dt.datetime(2026, 11, 25, 6, 0, 1, tzinfo=SP)
+        assert wait_until(lambda: len(scheduler.sent) >= 1, timeout=45)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+    assert [dt.datetime(2026, 11, 25, 6, tzinfo=SP)] == scheduler.sent
+    assert ["schedule:2026-11-25T09:00:00Z"] == [m.message_id for m in _messages(queue)]
+
+
+def test_two_daemons_that_both_send_a_slot_make_one_run(parts, tmp_path: Path) -> None:
+    """Marker unseen, no jitter: both copies are enqueued, and the daemon runs the slot once."""
+    queue, _, config = parts
+    store = MarkerBlindStore(tmp_path / "store")
+    clock = Clock("2026-11-24T06:00:01")
+    slot = dt.datetime(2026, 11, 24, 6, tzinfo=SP)
+    a, b = (
+        Scheduler(
+            expression="0 6 * * *",
+            zone=SP,
+            queue=queue,
+            storage=store,
+            config=config,
+            clock=clock,
+            jitter_seconds=0,
+        )
+        for _ in range(2)
+    )
+
+    assert (True, True) == (a.fire(slot), b.fire(slot))
+    assert 2 == queue.stats().ready
+
+    settings = load_settings({"CURSOR_HOME": str(tmp_path), "POLL_SECONDS": "0.2"}, env_file=None)
+    app = build(
+        settings,
+        queue=queue,
+        config=config,
+        storage=FileObjectStore(tmp_path / "store"),
+        notifier=FakeNotifier(),
+        executor=FakeExecutor(),
+    )
+    handled = [daemon.process_one(app, daemon.DaemonState(), 0.1) for _ in range(2)]
+
+    assert [Outcome.ACKED, Outcome.DUPLICATE] == [h.outcome for h in handled if h is not None]
+    assert 1 == len({h.run_id for h in handled if h is not None})
+    assert 1 == len(list((tmp_path / "store" / "runs").glob("*.json")))
+    assert 1 == len(list((tmp_path / "store" / "gold").rglob("*.json")))

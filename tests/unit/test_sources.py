@@ -82,6 +82,62 @@ def test_unknown_keys_are_kept_and_ignored() -> None:
     assert "ops" == config.sources[0].raw["owner"]
 
 
+def test_keys_not_read_are_listed_with_a_hint() -> None:
+    """Misspelt or misplaced fields still load, but each is named, with what was probably meant."""
+    config = parse_watchlist(
+        {
+            "sources": [{**GOOD, "alert_on_zero_result": True, "keyword": ["multa"]}],
+            "global_settings": {"alert_on_zero_result": True, "schedule": "0 6 * * *"},
+            "global_setting": {},
+        }
+    )
+
+    assert ["aneel_news"] == [s.id for s in config.sources]
+    assert (
+        "global_setting: not a field the Cursor reads (kept, ignored);"
+        " did you mean 'global_settings'?",
+        "sources[0].alert_on_zero_result (aneel_news): not a field the Cursor reads"
+        " (kept, ignored); 'alert_on_zero_results' belongs in global_settings",
+        "sources[0].keyword (aneel_news): not a field the Cursor reads (kept, ignored);"
+        " did you mean 'keywords'?",
+        "global_settings.alert_on_zero_result: not a field the Cursor reads (kept, ignored);"
+        " did you mean 'alert_on_zero_results'?",
+        "global_settings.schedule: not a field the Cursor reads (kept, ignored);"
+        " 'schedule' belongs in each source",
+    ) == config.ignored_keys
+    assert config.global_settings.alert_on_zero_results is False
+
+
+def test_a_watchlist_of_known_keys_lists_nothing_ignored() -> None:
+    """Every documented field is read: nothing to warn about."""
+    config = parse_watchlist(
+        {
+            "sources": [
+                {
+                    **GOOD,
+                    "name": "ANEEL",
+                    "enabled": True,
+                    "schedule": "0 6 * * 1",
+                    "timeout_seconds": 60,
+                    "keywords": ["multa"],
+                    "selectors": {"item": "article"},
+                    "max_pages": 2,
+                    "max_items": 10,
+                    "crawl": {"max_per_host": 1},
+                }
+            ],
+            "global_settings": {
+                "max_concurrent_sources": 2,
+                "processing_timeout_minutes": 5,
+                "alert_on_zero_results": True,
+                "alert_recipients": ["ops@example.com"],
+            },
+        }
+    )
+
+    assert () == config.ignored_keys
+
+
 @pytest.mark.parametrize("data", [[], {"sources": "x"}, {"nothing": []}, None])
 def test_unusable_documents_raise(data: object) -> None:
     """A document without a sources list is unusable as a whole."""

@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+from collections.abc import Iterable
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class KnownOnlyGauge(Collector):
+    """
+    A gauge that is not exported until it has a value.
+
+    For timestamps where 0 would read as "in 1970" (an age of 56 years on a
+    dashboard) when the truth is "not known yet".
+    """
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self._name, self._documentation = name, documentation
+        self._value: float | None = None
+        self._lock = threading.Lock()
+        REGISTRY.register(self)
+
+    def set(self, value: float) -> None:
+        """Set (and from now on export) the value."""
+        with self._lock:
+            self._value = float(value)
+
+    def get(self) -> float | None:
+        """The value, ``None`` while unknown."""
+        with self._lock:
+            return self._value
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric's name and help, for the registry."""
+        return [GaugeMetricFamily(self._name, self._documentation)]
+
+    def collect(self) -> Iterable[Metric]:
+        """The gauge with its value, or nothing while it is unknown."""
+        value = self.get()
+        if value is None:
+            return []
+        return [GaugeMetricFamily(self._name, self._documentation, value=value)]
+
 
 MESSAGES_PROCESSED = Counter(
     "cursor_messages_processed_total", "Messages handled, by outcome", ["outcome"]
 )
 PROCESSING_DURATION = Histogram(
     "cursor_processing_duration_seconds",
-    "Wall time of one run",
+    "Wall time of handling one delivery (runs, repeats, poison messages alike)",
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
 )
 SOURCES_EXECUTED = Counter(
@@ -31,9 +73,16 @@ NOTIFICATIONS = Counter(
 
 BUILD_INFO = Gauge("cursor_build_info", "Always 1; the running version as a label", ["version"])
 RUNS = Counter("cursor_runs_total", "Runs finished, by status", ["status"])
-RUN_LAST_SUCCESS = Gauge(
+RUN_LAST_SUCCESS = KnownOnlyGauge(
     "cursor_run_last_success_timestamp_seconds",
-    "Unix time the last run that published its Gold (success or partial) finished",
+    "Unix time the last run that published its Gold (success or partial) finished"
+    " (absent until one is known)",
+)
+RUN_DURATION = Histogram(
+    "cursor_run_duration_seconds",
+    "Wall time of the attempt that finished a run (published or failed), by status",
+    ["status"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
 )
 SOURCE_LAST_SUCCESS = Gauge(
     "cursor_source_last_success_timestamp_seconds",
@@ -70,6 +119,10 @@ RUN_DOCUMENTS = Histogram(
 NOTIFICATIONS_PENDING = Gauge(
     "cursor_notifications_pending",
     "Notifications in the outbox not delivered yet (at the last scan)",
+)
+NOTIFICATIONS_OLDEST_PENDING_AGE = Gauge(
+    "cursor_notifications_oldest_pending_age_seconds",
+    "How long the oldest undelivered notification has waited (at the last scan; 0 = none)",
 )
 DEAD_LETTERS = Counter("cursor_dead_letters_total", "Messages this process dead-lettered")
 READY = Gauge("cursor_ready", "1 when /readyz answers 200, else 0")

@@ -118,6 +118,9 @@ class NotificationPump:
                 self._sending[key] = thread
                 thread.start()
         metrics.NOTIFICATIONS_PENDING.set(self._outbox.pending_count)
+        oldest = self._outbox.oldest_pending_at
+        age = 0.0 if oldest is None else (self._outbox.clock() - oldest).total_seconds()
+        metrics.NOTIFICATIONS_OLDEST_PENDING_AGE.set(max(0.0, age))
 
     def _send(self, key: str) -> None:
         try:

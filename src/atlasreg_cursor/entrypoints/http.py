@@ -27,7 +27,8 @@ class HealthServer:
     Args:
         host: address to bind (``METRICS_HOST``).
         port: port to bind (``METRICS_PORT``; 0 picks a free one).
-        ready: returns ``(ready, detail)`` for ``/readyz``.
+        ready: returns ``(ready, detail)`` for ``/readyz``; also called before
+            each ``/metrics`` answer, so a readiness gauge it sets is current.
         health: returns ``(alive, detail)`` for ``/healthz`` (default: always alive).
         max_workers: handler threads.
         idle_timeout: seconds a connection may stay silent.
@@ -57,6 +58,7 @@ class HealthServer:
                     ok, detail = ready()
                     outer._send(self, 200 if ok else 503, {"ready": ok, **detail})
                 elif self.path == "/metrics":
+                    ready()  # cursor_ready as of this scrape (a hung probe shows)
                     body = generate_latest()
                     self.send_response(200)
                     self.send_header("Content-Type", CONTENT_TYPE_LATEST)

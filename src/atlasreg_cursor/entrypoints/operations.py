@@ -42,6 +42,8 @@ log = structlog.get_logger()
 
 PROBE_KEY = "probe/readiness"
 SEED_EVERY_SECONDS = 300.0
+#: A probe result older than this many intervals (and at least STALE_MIN_SECONDS) is a failure.
+STALE_INTERVALS, STALE_MIN_SECONDS = 3, 10.0
 
 
 class HttpUnavailable(CursorError):
@@ -125,6 +127,7 @@ def start_operations(app: App, monitor: LoopMonitor, *, serve_http: bool) -> Ope
         },
         interval=settings.probe_interval_seconds,
         breakers=app.breakers,
+        stale_after=max(STALE_INTERVALS * settings.probe_interval_seconds, STALE_MIN_SECONDS),
     )
     ops = Operations(monitor=monitor, prober=prober)
     idle_limit = max(60.0, settings.poll_seconds * 3)

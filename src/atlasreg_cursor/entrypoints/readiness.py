@@ -7,6 +7,8 @@
   object store and the config source answered their last probe. Probes run
   on a background thread every ``PROBE_INTERVAL_SECONDS``; a request only
   reads the cached results, and a failure clears as soon as a probe passes.
+  A result older than three intervals (at least 10 s) counts as a failure,
+  "probe stale": a probe that hangs cannot leave its last answer standing.
   Open circuit breakers are listed (which dependency, since when).
 """
 
@@ -91,6 +93,8 @@ class ReadinessProber:
         checks: dependency name → a call that raises when it is unreachable.
         interval: seconds between two rounds.
         breakers: the circuit breakers whose state is reported and exported.
+        stale_after: seconds after which a result no longer counts (a probe
+            hangs); three intervals by default.
     """
 
     def __init__(
@@ -99,9 +103,12 @@ class ReadinessProber:
         *,
         interval: float,
         breakers: BreakerBoard | None = None,
+        stale_after: float | None = None,
     ) -> None:
         self._checks = dict(checks)
         self._interval = interval
+        self._stale_after = 3 * interval if stale_after is None else stale_after
+        self._probing: tuple[str, float] | None = None  # (dependency, since), time.time()
         self._breakers = breakers
         self._results: dict[str, ProbeResult] = {}
         self.after_round: Callable[[], object] | None = None
@@ -123,6 +130,7 @@ class ReadinessProber:
         """One round over every dependency."""
         for name, check in self._checks.items():
             started = time.monotonic()
+            self._probing = (name, time.time())
             try:
                 check()
             except Exception as exc:  # any failure means "not reachable"; it is reported
@@ -146,6 +154,7 @@ class ReadinessProber:
             metrics.DEPENDENCY_UP.labels(dependency=name).set(1 if result.ok else 0)
             with self._lock:
                 self._results[name] = result
+        self._probing = None
         if self._breakers is not None:
             self._breakers.export()
         if self.after_round is not None:
@@ -157,27 +166,34 @@ class ReadinessProber:
             return dict(self._results)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """``(ready, detail)`` from the cached results."""
+        """``(ready, detail)`` from the cached results; a stale result is a failure."""
         results = self.results()
+        now = time.time()
+        errors = {name: r.error for name, r in results.items() if not r.ok}
+        for name, r in results.items():
+            if now - r.checked_at > self._stale_after:
+                errors[name] = f"probe stale: no result for {now - r.checked_at:.0f}s"
         detail: dict[str, Any] = {
             "dependencies": {
                 name: {
-                    "ok": r.ok,
-                    "error": r.error,
+                    "ok": name not in errors,
+                    "error": errors.get(name),
                     "checked_at": round(r.checked_at, 3),
                 }
                 for name, r in results.items()
             }
         }
+        probing = self._probing
+        if probing is not None and now - probing[1] > self._interval:
+            detail["probing"] = {"dependency": probing[0], "seconds": round(now - probing[1], 1)}
         if self._breakers is not None:
             detail["breakers"] = self._breakers.snapshot()
         missing = [name for name in self._checks if name not in results]
-        failed = [name for name, r in results.items() if not r.ok]
         if missing:
             detail["reason"] = f"not probed yet: {', '.join(missing)}"
-        elif failed:
-            detail["reason"] = "; ".join(f"{n} unreachable ({results[n].error})" for n in failed)
-        return not missing and not failed, detail
+        elif errors:
+            detail["reason"] = "; ".join(f"{n} unreachable ({e})" for n, e in errors.items())
+        return not missing and not errors, detail
 
     def _run(self) -> None:
         while True:

@@ -9,11 +9,17 @@ waits a random 0-3 s first, so usually only one copy is sent (this marker is
 what keeps the Cloudflare queue, whose ids differ per copy, to one run). On
 start, a slot missed while every daemon was down (the marker is older than
 the latest slot) is enqueued once.
+
+A slot that cannot be sent (the queue or the store is briefly down) is tried
+again with backoff (``retry_seconds``, doubling up to five minutes) until it
+is sent or the next slot is due; resending is safe, as the copies are one run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import json
 import random
 import threading
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 MARKER_KEY = "schedule/last-slot.json"
+RETRY_MAX_SECONDS = 300.0
 
 
 def _utc_now() -> dt.datetime:
@@ -53,6 +60,7 @@ class Scheduler:
         queue, storage, config: the daemon's ports.
         clock: aware "now" (tests pass their own).
         jitter_seconds: most random delay before a slot is sent.
+        retry_seconds: first wait before a failed slot is tried again (doubles).
     """
 
     def __init__(
@@ -65,12 +73,14 @@ class Scheduler:
         config: ConfigSource,
         clock: Callable[[], dt.datetime] = _utc_now,
         jitter_seconds: float = 3.0,
+        retry_seconds: float = 5.0,
     ) -> None:
         self.expression = cron.parse_cron(expression)
         self.zone = zone
         self._queue, self._store, self._config = queue, storage, config
         self._clock = clock
         self._jitter = jitter_seconds
+        self._retry = retry_seconds
         self.sent: list[dt.datetime] = []
 
     def catch_up(self, now: dt.datetime | None = None) -> dt.datetime | None:
@@ -115,10 +125,8 @@ class Scheduler:
     def run(self, stop: threading.Event) -> None:
         """Catch up, then fire each slot until *stop* is set (the thread's body)."""
         cursor = self._clock()  # slots after this one are fired by the loop
-        try:
-            self.catch_up(cursor)
-        except CursorError as exc:
-            log.error("schedule.catch_up_failed", error=str(exc))
+        latest = cron.previous_slot(self.expression, self.zone, cursor)
+        self._until_sent(functools.partial(self.catch_up, cursor), latest, stop)
         while not stop.is_set():
             (slot,) = cron.next_slots(self.expression, self.zone, cursor, 1)
             wait = (slot - self._clock()).total_seconds()
@@ -127,13 +135,39 @@ class Scheduler:
                 continue
             if stop.wait(random.uniform(0, self._jitter)):
                 return
+            self._until_sent(functools.partial(self.fire, slot), slot, stop)
+            cursor = slot
+
+    def _until_sent(
+        self, send: Callable[[], object], slot: dt.datetime, stop: threading.Event
+    ) -> None:
+        """Call *send* until it returns, with backoff; give up once the slot after *slot* is due."""
+        (following,) = cron.next_slots(self.expression, self.zone, slot, 1)
+        delay = self._retry
+        for attempt in itertools.count(1):
             try:
-                self.fire(slot)
-            except CursorError as exc:  # the queue or store is down: next slot will do
-                log.error("schedule.enqueue_failed", slot=isoformat_z(slot), error=str(exc))
+                send()
+                return
+            except CursorError as exc:  # the queue or store is down: try again
+                log.error(
+                    "schedule.enqueue_failed",
+                    slot=isoformat_z(slot),
+                    attempt=attempt,
+                    error=str(exc),
+                    retry_in=delay,
+                )
             except Exception as exc:  # a bug must not stop the schedule silently
                 log.error("schedule.crashed", slot=isoformat_z(slot), error=repr(exc))
-            cursor = slot
+            left = (following - self._clock()).total_seconds()
+            if left <= 0 or stop.wait(min(delay, left)) or self._clock() >= following:
+                break
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+        if not stop.is_set():
+            log.error(
+                "schedule.slot_dropped",
+                slot=isoformat_z(slot),
+                reason="not sent before the next slot was due",
+            )
 
     def _due(self, slot: dt.datetime, previous: dt.datetime) -> tuple[str, ...] | None:
         try:

@@ -8,12 +8,16 @@
 - A Cloudflare queue whose ``max_retries`` is below ``MAX_ATTEMPTS`` retires
   messages before the service gives up on them: a warning with the wrangler
   setting to change.
+- Watchlist keys the Cursor does not read (a misspelt field does nothing),
+  and sources with a ``schedule`` while ``SCHEDULE`` is unset (it then means
+  nothing): a warning each (:func:`watchlist_warnings`, also printed by
+  ``config validate`` and ``config push``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -21,6 +25,11 @@ from atlasreg_cursor.domain.errors import CursorError, StorageError
 
 from .backends import queue_backend
 from .bootstrap import App
+
+if TYPE_CHECKING:
+    from atlasreg_cursor.domain.sources import WatchlistConfig
+
+    from .settings import Settings
 
 log = structlog.get_logger()
 
@@ -39,7 +48,7 @@ def startup_checks(app: App) -> list[str]:
     Raises:
         StartupRefused: the object store ignores conditional writes.
     """
-    warnings = [*_queue_warnings(app), *_cloudflare_warnings(app)]
+    warnings = [*_queue_warnings(app), *_cloudflare_warnings(app), *_config_warnings(app)]
     for warning in warnings:
         log.warning("startup.warning", problem=warning)
     _check_store(app)
@@ -79,6 +88,28 @@ def _cloudflare_warnings(app: App) -> list[str]:
         f" max_retries to at least {settings.max_attempts + 5} (wrangler.toml"
         " [[queues.consumers]] max_retries, or the dashboard) and CF_QUEUE_MAX_RETRIES to match"
     ]
+
+
+def watchlist_warnings(settings: Settings, watchlist: WatchlistConfig) -> list[str]:
+    """What in *watchlist* does nothing: keys not read, source schedules without ``SCHEDULE``."""
+    warnings = [f"watchlist {ignored}" for ignored in watchlist.ignored_keys]
+    scheduled = [s.id for s in watchlist.sources if s.schedule]
+    if scheduled and not settings.schedule:
+        warnings.append(
+            f"sources {', '.join(scheduled)} have a schedule, but SCHEDULE is not set:"
+            " nothing is enqueued on a schedule, so their schedule means nothing"
+            ' (set SCHEDULE, e.g. "0 6 * * *")'
+        )
+    return warnings
+
+
+def _config_warnings(app: App) -> list[str]:
+    try:
+        watchlist = app.config.load()
+    except CursorError as exc:
+        log.warning("startup.check_failed", check="watchlist", error=str(exc))
+        return []
+    return watchlist_warnings(app.settings, watchlist)
 
 
 def _check_store(app: App) -> None:

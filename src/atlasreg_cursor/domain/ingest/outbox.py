@@ -120,6 +120,7 @@ class Outbox:
         self.clock = clock
         self.policy = policy or OutboxPolicy()
         self.pending_count = 0
+        self.oldest_pending_at: dt.datetime | None = None
         self._settled: dict[str, str] = {}
 
     def add(self, run_id: str, record: NotificationRecord) -> str:
@@ -182,7 +183,8 @@ class Outbox:
 
         Settled entries are remembered (by etag), so each is read once;
         ``pending_count`` is left holding how many entries are still pending
-        (due now or later).
+        (due now or later), ``oldest_pending_at`` since when the oldest of
+        them has waited (made, or resent).
 
         Raises:
             StorageError: the store could not be reached.
@@ -190,6 +192,7 @@ class Outbox:
         now = self.clock()
         due: list[tuple[dt.datetime, str]] = []
         pending = 0
+        oldest: dt.datetime | None = None
         for obj in self.storage.list(OUTBOX_PREFIX):
             if self._settled.get(obj.key) == obj.etag:
                 continue
@@ -201,10 +204,13 @@ class Outbox:
                 self._settled[obj.key] = etag
                 continue
             pending += 1
+            waiting = entry.resent_at or entry.created_at
+            oldest = waiting if oldest is None else min(oldest, waiting)
             when = entry.next_attempt_at or entry.created_at
             if when <= now:
                 due.append((when, obj.key))
         self.pending_count = pending
+        self.oldest_pending_at = oldest
         return [key for _, key in sorted(due)]
 
     def attempt(self, key: str, notifier: Notifier, *, on_event: EventSink) -> OutboxEntry | None:

@@ -64,11 +64,12 @@ class GlobalSettings:
 
 @attrs.frozen(kw_only=True)
 class WatchlistConfig:
-    """A parsed watchlist: valid sources, rejected ones, global settings."""
+    """A parsed watchlist: valid sources, rejected ones, global settings, keys not read."""
 
     sources: tuple[SourceConfig, ...] = ()
     invalid: tuple[InvalidSource, ...] = ()
     global_settings: GlobalSettings = GlobalSettings()
+    ignored_keys: tuple[str, ...] = ()  # "<where>.<key>: why", for warnings
 
     def enabled_sources(self, only: frozenset[str] | None = None) -> tuple[SourceConfig, ...]:
         """Enabled sources, restricted to the ids in *only* when given."""

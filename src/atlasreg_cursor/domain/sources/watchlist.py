@@ -6,10 +6,15 @@ in KV): every number must be finite and in its range (``NaN``, ``Infinity``,
 ``global_settings`` the whole document, naming the field), every id pattern
 must match whole, and a ``url_feed`` must be a plain http(s) URL (no
 backslash, user-info, whitespace or control characters).
+
+Keys the Cursor does not read are kept and ignored (the Worker side may add
+fields), but listed in ``WatchlistConfig.ignored_keys`` with a hint, so a
+misspelt field is reported instead of silently doing nothing.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -67,6 +72,15 @@ _SOURCE_KEYS = frozenset(
         "crawl",
     }
 )
+_GLOBAL_KEYS = frozenset(
+    {
+        "max_concurrent_sources",
+        "processing_timeout_minutes",
+        "alert_on_zero_results",
+        "alert_recipients",
+    }
+)
+_TOP_KEYS = frozenset({"sources", "global_settings"})
 
 
 def parse_watchlist_bytes(
@@ -105,6 +119,7 @@ def parse_watchlist(
     handlers = frozenset(known_handlers)
     sources: list[SourceConfig] = []
     invalid: list[InvalidSource] = []
+    ignored = [f"{key}: {_hint(key, _TOP_KEYS)}" for key in sorted(frozenset(data) - _TOP_KEYS)]
     seen: set[str] = set()
     for index, item in enumerate(raw_sources):
         try:
@@ -122,11 +137,33 @@ def parse_watchlist(
             continue
         seen.add(source.id)
         sources.append(source)
+        ignored += [
+            f"sources[{index}].{key} ({source.id}): {_hint(key, _SOURCE_KEYS, _GLOBAL_KEYS)}"
+            for key in sorted(unknown_keys(source))
+        ]
+    globals_ = data.get("global_settings")
+    if isinstance(globals_, dict):
+        ignored += [
+            f"global_settings.{key}: {_hint(key, _GLOBAL_KEYS, _SOURCE_KEYS)}"
+            for key in sorted(frozenset(globals_) - _GLOBAL_KEYS)
+        ]
     return WatchlistConfig(
         sources=tuple(sources),
         invalid=tuple(invalid),
-        global_settings=_parse_globals(data.get("global_settings")),
+        global_settings=_parse_globals(globals_),
+        ignored_keys=tuple(ignored),
     )
+
+
+def _hint(key: str, known: frozenset[str], elsewhere: frozenset[str] = frozenset()) -> str:
+    """Why *key* does nothing: unknown here, perhaps a misspelling or in the wrong place."""
+    text = "not a field the Cursor reads (kept, ignored)"
+    close = difflib.get_close_matches(key, sorted(known | elsewhere), n=1, cutoff=0.8)
+    if key in elsewhere or (close and close[0] in elsewhere - known):
+        where = "global_settings" if elsewhere == _GLOBAL_KEYS else "each source"
+        name = key if key in elsewhere else close[0]
+        return f"{text}; {name!r} belongs in {where}"
+    return f"{text}; did you mean {close[0]!r}?" if close else text
 
 
 def _parse_source(item: object, handlers: frozenset[str]) -> SourceConfig:

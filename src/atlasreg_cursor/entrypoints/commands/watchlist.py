@@ -16,6 +16,7 @@ from atlasreg_cursor.entrypoints.backends import BACKENDS, config_backend
 from atlasreg_cursor.entrypoints.bootstrap import build, known_handlers
 from atlasreg_cursor.entrypoints.output import EXIT_FAILED, EXIT_OK, fail, print_json, print_rows
 from atlasreg_cursor.entrypoints.settings import Settings
+from atlasreg_cursor.entrypoints.startup import watchlist_warnings
 
 log = structlog.get_logger()
 
@@ -72,14 +73,16 @@ def cmd_config_validate(settings: Settings, args: argparse.Namespace) -> int:
             config = app.config.load()
     except CursorError as exc:
         return fail(f"watchlist: {type(exc).__name__}: {exc}")
-    return _report_watchlist(config)
+    return _report_watchlist(settings, config)
 
 
-def _report_watchlist(config: WatchlistConfig) -> int:
+def _report_watchlist(settings: Settings, config: WatchlistConfig) -> int:
     enabled = sum(1 for s in config.sources if s.enabled)
     print(f"{len(config.sources)} valid sources ({enabled} enabled), {len(config.invalid)} invalid")
     for bad in config.invalid:
         print(f"  invalid sources[{bad.index}] {bad.source_id or '?'}: {bad.reason}")
+    for warning in watchlist_warnings(settings, config):
+        print(f"  warning: {warning}")
     return EXIT_FAILED if config.invalid else EXIT_OK
 
 
@@ -93,7 +96,7 @@ def _config_validate_file(settings: Settings, file: str) -> int:
         config = parse_watchlist_bytes(raw, known_handlers=known_handlers(settings))
     except InvalidConfig as exc:
         return fail(f"watchlist {file}: {type(exc).__name__}: {exc}")
-    return _report_watchlist(config)
+    return _report_watchlist(settings, config)
 
 
 def cmd_config_push(settings: Settings, args: argparse.Namespace) -> int:
@@ -104,6 +107,8 @@ def cmd_config_push(settings: Settings, args: argparse.Namespace) -> int:
         print(
             f"  invalid sources[{bad.index}] {bad.source_id or '?'}: {bad.reason}", file=sys.stderr
         )
+    for warning in watchlist_warnings(settings, config):
+        print(f"  warning: {warning}", file=sys.stderr)
     if config.invalid and not args.allow_invalid_sources:
         return fail("not installed: fix the invalid sources or pass --allow-invalid-sources")
     if config_backend(settings).writable:
