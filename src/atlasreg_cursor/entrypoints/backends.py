@@ -72,12 +72,12 @@ def _cloudflare_queue(s: Settings) -> MessageQueue:
 
     if not s.cf_queue_id:
         raise _missing("CF_QUEUE_ID", "cloudflare queue")
-    dead_letter_store = None if s.cf_dlq_queue_id else _storage(s)
     return CloudflareQueue(
         _cloudflare_client(s, s.cf_queue_endpoint),
         queue_id=s.cf_queue_id,
         dlq_queue_id=s.cf_dlq_queue_id,
-        dead_letter_store=dead_letter_store,
+        # the dead letters' records (and, without a DLQ queue, the letters)
+        dead_letter_store=_storage(s),
         visibility_timeout=s.visibility_seconds,
     )
 
