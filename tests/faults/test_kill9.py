@@ -31,9 +31,9 @@ from tests.emulator.cloudflare import (
     CloudflareEmulator,
     cloudflare_emulator,  # noqa: F401
 )
+from tests.faults.report import FaultReport
 from tests.faults.support import (
     Daemon,
-    FaultReport,
     JobSpec,
     check,
     daemon_env,

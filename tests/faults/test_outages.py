@@ -13,9 +13,9 @@ import botocore.session
 import pytest
 import redis
 
+from tests.faults.report import FaultReport
 from tests.faults.support import (
     Daemon,
-    FaultReport,
     check,
     daemon_env,
     golds_in_bucket,
