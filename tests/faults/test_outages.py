@@ -257,7 +257,9 @@ def test_webhook_receiver_down_past_every_retry_budget_gets_every_notification(
     down_for = time.monotonic() - started
     requests_while_down = len(webhook_receiver.requests)
     proxy.up()
+    back_at = time.monotonic()
     delivered = wait_for(lambda: len(webhook_receiver.requests) >= len(specs), timeout=60)
+    delivered_after = time.monotonic() - back_at
     time.sleep(1)
     alive = daemon.alive()
     code = daemon.stop()
@@ -268,14 +270,19 @@ def test_webhook_receiver_down_past_every_retry_budget_gets_every_notification(
         entry = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
         attempts.append(int(entry["attempts"]))
     proxy.stop()
+    failed = daemon.events("notification.retry_scheduled")
+    # attempts refused by the receiver's absence; the others failed fast on the open breaker
+    refused = [e for e in failed if "circuit open" not in str(e.get("error"))]
     fault_report.record(
         "webhook_outage",
         invariant=(
             "published and acked while the receiver is down; each run notified once back,"
             " one stable webhook-id; no processing_error; nothing dead-lettered"
         ),
-        faults_injected=sum(a - 1 for a in attempts),
+        faults_injected=len(refused),
+        failed_fast_by_the_open_breaker=len(failed) - len(refused),
         receiver_down_seconds=round(down_for, 1),
+        delivered_seconds_after_the_receiver_came_back=round(delivered_after, 1),
         dead_lettered_by_infrastructure_faults=dead,
         **checked.figures(),
     )
