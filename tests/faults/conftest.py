@@ -16,7 +16,7 @@ SEED = int(os.environ.get("FAULT_SEED", "20261124"))
 
 @pytest.fixture(scope="session")
 def fault_report(request: pytest.FixtureRequest) -> Iterator[FaultReport]:
-    """This process's scenarios, written as its part; the session merges the parts at its end."""
+    """This process's scenarios, written as its part; the parts are merged at the end of the run."""
     parts, worker = parts_of(request.config)
     report = FaultReport(parts=parts, worker=worker, seed=SEED)
     yield report

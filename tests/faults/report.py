@@ -1,8 +1,8 @@
-"""The fault suite's report: each test process writes its part, the session merges them.
+"""The fault suite's report: each test process writes its part, the controller merges them.
 
 Under pytest-xdist every worker runs some scenarios, so every process
 (worker, or the only one without xdist) writes its scenarios to its own part
-file in a directory the session made; at the end of the session the
+file in a directory named for the run; at the end of the run the
 controller merges the parts into one report at ``$FAULT_REPORT`` (default
 ``var/fault-report.json``). Each scenario carries the same figures (``None``
 where one does not apply): faults injected, messages, lost, doubled,
@@ -45,24 +45,24 @@ FIGURES = (
 _COUNTS = FIGURES[:-1]
 
 
-#: The session's directory of part files, on the controller (or the only process).
+#: The run's directory of part files, on the controller (or the only process).
 PARTS = pytest.StashKey[Path]()
 #: The same directory, handed to each xdist worker in its ``workerinput``.
 PARTS_INPUT = "fault_report_parts"
 
 
 def report_path() -> Path:
-    """Where the session's merged report goes."""
+    """Where the merged report goes."""
     return Path(os.environ.get("FAULT_REPORT", str(REPO / "var" / "fault-report.json")))
 
 
 def new_parts_dir() -> Path:
-    """A directory for this session's parts (made when the first part is written)."""
+    """A directory for this run's parts (made when the first part is written)."""
     return Path(tempfile.gettempdir()) / f"fault-report-parts-{uuid.uuid4().hex}"
 
 
 def parts_of(config: pytest.Config) -> tuple[Path, str]:
-    """The session's parts directory and this process's name (its xdist worker id, or ``main``)."""
+    """The run's parts directory and this process's name (its xdist worker id, or ``main``)."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         return Path(workerinput[PARTS_INPUT]), str(workerinput["workerid"])

@@ -6,7 +6,7 @@ message lost, one Gold per run, every published run notified with one
 stable ``webhook-id``, nothing dead-lettered because of an infrastructure
 fault, the daemon alive. Its figures go into the machine-readable report
 (:class:`~tests.faults.report.FaultReport`), merged at the end of the
-session into ``$FAULT_REPORT`` (default ``var/fault-report.json``).
+run into ``$FAULT_REPORT`` (default ``var/fault-report.json``).
 """
 
 from __future__ import annotations

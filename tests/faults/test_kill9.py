@@ -11,7 +11,7 @@ FAULT_SEED so that every run of the suite covers all three:
 
 - ``sources``: at a random point while the sources download;
 - ``publish``: while the Gold's create-only PUT is on its way to S3 (a proxy
-  in front of S3 holds that one request; it goes on after the kill);
+  in front of S3 holds that one request until after the kill);
 - ``notify``: while the run's ``ingest_complete`` waits for the receiver's
   answer (the outbox entry is claimed, its answer never comes back).
 

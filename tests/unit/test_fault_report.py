@@ -49,7 +49,7 @@ def test_parts_of_every_worker_are_merged_with_every_figure(tmp_path: Path) -> N
 
 
 def test_no_part_no_report(tmp_path: Path) -> None:
-    """A session that ran no fault scenario writes no report (and keeps an older one)."""
+    """A run with no fault scenario writes no report (and keeps an older one)."""
     out = tmp_path / "report.json"
     out.write_text("{}")
 
