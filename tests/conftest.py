@@ -1,13 +1,17 @@
-"""Test-wide settings: hypothesis profiles, stamina in testing mode."""
+"""Test-wide settings: hypothesis profiles, stamina in testing mode, the fault report's parts."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import stamina
 from hypothesis import HealthCheck, settings
+
+from tests.faults.report import PARTS, PARTS_INPUT, merge_parts, new_parts_dir, report_path
 
 settings.register_profile("ci", max_examples=300, deadline=None)
 settings.register_profile(
@@ -46,3 +50,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if item.get_closest_marker(group) is not None:
                 item.add_marker(pytest.mark.xdist_group(group))
                 break
+
+
+# --- the fault suite's report: one part per test process, merged at the end ---------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On the controller (or the only process): name the directory of the report's parts."""
+    if not hasattr(config, "workerinput"):
+        config.stash[PARTS] = new_parts_dir()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: tell each worker where its part of the fault report goes."""
+    node.workerinput[PARTS_INPUT] = str(node.config.stash[PARTS])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On the controller, once every worker is done: merge the parts into one report."""
+    config = session.config
+    if hasattr(config, "workerinput") or PARTS not in config.stash:
+        return
+    parts = config.stash[PARTS]
+    try:
+        merge_parts(parts, report_path())
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)

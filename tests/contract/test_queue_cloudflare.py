@@ -6,6 +6,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -18,7 +19,7 @@ from atlasreg_cursor.domain.errors import (
     QueueError,
     QueueUnavailable,
 )
-from atlasreg_cursor.ports.queue import MessageQueue
+from atlasreg_cursor.ports.queue import Delivery, MessageQueue
 from tests.contract.queue_contract import QueueContract, QueueFactory, receive_until
 from tests.emulator.cloudflare import CloudflareEmulator, cloudflare_emulator  # noqa: F401
 
@@ -58,12 +59,12 @@ class TestCloudflareQueue(QueueContract):
 
     @pytest.fixture
     def queue_factory(
-        self,
-        cloudflare_emulator: CloudflareEmulator,
+        self, cloudflare_emulator: CloudflareEmulator, tmp_path: Path
     ) -> Iterator[QueueFactory]:
         """Consumers with their own clients on one fresh queue (retries up to 100)."""
         dlq = cloudflare_emulator.create_queue()
         queue_id = cloudflare_emulator.create_queue(max_retries=100)
+        store = FileObjectStore(tmp_path / "store")
         made: list[CloudflareQueue] = []
 
         def make(visibility_timeout: float) -> MessageQueue:
@@ -71,6 +72,7 @@ class TestCloudflareQueue(QueueContract):
                 cloudflare_emulator,
                 queue_id,
                 dlq_queue_id=dlq,
+                dead_letter_store=store,
                 visibility_timeout=visibility_timeout,
             )
             made.append(queue)
@@ -196,12 +198,10 @@ def test_dead_letter_keeps_json_bodies_as_json(emulator: CloudflareEmulator) -> 
 
 
 def test_dead_letter_without_dlq_goes_to_the_store(
-    emulator: CloudflareEmulator, tmp_path: object
+    emulator: CloudflareEmulator, tmp_path: Path
 ) -> None:
     """With no DLQ queue, the dead letter is written to the store and the message acked."""
-    from pathlib import Path
-
-    store = FileObjectStore(Path(str(tmp_path)) / "store")
+    store = FileObjectStore(tmp_path / "store")
     queue_id = emulator.create_queue()
     emulator.inject_message(queue_id, "garbage", content_type="text")
     queue = make_queue(emulator, queue_id, dead_letter_store=store)
@@ -210,10 +210,12 @@ def test_dead_letter_without_dlq_goes_to_the_store(
     queue.dead_letter(delivery, "not JSON")
 
     [stored] = list(store.list("dead-letters/"))
+    [record] = list(store.list("dead-letter-records/"))
     data, _ = store.get(stored.key)
     assert stored.key.endswith(f"/{delivery.queue_message_id}.json")
     assert "garbage" == json.loads(data)["body"]
     assert "not JSON" == json.loads(data)["reason"]
+    assert "sent" == json.loads(store.get(record.key)[0])["state"]
     assert [delivery.queue_message_id] == emulator.acked(queue_id)
 
 
@@ -387,3 +389,205 @@ def test_receive_recovers_from_a_rate_limit(emulator: CloudflareEmulator) -> Non
     assert {"n": 1} == json.loads(delivery.body)
     assert [429, 200] == [e.status for e in emulator.exchanges("/messages/pull")]
     assert not any(emulator.token in str(entry) for entry in logs)
+
+
+# --- lost replies: the API did what was asked, the answer never came ----------------
+#
+# The emulator applies the request, then drops the connection before the reply.
+# The client sends a request again by itself after a broken connection (up to
+# three attempts in tests), except a dead letter's publish; the service may run
+# an operation again after QueueUnavailable.
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileObjectStore:
+    """The object store the queue keeps its dead letters' records in."""
+    return FileObjectStore(tmp_path / "store")
+
+
+def test_lost_pull_reply_hides_its_messages_until_the_visibility_timeout(
+    emulator: CloudflareEmulator,
+) -> None:
+    """The pull sent again gets the next message; the lost one is back after the visibility."""
+    queue_id = emulator.create_queue(max_retries=10)
+    first = emulator.inject_message(queue_id, {"n": 1})
+    second = emulator.inject_message(queue_id, {"n": 2})
+    queue = make_queue(emulator, queue_id, visibility_timeout=1.0, batch_size=1)
+    rule = emulator.drop_reply_next(path_contains="/messages/pull")
+
+    [got] = queue.receive(1, wait_seconds=0)
+    hidden = queue.receive(1, wait_seconds=0)
+    started = time.monotonic()
+    [back] = receive_until(queue, 1, timeout=5)
+    waited = time.monotonic() - started
+
+    assert 1 == rule.dropped
+    assert (second, []) == (got.queue_message_id, hidden)
+    assert (first, 2) == (back.queue_message_id, back.attempts)
+    assert 0.5 <= waited < 3.0  # what was left of its 1 s visibility, give or take a poll
+    queue.ack(got)
+    queue.ack(back)
+    assert [] == emulator.messages(queue_id)
+
+
+@pytest.mark.parametrize("lost", [1, 3], ids=["sent-again", "given-up-then-re-run"])
+def test_ack_after_a_lost_reply_is_done_once_and_nothing_comes_back(
+    emulator: CloudflareEmulator, lost: int
+) -> None:
+    """An ack repeated (by the client, or by the caller after QueueUnavailable) changes nothing."""
+    queue_id = emulator.create_queue(max_retries=10)
+    emulator.inject_message(queue_id, {"n": 1})
+    queue = make_queue(emulator, queue_id)
+    [delivery] = queue.receive(1, wait_seconds=0)
+    emulator.drop_reply_next(lost, path_contains="/messages/ack")
+
+    if lost == 3:
+        with pytest.raises(QueueUnavailable):
+            queue.ack(delivery)
+    queue.ack(delivery)
+    queue.retry(delivery, 0)  # even a retry naming the acked lease brings nothing back
+    emulator.expire_leases(queue_id)
+
+    assert [delivery.queue_message_id] == emulator.acked(queue_id)
+    assert [] == emulator.messages(queue_id)
+    assert [] == queue.receive(1, wait_seconds=0)
+    assert all(e.status == 200 for e in emulator.exchanges("/messages/ack"))
+
+
+def test_retry_after_a_lost_reply_puts_the_message_back_once(emulator: CloudflareEmulator) -> None:
+    """A retry sent again after its reply was lost leaves one message, one attempt more."""
+    queue_id = emulator.create_queue(max_retries=10)
+    emulator.inject_message(queue_id, {"n": 1})
+    queue = make_queue(emulator, queue_id)
+    [delivery] = queue.receive(1, wait_seconds=0)
+    rule = emulator.drop_reply_next(path_contains="/messages/ack")
+
+    queue.retry(delivery, 0)
+    [again] = queue.receive(10, wait_seconds=0)
+
+    assert 1 == rule.dropped
+    assert 2 == len(emulator.exchanges("/messages/ack"))
+    assert (delivery.queue_message_id, 2) == (again.queue_message_id, again.attempts)
+    assert 1 == len(emulator.messages(queue_id))
+
+
+def _dead_letter_setup(
+    emulator: CloudflareEmulator, store: FileObjectStore
+) -> tuple[str, str, CloudflareQueue, Delivery]:
+    dlq = emulator.create_queue()
+    queue_id = emulator.create_queue(max_retries=10)
+    emulator.inject_message(queue_id, {"type": "nope", "date": "2026-11-24"})
+    queue = make_queue(emulator, queue_id, dlq_queue_id=dlq, dead_letter_store=store)
+    [delivery] = queue.receive(1, wait_seconds=0)
+    return dlq, queue_id, queue, delivery
+
+
+def _record_state(store: FileObjectStore) -> str:
+    [record] = list(store.list("dead-letter-records/"))
+    state: str = json.loads(store.get(record.key)[0])["state"]
+    return state
+
+
+def test_dead_letter_publish_reply_lost_then_re_run_gives_one_letter(
+    emulator: CloudflareEmulator, store: FileObjectStore
+) -> None:
+    """The publish landed unanswered: not sent again, and a re-run publishes no second letter."""
+    dlq, queue_id, queue, delivery = _dead_letter_setup(emulator, store)
+    rule = emulator.drop_reply_next(path_contains=f"/queues/{dlq}/messages", method="POST")
+
+    with pytest.raises(QueueUnavailable, match="not sent again"):
+        queue.dead_letter(delivery, "unknown type 'nope'")
+    assert "unconfirmed" == _record_state(store)
+    with capture_logs() as logs:
+        queue.dead_letter(delivery, "unknown type 'nope'")
+
+    assert 1 == rule.dropped
+    assert 1 == len(emulator.exchanges(f"/queues/{dlq}/messages"))
+    [letter] = emulator.messages(dlq)
+    assert ("unknown type 'nope'", delivery.queue_message_id) == (
+        letter.body["reason"],
+        letter.body["message_id"],
+    )
+    assert [delivery.queue_message_id] == emulator.acked(queue_id)
+    assert "queue.dead_letter_unconfirmed" in [entry["event"] for entry in logs]
+
+
+def test_dead_letter_whose_ack_failed_is_not_published_again(
+    emulator: CloudflareEmulator, store: FileObjectStore
+) -> None:
+    """Published, then the ack's replies were all lost: the re-run only acks."""
+    dlq, queue_id, queue, delivery = _dead_letter_setup(emulator, store)
+    emulator.drop_reply_next(3, path_contains="/messages/ack")
+
+    with pytest.raises(QueueUnavailable):
+        queue.dead_letter(delivery, "bad")
+    queue.dead_letter(delivery, "bad")
+
+    assert "sent" == _record_state(store)
+    assert 1 == len(emulator.messages(dlq))
+    assert [delivery.queue_message_id] == emulator.acked(queue_id)
+
+
+def test_dead_letter_redelivered_after_its_ack_was_lost_is_not_published_again(
+    emulator: CloudflareEmulator, store: FileObjectStore
+) -> None:
+    """The record is keyed by Cloudflare's message id: a new lease of the same message finds it."""
+    dlq, queue_id, queue, delivery = _dead_letter_setup(emulator, store)
+    emulator.fail_next(3, status=503, path_contains="/messages/ack")  # the ack never lands
+    with pytest.raises(QueueUnavailable):
+        queue.dead_letter(delivery, "bad")
+    emulator.expire_leases(queue_id)
+    [again] = queue.receive(1, wait_seconds=0)
+
+    queue.dead_letter(again, "bad")
+
+    assert again.lease_token != delivery.lease_token
+    assert 1 == len(emulator.messages(dlq))
+    assert [delivery.queue_message_id] == emulator.acked(queue_id)
+
+
+def test_dead_letter_refused_by_the_api_is_published_on_the_re_run(
+    emulator: CloudflareEmulator, store: FileObjectStore
+) -> None:
+    """A publish the API answered with errors did not land: the re-run publishes it."""
+    dlq, queue_id, queue, delivery = _dead_letter_setup(emulator, store)
+    emulator.fail_next(3, status=503, path_contains=f"/queues/{dlq}/messages")
+
+    with pytest.raises(QueueUnavailable):
+        queue.dead_letter(delivery, "bad")
+    assert "pending" == _record_state(store)
+    queue.dead_letter(delivery, "bad")
+
+    assert "sent" == _record_state(store)
+    assert 1 == len(emulator.messages(dlq))
+    assert [delivery.queue_message_id] == emulator.acked(queue_id)
+
+
+def test_dead_letter_to_the_store_re_run_writes_one_letter(
+    emulator: CloudflareEmulator, store: FileObjectStore
+) -> None:
+    """Without a DLQ queue the letter goes to the store, under the same key on a re-run."""
+    queue_id = emulator.create_queue(max_retries=10)
+    emulator.inject_message(queue_id, "garbage", content_type="text")
+    queue = make_queue(emulator, queue_id, dead_letter_store=store)
+    [delivery] = queue.receive(1, wait_seconds=0)
+    emulator.drop_reply_next(3, path_contains="/messages/ack")
+
+    with pytest.raises(QueueUnavailable):
+        queue.dead_letter(delivery, "not JSON")
+    queue.dead_letter(delivery, "not JSON")
+
+    assert 1 == len(list(store.list("dead-letters/")))
+    assert [delivery.queue_message_id] == emulator.acked(queue_id)
+
+
+def test_send_after_a_lost_reply_lands_twice_with_one_body(emulator: CloudflareEmulator) -> None:
+    """The publish API has no idempotency key: two copies, one body, so one message_id and one run."""
+    queue_id = emulator.create_queue()
+    queue = make_queue(emulator, queue_id)
+    emulator.drop_reply_next(path_contains=f"/queues/{queue_id}/messages", method="POST")
+    body = b'{"date":"2026-11-24","message_id":"m-1","type":"start_daily_ingest"}'
+
+    queue.send(body)
+
+    assert [body, body] == [m.raw() for m in emulator.messages(queue_id)]

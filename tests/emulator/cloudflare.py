@@ -5,8 +5,9 @@ A real HTTP server on 127.0.0.1 (werkzeug, threaded, free port) speaking
 
 - :mod:`tests.emulator.server`: the server, bearer token check (403, code
   10000 for KV, 10106 for Queues), routing (unknown route 404/7003), the
-  envelope, and failures injected on demand (429 with ``Retry-After``, 5xx)
-  with :meth:`CloudflareEmulator.fail_next`;
+  envelope, and faults injected on demand: error answers (429 with
+  ``Retry-After``, 5xx) with :meth:`CloudflareEmulator.fail_next`, replies
+  lost after the request was applied with ``drop_reply_next``;
 - :mod:`tests.emulator.queues`: pull, ack, publish, batch publish;
 - :mod:`tests.emulator.kv`: values, metadata, keys.
 
@@ -34,6 +35,7 @@ from tests.emulator.server import (
     DEFAULT_TOKEN,
     ApiError,
     ApiServer,
+    DropRule,
     FailureRule,
 )
 
@@ -44,6 +46,7 @@ __all__ = [
     "ApiError",
     "CloudflareEmulator",
     "ContentType",
+    "DropRule",
     "EmulatedMessage",
     "EmulatedQueue",
     "FailureRule",
@@ -87,8 +90,10 @@ class CloudflareEmulator:
         self.failures: list[FailureRule] = self.server.failures
         self.queues: dict[str, EmulatedQueue] = self.queues_api.queues
         self.namespaces: dict[str, dict[str, KVEntry]] = self.kv_api.namespaces
-        # Injected failures are the server's: see ApiServer.fail_next.
+        # Injected faults are the server's: see ApiServer.fail_next and drop_reply_next.
         self.fail_next = self.server.fail_next
+        self.drop_reply_next = self.server.drop_reply_next
+        self.clear_drop = self.server.clear_drop
 
     # --- settings a test may change while serving ------------------------------
 

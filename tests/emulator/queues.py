@@ -4,7 +4,10 @@
 leases expire, ``attempts`` grows per delivery; ``result`` is the newer
 object form, or the 2024 list form with ``pull_result_shape="list"``),
 ``messages/ack`` (acks and retries with ``delay_seconds``; late acks are
-accepted silently, as Cloudflare does), ``messages`` and ``messages/batch``
+accepted silently, as Cloudflare does, even once the message went to another
+consumer; an ack or retry naming the lease of a message already acked is
+accepted and changes nothing, so a repeated ack never brings a message
+back), ``messages`` and ``messages/batch``
 (publish, answered without ``result``). A message whose ``attempts`` reached
 the queue's ``max_retries`` is moved to its dead-letter queue, or dropped.
 ``json`` bodies are returned base64 (``json_body_encoding="plain"`` returns
@@ -291,7 +294,7 @@ class QueuesApi:
 
     @staticmethod
     def _by_lease(queue: EmulatedQueue, entry: Any, warnings: list[str]) -> EmulatedMessage | None:
-        """The message a lease was issued for, even if that lease has expired."""
+        """The message a lease was issued for, even if that lease has expired (``None`` once acked)."""
         lease = entry.get("lease_id") if isinstance(entry, dict) else None
         message_id = queue.leases.get(lease) if isinstance(lease, str) else None
         message = queue.messages.get(message_id) if message_id else None

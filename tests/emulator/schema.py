@@ -130,6 +130,7 @@ class Exchange:
     status: int = 0
     response_headers: dict[str, str] = attrs.field(factory=dict)
     response_body: bytes = attrs.field(default=b"", repr=False)
+    reply_dropped: bool = False
 
     @property
     def path(self) -> str:

@@ -7,12 +7,19 @@ the account, hands the rest of the path to the :class:`Api` registered for
 against the OpenAPI shapes (:mod:`tests.emulator.schema`) and answers with
 injected failures on demand. Error answers are raised as :class:`ApiError`
 and rendered in Cloudflare's envelope.
+
+Two kinds of fault: :meth:`ApiServer.fail_next` answers with an error
+without doing anything; :meth:`ApiServer.drop_reply_next` does what the
+request asks, then drops the connection before the reply (a reply lost on
+the network: the client cannot tell whether the request took effect).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import socket
 import threading
 import urllib.parse
 from collections.abc import Mapping
@@ -53,6 +60,24 @@ class FailureRule:
     method: str | None = None
     retry_after: str | None = None
     remaining: int | None = 1
+
+
+@attrs.define
+class DropRule:
+    """Apply matching requests, then drop the connection before the reply."""
+
+    path_contains: str = ""
+    method: str | None = None
+    remaining: int | None = 1
+    dropped: int = 0
+
+    def matches(self, ex: Exchange) -> bool:
+        """Whether *ex* is one of this rule's."""
+        return self.path_contains in ex.path and self.method in (None, ex.method)
+
+
+class ReplyDropped(ConnectionAbortedError):
+    """Raised out of the WSGI app after hanging up: werkzeug takes it as a dropped connection."""
 
 
 class Api(Protocol):
@@ -136,6 +161,7 @@ class ApiServer:
         self.requests: list[Exchange] = []
         self.schema_violations: list[str] = []
         self.failures: list[FailureRule] = []
+        self.drops: list[DropRule] = []
         self._lock = threading.RLock()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -207,6 +233,29 @@ class ApiServer:
             elif rule in self.failures:
                 self.failures.remove(rule)
 
+    def drop_reply_next(
+        self, count: int | None = 1, *, path_contains: str = "", method: str | None = None
+    ) -> DropRule:
+        """
+        Do what the next *count* matching requests ask (all, with ``None``), then
+        drop each connection before the reply.
+
+        Returns:
+            The rule (``dropped`` counts the replies lost); lift it with :meth:`clear_drop`.
+        """
+        rule = DropRule(path_contains=path_contains, method=method, remaining=count)
+        with self._lock:
+            self.drops.append(rule)
+        return rule
+
+    def clear_drop(self, rule: DropRule | None = None) -> None:
+        """Lift one reply-dropping rule, or all of them."""
+        with self._lock:
+            if rule is None:
+                self.drops.clear()
+            elif rule in self.drops:
+                self.drops.remove(rule)
+
     def exchanges(self, path_contains: str = "") -> list[Exchange]:
         """Recorded exchanges whose path contains *path_contains*."""
         with self._lock:
@@ -241,7 +290,25 @@ class ApiServer:
         with self._lock:
             self.requests.append(exchange)
             self.schema_violations.extend(problems)
+        if self._dropping(exchange):
+            _hang_up(environ)
+            raise ReplyDropped(f"reply to {exchange.method} {exchange.path} dropped on purpose")
         return response(environ, start_response)
+
+    def _dropping(self, ex: Exchange) -> bool:
+        """Whether the reply to *ex* (already applied) is to be lost; counts it."""
+        with self._lock:
+            for rule in self.drops:
+                if not rule.matches(ex):
+                    continue
+                rule.dropped += 1
+                ex.reply_dropped = True
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                    if rule.remaining <= 0:
+                        self.drops.remove(rule)
+                return True
+        return False
 
     @staticmethod
     def _error_response(exc: ApiError) -> Response:
@@ -290,3 +357,11 @@ class ApiServer:
     def _account(self, account: str) -> None:
         if account != self.account_id:
             raise ApiError(403, 10000, "Authentication error")
+
+
+def _hang_up(environ: Mapping[str, Any]) -> None:
+    """Close the request's connection at once: the client reads no reply at all."""
+    sock = environ.get("werkzeug.socket")
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

@@ -1,4 +1,4 @@
-"""Fixtures of the fault suite: the session's report, the sample site, a seeded random."""
+"""Fixtures of the fault suite: this process's part of the report, the sample site, a seeded random."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ from collections.abc import Iterator
 import pytest
 
 from atlasreg_cursor.sample_site import start_sample_site
-from tests.faults.support import FaultReport, report_path
+from tests.faults.report import FaultReport, parts_of
 
 SEED = int(os.environ.get("FAULT_SEED", "20261124"))
 
 
 @pytest.fixture(scope="session")
-def fault_report() -> Iterator[FaultReport]:
-    """The figures of every scenario, written to the report at the end of the session."""
-    report = FaultReport(path=report_path(), seed=SEED)
+def fault_report(request: pytest.FixtureRequest) -> Iterator[FaultReport]:
+    """This process's scenarios, written as its part; the parts are merged at the end of the run."""
+    parts, worker = parts_of(request.config)
+    report = FaultReport(parts=parts, worker=worker, seed=SEED)
     yield report
-    report.write()
+    report.write_part()
 
 
 @pytest.fixture(scope="session")

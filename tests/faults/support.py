@@ -5,18 +5,15 @@ proxy dropping replies), then checks its invariants after the chaos: no
 message lost, one Gold per run, every published run notified with one
 stable ``webhook-id``, nothing dead-lettered because of an infrastructure
 fault, the daemon alive. Its figures go into the machine-readable report
-(:class:`FaultReport`), written at the end of the session to
-``$FAULT_REPORT`` (default ``var/fault-report.json``).
+(:class:`~tests.faults.report.FaultReport`), merged at the end of the
+run into ``$FAULT_REPORT`` (default ``var/fault-report.json``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,53 +25,6 @@ from atlasreg_cursor.domain.messages import MessageType
 from atlasreg_cursor.domain.runs import derive_run_id
 from tests.support.cli import CLI, cli_env
 from tests.support.webhook_receiver import ReceivedRequest, WebhookReceiver
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-# --- the report ---------------------------------------------------------------------
-
-
-@attrs.define
-class FaultReport:
-    """Figures of every fault scenario of the session, written as JSON at the end."""
-
-    path: Path
-    seed: int
-    started: float = attrs.Factory(time.monotonic)
-    scenarios: dict[str, dict[str, Any]] = attrs.Factory(dict)
-    lock: threading.Lock = attrs.Factory(threading.Lock)
-
-    def record(self, name: str, **figures: Any) -> None:
-        """Keep *figures* of scenario *name*."""
-        with self.lock:
-            self.scenarios[name] = dict(figures)
-
-    def write(self) -> None:
-        """Write the report (totals over the scenarios first)."""
-        keys = ("faults_injected", "messages", "lost", "doubled", "notifications_delivered")
-        totals = {k: sum(int(s.get(k, 0)) for s in self.scenarios.values()) for k in keys}
-        recoveries = [
-            float(r)
-            for s in self.scenarios.values()
-            for r in s.get("recovery_seconds_after_kill_9", [])
-        ]
-        totals["dead_lettered_by_infrastructure_faults"] = sum(
-            int(s.get("dead_lettered_by_infrastructure_faults", 0)) for s in self.scenarios.values()
-        )
-        report = {
-            "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "seed": self.seed,
-            "suite_seconds": round(time.monotonic() - self.started, 1),
-            "totals": {
-                **totals,
-                "max_recovery_seconds_after_kill_9": max(recoveries) if recoveries else None,
-            },
-            "scenarios": self.scenarios,
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-
 
 # --- jobs ----------------------------------------------------------------------------
 
@@ -177,7 +127,7 @@ class Daemon:
 
     def lines(self) -> list[dict[str, Any]]:
         """The JSON log lines so far."""
-        out = []
+        out: list[dict[str, Any]] = []
         if not self.log_path.exists():
             return out
         for line in self.log_path.read_text(errors="replace").splitlines():
@@ -324,8 +274,3 @@ def wait_for(check_fn: Any, *, timeout: float, interval: float = 0.2) -> bool:
             pass
         time.sleep(interval)
     return False
-
-
-def report_path() -> Path:
-    """Where the session's report goes."""
-    return Path(os.environ.get("FAULT_REPORT", str(REPO / "var" / "fault-report.json")))

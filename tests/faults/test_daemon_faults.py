@@ -20,9 +20,9 @@ import pytest
 from atlasreg_cursor.adapters.local.file_store import FileObjectStore
 from atlasreg_cursor.adapters.local.sqlite_queue import SqliteQueue
 from atlasreg_cursor.domain.hashing import sha256_hex
+from tests.faults.report import FaultReport
 from tests.faults.support import (
     Daemon,
-    FaultReport,
     JobSpec,
     check,
     daemon_env,

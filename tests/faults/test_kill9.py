@@ -1,10 +1,25 @@
-"""kill -9 of competing daemons at seeded random points, with the DEFAULT lease and visibility.
+"""kill -9 of competing daemons at seeded points all over a run, with the DEFAULT lease and visibility.
 
 Three queues at once (the waits overlap, so the suite stays short): SQLite
 with one of two daemons killed, Redis with both killed and a fresh one
 started, Cloudflare (emulator) with one of two killed. No lease, visibility
-or poll setting is changed: the run orphaned by the kill must be finished by
-another consumer within 60 s.
+or poll setting is changed: the run orphaned by the kill must be finished,
+and a notification cut off by it delivered, by another consumer within 60 s.
+
+Each queue is killed in a different *phase* of the victim's run, drawn from
+FAULT_SEED so that every run of the suite covers all three:
+
+- ``sources``: at a random point while the sources download;
+- ``publish``: while the Gold's create-only PUT is on its way to S3 (a proxy
+  in front of S3 holds that one request until after the kill);
+- ``notify``: while the run's ``ingest_complete`` waits for the receiver's
+  answer (the outbox entry is claimed, its answer never comes back).
+
+The file store of the SQLite daemons cannot be held mid-publish, so SQLite
+draws ``sources`` or ``notify``. Kills are timed once the victim holds a
+run's journal, never between a pull and the journal's creation: on
+Cloudflare that window leaves the message to its 30-minute visibility
+timeout, as docs/reliability.md says.
 """
 
 from __future__ import annotations
@@ -31,9 +46,9 @@ from tests.emulator.cloudflare import (
     CloudflareEmulator,
     cloudflare_emulator,  # noqa: F401
 )
+from tests.faults.report import FaultReport
 from tests.faults.support import (
     Daemon,
-    FaultReport,
     JobSpec,
     check,
     daemon_env,
@@ -46,6 +61,7 @@ from tests.faults.support import (
 )
 from tests.support.redis_server import redis_prefix, redis_url  # noqa: F401
 from tests.support.s3_server import S3Server, s3_server  # noqa: F401
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = [
@@ -59,11 +75,16 @@ pytestmark = [
 RECOVERY_LIMIT = 60.0
 JOBS = 4
 RUN_SECONDS = 4
+HOLD_SECONDS = 2.0
+#: Every scenario is over within this (pytest's own timeout is 300 s).
+SCENARIO_SECONDS = 210.0
+PHASES = ("sources", "publish", "notify")
+DATE = "2026-11-24"
 
 
 @attrs.define
 class Scenario:
-    """One queue backend: its daemons' settings and how to read its state."""
+    """One queue backend: its daemons' settings, how to read its state, where to kill."""
 
     name: str
     env: dict[str, str]
@@ -73,8 +94,11 @@ class Scenario:
     golds: Callable[[], dict[str, int]]
     queue_left: Callable[[], int]
     dead: Callable[[], int]
+    phase: str = "sources"
+    s3_proxy: TcpProxy | None = None
     kill_both: bool = False
     after_runs: Callable[[], None] = lambda: None
+    daemons: list[Daemon] = attrs.Factory(list)
     result: dict[str, Any] = attrs.Factory(dict)
     error: BaseException | None = None
 
@@ -92,39 +116,115 @@ def _held_by(journals: dict[str, dict[str, Any]], owner: str) -> list[str]:
     ]
 
 
+def draw_phases(rng: random.Random) -> dict[str, str]:
+    """Each queue's kill phase: all three covered, SQLite never ``publish`` (file store)."""
+    sqlite = rng.choice(["sources", "notify"])
+    others = [p for p in PHASES if p != sqlite]
+    rng.shuffle(others)
+    return {"sqlite": sqlite, "redis": others[0], "cloudflare": others[1]}
+
+
+class _Clock:
+    """What is left of a scenario's time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def left(self, wanted: float) -> float:
+        return max(0.0, min(wanted, self.deadline - time.monotonic()))
+
+
+def _wait_for_the_kill_point(
+    scenario: Scenario, victim: str, target: str, rng: random.Random, clock: _Clock
+) -> float:
+    """Sleep until the seeded point of *target*'s run where the victim dies; return the delay."""
+    if scenario.phase == "sources":
+        delay = rng.uniform(0.2, RUN_SECONDS - 0.5)
+        time.sleep(delay)
+        return delay
+    if scenario.phase == "publish":
+        assert scenario.s3_proxy is not None
+        arrived = scenario.s3_proxy.hold_request(
+            f"/gold/{DATE}/{target}.json".encode(), HOLD_SECONDS
+        )
+    else:
+        arrived = scenario.receiver.hold(target.encode(), HOLD_SECONDS)
+    assert arrived.wait(clock.left(60)), f"{scenario.name}: {target} never reached {scenario.phase}"
+    started = time.monotonic()
+    delay = rng.uniform(0.3, HOLD_SECONDS - 0.5)
+    if scenario.phase == "notify":  # the victim has taken its next run (or none is left)
+        wait_for(
+            lambda: (
+                _held_by(scenario.journals(), victim)
+                or len(scenario.journals()) == len(scenario.specs)
+            ),
+            timeout=HOLD_SECONDS - 0.5,
+            interval=0.05,
+        )
+    time.sleep(max(0.0, delay - (time.monotonic() - started)))
+    return delay
+
+
+def _notified_again_at(receiver: WebhookReceiver, run_id: str) -> float | None:
+    """When the run's notification arrived a second time (sent again after the kill)."""
+    seen = [
+        r.received_at
+        for r in receiver.requests
+        if r.path.endswith("/ingest-complete") and json.loads(r.body).get("run_id") == run_id
+    ]
+    return seen[1] if len(seen) > 1 else None
+
+
 def play(scenario: Scenario, rng: random.Random, cwd: Path) -> None:
-    """Start two daemons, kill at a seeded random point mid-run, measure the recovery."""
+    """Start two daemons, kill at a seeded point of a run, measure the recovery."""
+    clock = _Clock(SCENARIO_SECONDS)
     cwd.mkdir(exist_ok=True)
     names = [f"{scenario.name}-a", f"{scenario.name}-b"]
-    daemons = [Daemon({**scenario.env, "CONSUMER_ID": n}, cwd, n) for n in names]
+    for name in names:
+        scenario.daemons.append(Daemon({**scenario.env, "CONSUMER_ID": name}, cwd, name))
+    daemons = list(scenario.daemons)
     victims = daemons if scenario.kill_both else daemons[:1]
-    assert wait_for(lambda: _held_by(scenario.journals(), names[0]), timeout=60), daemons[0].tail()
-    delay = rng.uniform(0.3, 2.0)
-    time.sleep(delay)
-    orphans: set[str] = set()
-    for victim in victims:
-        orphans.update(_held_by(scenario.journals(), victim.name))
+    held: list[str] = []
+
+    def victim_holds_a_run() -> bool:
+        held[:] = _held_by(scenario.journals(), names[0])
+        return bool(held)
+
+    assert wait_for(victim_holds_a_run, timeout=clock.left(60), interval=0.05), daemons[0].tail()
+    target = held[0]
+    delay = _wait_for_the_kill_point(scenario, names[0], target, rng, clock)
+    journals = scenario.journals()
+    orphans = {r for victim in victims for r in _held_by(journals, victim.name)}
+    cut_off = scenario.phase == "notify"  # its notification was in flight
     killed_at = time.time()
     for victim in victims:
         victim.kill9()
     survivors = [d for d in daemons if d not in victims]
     if scenario.kill_both:
         fresh = f"{scenario.name}-c"
-        survivors.append(Daemon({**scenario.env, "CONSUMER_ID": fresh}, cwd, fresh))
+        scenario.daemons.append(Daemon({**scenario.env, "CONSUMER_ID": fresh}, cwd, fresh))
+        survivors.append(scenario.daemons[-1])
 
     def recovered() -> bool:
         journals = scenario.journals()
-        return all(_finished_at(journals.get(r, {})) for r in orphans)
+        runs = all(_finished_at(journals.get(r, {})) for r in orphans)
+        return runs and (not cut_off or _notified_again_at(scenario.receiver, target) is not None)
 
-    assert wait_for(recovered, timeout=RECOVERY_LIMIT + 30, interval=0.5), survivors[0].tail()
+    assert wait_for(recovered, timeout=clock.left(RECOVERY_LIMIT + 30), interval=0.5), survivors[
+        0
+    ].tail()
     journals = scenario.journals()
     recovery = [round(float(_finished_at(journals[r]) or 0) - killed_at, 1) for r in orphans]
+    if cut_off:
+        recovery.append(
+            round(float(_notified_again_at(scenario.receiver, target) or 0) - killed_at, 1)
+        )
     assert wait_for(
         lambda: (
             all(_finished_at(j) for j in scenario.journals().values())
             and len(scenario.journals()) == len(scenario.specs)
         ),
-        timeout=60,
+        timeout=clock.left(60),
     )
     scenario.after_runs()
     drained = wait_for(
@@ -133,21 +233,28 @@ def play(scenario: Scenario, rng: random.Random, cwd: Path) -> None:
             and len({json.loads(r.body)["run_id"] for r in scenario.receiver.requests})
             >= len(scenario.specs)
         ),
-        timeout=60,
+        timeout=clock.left(60),
         interval=0.5,
     )
     alive = all(d.alive() for d in survivors)
-    codes = [d.stop() for d in survivors]
+    codes = [d.stop(timeout=clock.left(30) + 5) for d in survivors]
+    adopted = sum(
+        1 for d in survivors for e in d.events("gold.published") if e.get("adopted") is True
+    )
     checked = check(scenario.specs, scenario.golds(), scenario.receiver)
     scenario.result = {
         "invariant": (
-            "the orphaned run is finished by another consumer within 60 s with the default"
-            " settings; one Gold and one stable notification per run; nothing dead-lettered"
+            "the orphaned run is finished, and a notification cut off delivered, by another"
+            " consumer within 60 s with the default settings; one Gold and one stable"
+            " notification per run; nothing dead-lettered"
         ),
         "faults_injected": len(victims),
         "killed": [v.name for v in victims],
+        "kill_phase": scenario.phase,
         "kill_delay_seconds": round(delay, 2),
         "orphaned_runs": len(orphans),
+        "orphaned_notifications": int(cut_off),
+        "golds_adopted_by_survivors": adopted,
         "recovery_seconds_after_kill_9": recovery,
         "drained": drained,
         "survivors_alive": alive,
@@ -157,6 +264,17 @@ def play(scenario: Scenario, rng: random.Random, cwd: Path) -> None:
         "missing_notifications": list(checked.missing_notifications),
         **checked.figures(),
     }
+
+
+def _expire_leases(emulator: CloudflareEmulator, queue_id: str) -> None:
+    emulator.expire_leases(queue_id)
+
+
+def _kill_left_over(scenario: Scenario) -> None:
+    """No daemon outlives its scenario, whatever happened."""
+    for daemon in scenario.daemons:
+        if daemon.alive():
+            daemon.kill9()
 
 
 def _receiver() -> WebhookReceiver:
@@ -207,6 +325,9 @@ def test_kill_9_recovery_with_default_settings_on_every_queue(
     """Invariant: recovery < 60 s with defaults; one Gold per run; every run notified; none dead."""
     watchlist = write_watchlist(tmp_path / "watchlist.json", site_url, slow_seconds=RUN_SECONDS)
     s3 = _s3(s3_server)
+    phases = draw_phases(rng)
+    s3_port = int(s3_server.endpoint.rsplit(":", 1)[1])
+    proxies = {name: TcpProxy(s3_port) for name in ("redis", "cloudflare")}
 
     # SQLite: one of two daemons killed
     local_home = tmp_path / "local"
@@ -224,6 +345,7 @@ def test_kill_9_recovery_with_default_settings_on_every_queue(
         golds=lambda: golds_on_disk(local_home / "store"),
         queue_left=lambda: sum(v or 0 for v in attrs.astuple(sqlite.stats())[:3]),
         dead=lambda: sqlite.stats().dead or 0,
+        phase=phases["sqlite"],
     )
 
     # Redis: both daemons killed, a fresh one started
@@ -246,7 +368,7 @@ def test_kill_9_recovery_with_default_settings_on_every_queue(
             EXECUTOR_BACKEND="local",
             REDIS_URL=redis_url,
             QUEUE_NAME=queue_name,
-            MINIO_ENDPOINT=s3_server.endpoint.removeprefix("http://"),
+            MINIO_ENDPOINT=proxies["redis"].url_host,
             MINIO_ACCESS_KEY=s3_server.access_key,
             MINIO_SECRET_KEY=s3_server.secret_key,
             GOLD_BUCKET=redis_bucket,
@@ -257,6 +379,8 @@ def test_kill_9_recovery_with_default_settings_on_every_queue(
         golds=lambda: golds_in_bucket(s3, redis_bucket),
         queue_left=lambda: client.llen(key) + client.zcard(key + ":inflight"),
         dead=lambda: client.llen(key + ":dead"),
+        phase=phases["redis"],
+        s3_proxy=proxies["redis"],
         kill_both=True,
     )
 
@@ -284,7 +408,7 @@ def test_kill_9_recovery_with_default_settings_on_every_queue(
             CF_QUEUE_ID=cf_queue,
             CF_DLQ_QUEUE_ID=dlq,
             CF_QUEUE_MAX_RETRIES="10",
-            R2_ENDPOINT=s3_server.endpoint,
+            R2_ENDPOINT=f"http://{proxies['cloudflare'].url_host}",
             R2_ACCESS_KEY=s3_server.access_key,
             R2_SECRET_KEY=s3_server.secret_key,
             R2_BUCKET_NAME=cf_bucket,
@@ -295,9 +419,11 @@ def test_kill_9_recovery_with_default_settings_on_every_queue(
         golds=lambda: golds_in_bucket(s3, cf_bucket),
         queue_left=lambda: len(cloudflare_emulator.messages(cf_queue)),
         dead=lambda: len(cloudflare_emulator.messages(dlq)),
+        phase=phases["cloudflare"],
+        s3_proxy=proxies["cloudflare"],
         # the killed daemon's message stays leased for its 30-minute visibility;
         # let it come back now: it must be acked as a duplicate
-        after_runs=lambda: cloudflare_emulator.expire_leases(cf_queue) and None,
+        after_runs=lambda: _expire_leases(cloudflare_emulator, cf_queue),
     )
 
     scenarios = [local, standalone, cloudflare]
@@ -308,18 +434,29 @@ def test_kill_9_recovery_with_default_settings_on_every_queue(
             play(scenario, random.Random(seed), tmp_path / scenario.name)
         except BaseException as exc:  # reported after the other scenarios finished
             scenario.error = exc
+        finally:
+            _kill_left_over(scenario)
 
     threads = [
-        threading.Thread(target=run, args=pair) for pair in zip(scenarios, seeds, strict=True)
+        threading.Thread(target=run, args=pair, daemon=True)
+        for pair in zip(scenarios, seeds, strict=True)
     ]
     for thread in threads:
         thread.start()
+    ends = time.monotonic() + SCENARIO_SECONDS + 20
     for thread in threads:
-        thread.join(timeout=300)
+        thread.join(timeout=max(0.0, ends - time.monotonic()))
+    stuck = [s.name for s, t in zip(scenarios, threads, strict=True) if t.is_alive()]
+    for scenario in scenarios:
+        _kill_left_over(scenario)
     client.close()
+    for proxy in proxies.values():
+        proxy.stop()
     for scenario in scenarios:
         fault_report.record(f"kill_9_{scenario.name}", **scenario.result)
 
+    assert [] == stuck, f"scenarios still running after {SCENARIO_SECONDS + 20:.0f} s"
+    assert set(PHASES) == {s.phase for s in scenarios}
     for scenario in scenarios:
         if scenario.error is not None:
             raise scenario.error

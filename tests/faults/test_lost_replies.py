@@ -17,9 +17,9 @@ import stamina
 from atlasreg_cursor.adapters.standalone.redis_queue import RETRY_ATTEMPTS, RedisListQueue
 from atlasreg_cursor.domain.errors import LeaseExpired, QueueUnavailable
 from atlasreg_cursor.ports.queue import Delivery
+from tests.faults.report import FaultReport
 from tests.faults.support import (
     Daemon,
-    FaultReport,
     check,
     daemon_env,
     golds_on_disk,

@@ -58,8 +58,9 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 class ThrowawayRedis:
     """A redis-server process on a free port with its data in *directory*.
 
-    The append-only file is on (``appendfsync`` *fsync*), so a restart keeps
-    what was written.
+    The append-only file is on (``appendfsync`` *fsync*, ``always`` by
+    default), so a restart, or a crash of the server (:meth:`kill`), keeps
+    every write it answered.
     """
 
     port: int

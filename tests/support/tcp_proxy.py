@@ -8,7 +8,11 @@ It forwards every connection to a target and can, on demand:
   client never learns the outcome of a command that did run;
 - **go down**: :meth:`TcpProxy.down` closes the listening socket and resets
   every open connection, so the service looks stopped (connections refused)
-  until :meth:`TcpProxy.up`.
+  until :meth:`TcpProxy.up`;
+- **meet one request** (HTTP): :meth:`TcpProxy.hold_request` keeps the first
+  request whose bytes contain a marker from the server for a while (its
+  sender can be killed meanwhile), :meth:`TcpProxy.down_on_request` goes
+  down the moment such a request arrives (it is never forwarded).
 
 Counters (``commands``, ``dropped``, ``cuts``) tell the test what happened.
 """
@@ -89,6 +93,16 @@ class _Link:
                 sock.close()
 
 
+class _Trigger:
+    """What to do to the first request containing *needle*."""
+
+    def __init__(self, needle: bytes, action: str, seconds: float = 0.0) -> None:
+        self.needle = needle
+        self.action = action
+        self.seconds = seconds
+        self.arrived = threading.Event()
+
+
 class TcpProxy:
     """
     Forward ``127.0.0.1:<port>`` to *target_port* (see the module docstring).
@@ -107,6 +121,7 @@ class TcpProxy:
         self.cuts = 0
         self._every = 0
         self._targets: set[int] = set()
+        self._triggers: list[_Trigger] = []
         self._lock = threading.Lock()
         self._links: set[_Link] = set()
         self._listener: socket.socket | None = None
@@ -127,6 +142,38 @@ class TcpProxy:
         """Run the next command (after *skip* others) but lose its reply, once."""
         with self._lock:
             self._targets.add(self.commands + skip + 1)
+
+    def hold_request(self, needle: bytes, seconds: float) -> threading.Event:
+        """
+        Keep the next request containing *needle* from the server for *seconds*, then forward it.
+
+        Returns:
+            An event set when that request arrives.
+        """
+        trigger = _Trigger(needle, "hold", seconds)
+        with self._lock:
+            self._triggers.append(trigger)
+        return trigger.arrived
+
+    def down_on_request(self, needle: bytes) -> threading.Event:
+        """
+        Go down (as :meth:`down`) when a request containing *needle* arrives; it is not forwarded.
+
+        Returns:
+            An event set when that request arrived and the proxy went down.
+        """
+        trigger = _Trigger(needle, "down")
+        with self._lock:
+            self._triggers.append(trigger)
+        return trigger.arrived
+
+    def _triggered(self, data: bytes) -> _Trigger | None:
+        with self._lock:
+            for trigger in self._triggers:
+                if trigger.needle in data:
+                    self._triggers.remove(trigger)
+                    return trigger
+        return None
 
     def down(self) -> None:
         """Refuse new connections and reset the open ones."""
@@ -201,6 +248,14 @@ class TcpProxy:
                 if not data:
                     break
                 if not self.redis:
+                    trigger = self._triggered(data) if self._triggers else None
+                    if trigger is not None and trigger.action == "down":
+                        self.down()
+                        trigger.arrived.set()
+                        return
+                    if trigger is not None:
+                        trigger.arrived.set()
+                        time.sleep(trigger.seconds)
                     link.server.sendall(data)
                     continue
                 pending += data

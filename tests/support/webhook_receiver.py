@@ -4,14 +4,17 @@ Signatures are checked with the ``standardwebhooks`` package (Standard
 Webhooks ``v1``, one verification per secret) and with ``hmac`` for the
 legacy ``X-Signature``. Replies are programmed per call with
 :meth:`WebhookReceiver.program`; once the program runs out every request
-gets 200.
+gets 200. :meth:`WebhookReceiver.hold` keeps one chosen request waiting
+for its answer (a sender can be killed while it waits).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -42,6 +45,7 @@ class ReceivedRequest:
     standard_verified: tuple[str, ...]
     legacy_verified: bool
     status: int = 200
+    received_at: float = attrs.field(factory=time.time)
 
     def header(self, name: str) -> str | None:
         """Case-insensitive header lookup."""
@@ -93,6 +97,7 @@ class WebhookReceiver:
         self.secrets = secrets
         self._lock = threading.Lock()
         self._program: list[Reply] = []
+        self._holds: list[tuple[bytes, float, threading.Event]] = []
         self._requests: list[ReceivedRequest] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -116,6 +121,29 @@ class WebhookReceiver:
         """Answer the next requests with these statuses or replies, then 200."""
         with self._lock:
             self._program = [r if isinstance(r, Reply) else Reply(r) for r in replies]
+
+    def hold(self, needle: bytes, seconds: float) -> threading.Event:
+        """
+        Answer the next request whose body contains *needle* only after *seconds*.
+
+        Returns:
+            An event set when that request arrives (it is recorded at once).
+        """
+        arrived = threading.Event()
+        with self._lock:
+            self._holds.append((needle, seconds, arrived))
+        return arrived
+
+    def _held(self, body: bytes) -> float:
+        """Seconds to keep the request with *body* waiting (0 when none); its hold is used up."""
+        with self._lock:
+            for hold in self._holds:
+                needle, seconds, arrived = hold
+                if needle in body:
+                    self._holds.remove(hold)
+                    arrived.set()
+                    return seconds
+        return 0.0
 
     def start(self) -> None:
         """Serve in a background thread."""
@@ -158,13 +186,20 @@ class WebhookReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 reply = receiver._record("POST", self.path, dict(self.headers.items()), body)
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
+                time.sleep(receiver._held(body))
+                # the sender may be gone by now (killed while it waited)
+                with contextlib.suppress(ConnectionError):
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+
+            def finish(self) -> None:
+                with contextlib.suppress(ConnectionError):  # a sender killed mid-request
+                    super().finish()
 
             def log_message(self, format: str, *args: object) -> None:
                 return

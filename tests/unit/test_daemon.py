@@ -247,25 +247,31 @@ def test_a_store_without_conditional_writes_stops_the_daemon_before_it_starts(
     assert "daemon.refused" in [entry["event"] for entry in logs]
 
 
-def test_cloudflare_max_retries_below_max_attempts_is_a_start_up_warning(tmp_path: Path) -> None:
-    """The warning names the wrangler setting and CF_QUEUE_MAX_RETRIES."""
+@pytest.mark.parametrize(
+    ("max_retries", "warned"), [("3", True), ("5", True), ("9", True), ("10", False)]
+)
+def test_cloudflare_max_retries_below_max_attempts_plus_margin_is_a_start_up_warning(
+    tmp_path: Path, max_retries: str, warned: bool
+) -> None:
+    """Below MAX_ATTEMPTS (5) + 5, the warning names the wrangler setting and the value to set."""
     from atlasreg_cursor.entrypoints.startup import startup_checks
 
-    app = _app(tmp_path, MODE="cloudflare", CONFIG_BACKEND="file", STORAGE_BACKEND="file")
-    matched = _app(
+    app = _app(
         tmp_path,
         MODE="cloudflare",
         CONFIG_BACKEND="file",
         STORAGE_BACKEND="file",
-        CF_QUEUE_MAX_RETRIES="10",
+        CF_QUEUE_MAX_RETRIES=max_retries,
     )
 
     warnings = startup_checks(app)
 
-    assert 1 == len(warnings)
-    assert "max_retries=3" in warnings[0]
-    assert "CF_QUEUE_MAX_RETRIES" in warnings[0]
-    assert [] == startup_checks(matched)
+    assert warned == bool(warnings)
+    if warned:
+        [warning] = warnings
+        assert f"max_retries={max_retries} " in warning
+        assert "at least 10" in warning
+        assert "CF_QUEUE_MAX_RETRIES" in warning
 
 
 def test_watchlist_fields_that_do_nothing_are_start_up_warnings(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -143,4 +144,31 @@ def test_http_client_connection_error_is_transient() -> None:
         HttpClient(timeout=2).send("GET", "http://127.0.0.1:9/")
 
     assert info.value.status is None
+    assert info.value.maybe_applied is False  # never connected: it cannot have landed
     assert time.monotonic() - started < 5
+
+
+def test_http_client_reply_lost_after_sending_may_have_landed() -> None:
+    """A server that reads the request and hangs up: maybe_applied, and the request did arrive."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            got.append(conn.recv(65536))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(TransientHTTPError) as info:
+            HttpClient(timeout=5).send(
+                "POST", f"http://127.0.0.1:{listener.getsockname()[1]}/x", body=b"{}"
+            )
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+
+    assert (None, True) == (info.value.status, info.value.maybe_applied)
+    [request] = got
+    assert request.startswith(b"POST /x")

@@ -181,13 +181,13 @@ def _cloudflare_queue(s: Settings, app: Wiring) -> MessageQueue:
 
     if not s.cf_queue_id:
         raise _missing("CF_QUEUE_ID", "cloudflare queue")
-    # Without a DLQ queue, dead letters go to the App's storage (closed by the App).
-    dead_letter_store = None if s.cf_dlq_queue_id else app.storage
     return CloudflareQueue(
         _cloudflare_client(s, s.cf_queue_endpoint),
         queue_id=s.cf_queue_id,
         dlq_queue_id=s.cf_dlq_queue_id,
-        dead_letter_store=dead_letter_store,
+        # the dead letters' records (and, without a DLQ queue, the letters),
+        # in the App's storage (closed by the App)
+        dead_letter_store=app.storage,
         visibility_timeout=s.visibility_seconds,
     )
 

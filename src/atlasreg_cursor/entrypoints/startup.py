@@ -5,9 +5,11 @@
   with the fix.
 - An S3 backend that ignores ``If-None-Match`` on PUT would overwrite a
   published Gold: the daemon refuses to start (exactly-once depends on it).
-- A Cloudflare queue whose ``max_retries`` is below ``MAX_ATTEMPTS`` retires
-  messages before the service gives up on them: a warning with the wrangler
-  setting to change.
+- A Cloudflare queue whose ``max_retries`` is below ``MAX_ATTEMPTS`` plus
+  :data:`CF_DELIVERY_MARGIN` may retire a message (to its DLQ, or delete it)
+  while the service still retries its run: a warning with the wrangler
+  setting to change. The consumer's real ``max_retries`` cannot be read over
+  the API the service uses, so ``CF_QUEUE_MAX_RETRIES`` says what it is.
 - Watchlist keys the Cursor does not read (a misspelt field does nothing),
   and sources with a ``schedule`` while ``SCHEDULE`` is unset (it then means
   nothing): a warning each (:func:`watchlist_warnings`, also printed by
@@ -32,6 +34,12 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 log = structlog.get_logger()
+
+#: Deliveries of a message that do not start its run, which Cloudflare counts
+#: toward ``max_retries`` all the same: a copy deferred while another consumer
+#: works the run, a delivery whose lease ran out (its consumer died before the
+#: run's journal was written, or the pull's reply was lost).
+CF_DELIVERY_MARGIN = 5
 
 
 class StartupRefused(CursorError):
@@ -79,14 +87,17 @@ def _cloudflare_warnings(app: App) -> list[str]:
     settings = app.settings
     delivery_limit = queue_backend(settings).delivery_limit  # the queue retires messages itself
     limit = None if delivery_limit is None else delivery_limit(settings)
-    if limit is None or limit >= settings.max_attempts:
+    wanted = settings.max_attempts + CF_DELIVERY_MARGIN
+    if limit is None or limit >= wanted:
         return []
     return [
         f"the Cloudflare queue retires a message after max_retries={limit}"
-        f" deliveries (CF_QUEUE_MAX_RETRIES), before MAX_ATTEMPTS={settings.max_attempts} are"
-        " used: the journal sweep then carries failing runs, but set the consumer's"
-        f" max_retries to at least {settings.max_attempts + 5} (wrangler.toml"
-        " [[queues.consumers]] max_retries, or the dashboard) and CF_QUEUE_MAX_RETRIES to match"
+        f" deliveries (CF_QUEUE_MAX_RETRIES); a run may need MAX_ATTEMPTS={settings.max_attempts}"
+        f" of them, plus up to {CF_DELIVERY_MARGIN} that start nothing (copies deferred while"
+        " the run lives, leases that ran out): below that, Cloudflare may dead-letter a message"
+        " whose run still retries (the journal sweep carries the run on). Set the consumer's"
+        f" max_retries to at least {wanted} (wrangler.toml [[queues.consumers]] max_retries,"
+        " or the dashboard) and CF_QUEUE_MAX_RETRIES to match"
     ]
 
 

@@ -11,7 +11,9 @@ messages; never the token):
   codes) are retried by the shared HTTP layer
   (:mod:`atlasreg_cursor.adapters.http`: stamina, exponential backoff,
   ``Retry-After`` honoured up to :data:`MAX_RETRY_AFTER`), then
-  :class:`CloudflareUnavailable`;
+  :class:`CloudflareUnavailable`; a request that is not safe to repeat
+  (``retry_unanswered=False``) is not sent again once it may have reached
+  the API unanswered: :class:`CloudflareUnanswered`;
 - 401/403, unknown or malformed queue (10104, 10106, 10107), unknown KV
   namespace (10013) and "no route" (7003) are
   :class:`CloudflareConfigurationError`, with a hint naming the setting to check;
@@ -59,6 +61,7 @@ __all__ = [
     "CloudflareAPIError",
     "CloudflareClient",
     "CloudflareConfigurationError",
+    "CloudflareUnanswered",
     "CloudflareUnavailable",
     "RawResponse",
     "api_base",
@@ -108,6 +111,10 @@ class CloudflareAPIError(Exception):
 
 class CloudflareUnavailable(CloudflareAPIError):
     """Raised when the API cannot be reached or keeps answering 429/5xx."""
+
+
+class CloudflareUnanswered(CloudflareUnavailable):
+    """Raised when a request may have reached the API and no answer came (it may have landed)."""
 
 
 class CloudflareConfigurationError(CloudflareAPIError):
@@ -217,18 +224,24 @@ class CloudflareClient:
         *,
         body: Any = None,
         query: Mapping[str, str | int] | None = None,
+        retry_unanswered: bool = True,
     ) -> dict[str, Any]:
         """
         Send a JSON request and return the whole success envelope.
 
+        Args:
+            retry_unanswered: send again after a connection broke once the
+                request was sent; ``False`` for a request not safe to repeat.
+
         Raises:
             CloudflareConfigurationError: a setting is wrong (fatal).
+            CloudflareUnanswered: not sent again; it may have landed.
             CloudflareUnavailable: the API could not be reached or kept failing.
             CloudflareAPIError: any other error answer.
         """
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
-        response = self._call(method, path, payload, headers, query)
+        response = self._call(method, path, payload, headers, query, retry_unanswered)
         doc, _, _ = _envelope_errors(response.data)
         if doc is None:
             raise CloudflareUnavailable(
@@ -244,16 +257,21 @@ class CloudflareClient:
         *,
         body: Any = None,
         query: Mapping[str, str | int] | None = None,
+        retry_unanswered: bool = True,
     ) -> Any:
         """
         Send a JSON request and return the envelope's ``result`` (``None`` if absent).
 
         Raises:
             CloudflareConfigurationError: a setting is wrong (fatal).
+            CloudflareUnanswered: not sent again (``retry_unanswered=False``); it may have landed.
             CloudflareUnavailable: the API could not be reached or kept failing.
             CloudflareAPIError: any other error answer.
         """
-        return self.request_envelope(method, path, body=body, query=query).get("result")
+        envelope = self.request_envelope(
+            method, path, body=body, query=query, retry_unanswered=retry_unanswered
+        )
+        return envelope.get("result")
 
     def request_raw(
         self,
@@ -292,13 +310,27 @@ class CloudflareClient:
         body: bytes | None,
         headers: Mapping[str, str],
         query: Mapping[str, str | int] | None,
+        retry_unanswered: bool = True,
     ) -> RawResponse:
         url = self.url(path)
         if query:
             url += "?" + urllib.parse.urlencode({k: str(v) for k, v in query.items()})
+
+        def once() -> RawResponse:
+            try:
+                return self._once(method, path, url, body, headers)
+            except TransientHTTPError as exc:
+                if retry_unanswered or not exc.maybe_applied:
+                    raise
+                # not a TransientHTTPError: the retry policy lets it through
+                raise CloudflareUnanswered(
+                    f"Cloudflare API {method} {path}: no answer after the request was sent"
+                    f" ({exc.reason.split(':', 1)[0]}); not sent again, it may have landed"
+                ) from None
+
         try:
             return retrying(
-                lambda: self._once(method, path, url, body, headers),
+                once,
                 attempts=self._attempts,
                 timeout=self._retry_timeout,
                 wait_initial=0.5,

@@ -21,13 +21,24 @@ object store under ``dead-letters/<date>/<queue_message_id>.json``. ``send`` pub
 ``json`` when that is lossless (compact JSON, as ``enqueue`` writes it),
 else as ``text``; the API returns no id, so ``send`` returns a local UUID.
 
-Re-running after a lost reply: ``ack`` and ``retry`` name a lease, and
-Cloudflare accepts an ack or retry of a lease already settled (at most a
-warning), so repeating one changes nothing. The publish API has no
-idempotency key, so a publish retried after its reply was lost can land
-twice; the two copies carry the same body, and so the same producer's
-``message_id`` (``enqueue`` always sets one), which is what the service derives the run
-from: the second copy is acked as a duplicate of the first one's run.
+Re-running after a lost reply (the client sends again by itself, the caller
+may too):
+
+- ``ack`` and ``retry`` name a lease. An ack of a lease already acked finds
+  no message and changes nothing; Cloudflare accepts an ack after the lease
+  expired, even once the message went to another consumer (processing must
+  be idempotent), so a repeated ack never brings a message back. A repeated
+  retry puts the message back again (its delay counted anew).
+- A pull whose reply was lost leased its messages to nobody: they stay
+  invisible until the visibility timeout (``VISIBILITY_TIMEOUT_SECONDS``),
+  then come back with one more attempt. Nothing is lost; they are late.
+- ``dead_letter`` first writes a create-only record of the letter in the
+  object store (:mod:`._dead_letters`), so a re-run publishes no second
+  letter; a DLQ publish that may have landed unanswered is not sent again.
+- The publish API has no idempotency key, so a ``send`` retried after its
+  reply was lost can land twice; the two copies carry the same body, and so
+  the same ``message_id`` (``enqueue`` always sets one), which is what the
+  service derives the run from: the second copy is acked as a duplicate.
 
 Cloudflare cannot renew a lease over HTTP (``extend`` is a no-op) and
 accepts late acks silently, so processing must stay idempotent. ``stats``
@@ -45,7 +56,6 @@ import binascii
 import datetime as dt
 import json
 import math
-import re
 import threading
 import time
 import uuid
@@ -57,16 +67,16 @@ from atlasreg_cursor.domain.errors import (
     QueueConfigurationError,
     QueueError,
     QueueUnavailable,
-    StorageError,
 )
-from atlasreg_cursor.domain.hashing import canonical_bytes
 from atlasreg_cursor.ports.queue import Delivery, QueueStats
 from atlasreg_cursor.ports.storage import ObjectStore
 
+from ._dead_letters import DeadLetterRecords, Record, State, dead_letter_body
 from ._http import (
     CloudflareAPIError,
     CloudflareClient,
     CloudflareConfigurationError,
+    CloudflareUnanswered,
     CloudflareUnavailable,
 )
 
@@ -75,8 +85,6 @@ log = structlog.get_logger()
 MAX_BATCH = 100
 MAX_DELAY_SECONDS = 43_200
 MAX_VISIBILITY_SECONDS = 43_200.0
-DEAD_LETTER_PREFIX = "dead-letters"
-_SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def decode_body(body: Any, metadata: Any) -> bytes:
@@ -146,18 +154,6 @@ def publish_payload(body: bytes) -> dict[str, Any]:
     return {"body": text, "content_type": "text"}
 
 
-def _dead_letter_body(body: bytes) -> tuple[Any, str]:
-    """The original body as JSON if it is JSON, else text, else base64."""
-    try:
-        return json.loads(body), "json"
-    except (ValueError, UnicodeDecodeError):
-        pass
-    try:
-        return body.decode("utf-8"), "text"
-    except UnicodeDecodeError:
-        return base64.b64encode(body).decode("ascii"), "base64"
-
-
 class CloudflareQueue:
     """
     A Cloudflare Queue consumed with HTTP pulls.
@@ -166,7 +162,9 @@ class CloudflareQueue:
         client: the account's API client (closed by :meth:`close`).
         queue_id: ``CF_QUEUE_ID``.
         dlq_queue_id: ``CF_DLQ_QUEUE_ID``, where dead letters are published.
-        dead_letter_store: where dead letters go when there is no DLQ queue.
+        dead_letter_store: where the dead letters' records are kept (what
+            makes ``dead_letter`` safe to re-run), and the letters too when
+            there is no DLQ queue.
         visibility_timeout: seconds a pulled message stays leased (≤ 12 h).
         batch_size: most messages per pull (≤ 100).
         poll_min: first pause after an empty pull, in seconds.
@@ -196,7 +194,9 @@ class CloudflareQueue:
         self._client = client
         self.queue_id = queue_id
         self.dlq_queue_id = dlq_queue_id or None
-        self._store = dead_letter_store
+        self._records = (
+            None if dead_letter_store is None else DeadLetterRecords(dead_letter_store, queue_id)
+        )
         self._visibility_ms = max(1, int(visibility_timeout * 1000))
         self._batch_size = batch_size
         self._poll_min = poll_min
@@ -304,12 +304,17 @@ class CloudflareQueue:
         """
         Publish *delivery* with *reason* to the DLQ queue (or the store), then ack.
 
+        Safe to re-run: the letter's record in the store is written first
+        and read back on a re-run (:mod:`._dead_letters`), so the letter is
+        published once, or, when a publish went unanswered, at most once.
+
         Raises:
-            QueueUnavailable: the API or the store could not be reached.
+            QueueUnavailable: the API or the store could not be reached, or
+                the publish went unanswered (a re-run does not publish again).
             QueueConfigurationError: the DLQ queue id is wrong.
         """
-        body, encoding = _dead_letter_body(delivery.body)
-        letter = {
+        body, encoding = dead_letter_body(delivery.body)
+        letter: dict[str, Any] = {
             "body": body,
             "body_encoding": encoding,
             "reason": reason,
@@ -318,23 +323,10 @@ class CloudflareQueue:
             "queue_id": self.queue_id,
             "dead_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
-        if self.dlq_queue_id:
-            self._call(
-                f"queues/{self.dlq_queue_id}/messages",
-                {"body": letter, "content_type": "json"},
-                dlq=True,
-            )
-            where = f"queue:{self.dlq_queue_id}"
-        elif self._store is not None:
-            where = self._store_dead_letter(delivery.queue_message_id, letter)
-        else:
-            where = "dropped"
-            log.error(
-                "queue.dead_letter_dropped",
-                queue_id=self.queue_id,
-                queue_message_id=delivery.queue_message_id,
-                reason=reason,
-            )
+        record = None
+        if self._records is not None:
+            record = self._records.claim(delivery.queue_message_id, letter)
+        where = self._deliver(delivery, record.letter if record else letter, record)
         self.ack(delivery)
         log.info(
             "queue.dead_lettered",
@@ -344,19 +336,56 @@ class CloudflareQueue:
             where=where,
         )
 
-    def _store_dead_letter(self, queue_message_id: str, letter: dict[str, Any]) -> str:
-        day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-        safe_id = _SAFE_ID.sub("_", queue_message_id)[:200] or uuid.uuid4().hex
-        key = f"{DEAD_LETTER_PREFIX}/{day}/{safe_id}.json"
-        assert self._store is not None
+    def _deliver(self, delivery: Delivery, letter: dict[str, Any], record: Record | None) -> str:
+        """Put *letter* where dead letters go, unless its record says it went already."""
+        records = self._records
+        if record is not None and record.state == "sent":
+            return record.where or "sent before"
+        if self.dlq_queue_id:
+            where = f"queue:{self.dlq_queue_id}"
+            if record is not None and record.state == "unconfirmed":
+                log.warning(
+                    "queue.dead_letter_unconfirmed",
+                    queue_id=self.queue_id,
+                    queue_message_id=delivery.queue_message_id,
+                    record=record.key,
+                )
+                return f"{where} (unconfirmed; the letter is kept at store:{record.key})"
+            self._publish_letter(letter, record)
+        elif records is not None:
+            where = records.put_letter(letter)
+        else:
+            log.error(
+                "queue.dead_letter_dropped",
+                queue_id=self.queue_id,
+                queue_message_id=delivery.queue_message_id,
+                reason=letter.get("reason"),
+            )
+            return "dropped"
+        if records is not None and record is not None:
+            self._mark(records, record, "sent", where)
+        return where
+
+    def _publish_letter(self, letter: dict[str, Any], record: Record | None) -> None:
+        """Publish *letter* to the DLQ queue; once sent unanswered, never again."""
+        path = f"queues/{self.dlq_queue_id}/messages"
+        once = record is not None
         try:
-            self._store.put(key, canonical_bytes(letter), content_type="application/json")
-        except StorageError as exc:
-            error = QueueUnavailable if exc.transient else QueueError
-            raise error(
-                f"dead letter {queue_message_id} could not be stored at {key}: {exc}"
-            ) from exc
-        return f"store:{key}"
+            self._call(path, {"body": letter, "content_type": "json"}, dlq=True, once=once)
+        except _Unanswered:
+            if self._records is not None and record is not None:
+                self._mark(self._records, record, "unconfirmed")
+            raise
+
+    @staticmethod
+    def _mark(
+        records: DeadLetterRecords, record: Record, state: State, where: str | None = None
+    ) -> None:
+        """Write *record*'s new state; a failure is logged (the ack follows, a re-run is rare)."""
+        try:
+            records.mark(record, state, where)
+        except QueueError as exc:
+            log.warning("queue.dead_letter_record_failed", record=record.key, error=str(exc))
 
     # --- producing and the rest ------------------------------------------------
 
@@ -393,10 +422,20 @@ class CloudflareQueue:
         self._closed.set()
         self._client.close()
 
-    def _call(self, path: str, body: dict[str, Any], *, dlq: bool = False) -> Any:
-        """POST *body* to *path*; translate client errors into queue errors."""
+    def _call(
+        self, path: str, body: dict[str, Any], *, dlq: bool = False, once: bool = False
+    ) -> Any:
+        """
+        POST *body* to *path*; translate client errors into queue errors.
+
+        Args:
+            once: not sent again once it may have landed unanswered
+                (:class:`_Unanswered` then).
+        """
         try:
-            return self._client.request_json("POST", path, body=body)
+            return self._client.request_json("POST", path, body=body, retry_unanswered=not once)
+        except CloudflareUnanswered as exc:
+            raise _Unanswered(str(exc)) from exc
         except CloudflareConfigurationError as exc:
             what = "dead-letter queue (CF_DLQ_QUEUE_ID)" if dlq else "queue"
             raise QueueConfigurationError(f"{what} {path.split('/')[1]}: {exc}") from exc
@@ -404,3 +443,7 @@ class CloudflareQueue:
             raise QueueUnavailable(str(exc)) from exc
         except CloudflareAPIError as exc:
             raise QueueError(str(exc)) from exc
+
+
+class _Unanswered(QueueUnavailable):
+    """A publish that may have landed: the API got it and no answer came."""

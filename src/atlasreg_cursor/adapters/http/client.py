@@ -78,7 +78,8 @@ class HttpClient:
             The response, whatever its status unless the status is retryable.
 
         Raises:
-            TransientHTTPError: a connection error, or a 408/429/5xx answer.
+            TransientHTTPError: a connection error (``maybe_applied`` unless the
+                connection was never made), or a 408/429/5xx answer.
             ResponseTooLarge: the answer is over ``max_body``.
         """
         sent = {"User-Agent": self.user_agent, **(headers or {})}
@@ -97,14 +98,18 @@ class HttpClient:
                 preload_content=False,
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise TransientHTTPError(f"{type(exc).__name__}: {exc}") from None
+            # Only a connection never made is sure not to have reached the server.
+            unsent = isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
+            raise TransientHTTPError(
+                f"{type(exc).__name__}: {exc}", maybe_applied=not unsent
+            ) from None
         try:
             data = self._read(response, url) if read_body else b""
             if not read_body:
                 response.drain_conn()
         except urllib3.exceptions.HTTPError as exc:
             response.close()
-            raise TransientHTTPError(f"{type(exc).__name__}: {exc}") from None
+            raise TransientHTTPError(f"{type(exc).__name__}: {exc}", maybe_applied=True) from None
         finally:
             response.release_conn()
         result = HttpResponse(

@@ -46,6 +46,9 @@ class TransientHTTPError(Exception):
 
     That is a connection error, or a 408, 429 or 5xx answer (then
     ``status``, ``retry_after`` and the ``response`` are set).
+    ``maybe_applied`` is true when the request may have reached the server
+    and no answer came (the connection broke after it was sent, or the read
+    timed out): a request that is not idempotent may have taken effect.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class TransientHTTPError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         response: HttpResponse | None = None,
+        maybe_applied: bool = False,
     ) -> None:
         reason = redact_text(reason)
         super().__init__(reason)
@@ -62,6 +66,7 @@ class TransientHTTPError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.response = response
+        self.maybe_applied = maybe_applied
 
 
 class ResponseTooLarge(Exception):

@@ -28,13 +28,15 @@ def durability_warnings(
             warnings.append(
                 'Redis has no persistence (appendonly no, save ""): a restart loses every'
                 " queued and in-flight message. Fix: appendonly yes and appendfsync"
-                " everysec in redis.conf (or CONFIG SET appendonly yes)"
+                " always in redis.conf (or CONFIG SET appendonly yes, CONFIG SET"
+                " appendfsync always)"
             )
         else:
             warnings.append(
                 "Redis keeps the queue in RDB snapshots only (appendonly no): a crash"
                 " loses what changed since the last snapshot. Fix: appendonly yes and"
-                " appendfsync everysec in redis.conf (or CONFIG SET appendonly yes)"
+                " appendfsync always in redis.conf (or CONFIG SET appendonly yes,"
+                " CONFIG SET appendfsync always)"
             )
     policy = text(memory.get("maxmemory_policy", "noeviction"))
     if policy != "noeviction":
