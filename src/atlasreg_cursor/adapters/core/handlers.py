@@ -38,6 +38,8 @@ Core's own fetchers must keep their guard too (SECURITY.md).
 Third-party handlers register under the entry-point group
 ``atlasreg_cursor.handlers`` (name = ``handler_id``, object = the handler,
 or a class made with no arguments); built-in ids cannot be replaced.
+``CoreExecutor.run_source`` vets the ``url_feed`` before calling any
+handler, so a plugin never gets a URL the guard refuses.
 
 Settings read (by the composition root): ``SCRAPY_PROJECT_PATH``,
 ``ALLOW_PRIVATE_SOURCES``.
