@@ -162,7 +162,7 @@ class LocalExecutor:
             raise HandlerNotAvailable(f"handler {handler} is not available in local mode")
         generic = self._generic_spec(source)
         if source.url_feed:
-            check_source_url(source.url_feed, allow_private=self.allow_private_sources)
+            self._vet(source.url_feed)
         if source.spider_id and self.scrapy_project_path is not None:
             spec = project_spec(
                 source.spider_id,
@@ -178,6 +178,13 @@ class LocalExecutor:
         outcome = self.crawls.crawl(run.run_id, source.id, spec, timeout=source.timeout_seconds)
         items = judge(outcome, source.id)
         return items_to_documents(items, source), len(items)
+
+    def _vet(self, url: str) -> None:
+        """Vet *url* with the download client's rules (only its syntax when private is allowed)."""
+        if self.allow_private_sources:
+            check_source_url(url, allow_private=True)
+        else:
+            self._http.vet(url)
 
     def _generic_spec(self, source: SourceConfig) -> dict[str, Any] | None:
         """The built-in spider's crawl spec, or ``None`` without its config."""

@@ -5,7 +5,8 @@ Usage: ``python -m atlasreg_cursor.adapters.local.spider_runner CONFIG.json EVEN
 
 ``CONFIG.json``: ``{"policy": {max_per_host, obey_robots, download_delay,
 autothrottle, user_agent, concurrent_requests, retry_times, retry_backoff},
-"allow_private", "project", "scratch"}``.
+"allow_private", "project", "scratch"}`` (tests add ``stub_network``, see
+:mod:`.resolver`; nothing else sets it).
 
 Commands arrive as JSON lines on stdin:
 

@@ -26,7 +26,7 @@ from atlasreg_cursor.adapters.core.crawl_process import PARENT_PID_ENV
 from . import middlewares
 from .middlewares import is_robots_txt
 from .report import SourceReport
-from .resolver import AddressBook, VettingResolver
+from .resolver import AddressBook, StubNetwork, VettingResolver
 from .spiders import GenericSource, SourcesSpider, generic_source
 
 ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
@@ -78,6 +78,7 @@ def generic_settings(policy: Mapping[str, Any]) -> Settings:
         "LOG_LEVEL": "WARNING",
         "TELNETCONSOLE_ENABLED": False,
         "COOKIES_ENABLED": False,
+        "HTTPPROXY_ENABLED": False,  # a proxy resolves names itself: no vetted address
         "DOWNLOAD_MAXSIZE": 20 * 2**20,
         "DOWNLOAD_HANDLERS": dict(_NO_HANDLERS),
         "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
@@ -104,6 +105,7 @@ def project_settings(
         "LOG_LEVEL": "WARNING",
         "LOG_FILE": None,
         "TELNETCONSOLE_ENABLED": False,
+        "HTTPPROXY_ENABLED": False,
         "DOWNLOAD_TIMEOUT": float(spec.get("download_timeout") or 60.0),
         "DOWNLOAD_HANDLERS": {**settings.getdict("DOWNLOAD_HANDLERS"), **_NO_HANDLERS},
         middlewares.DEADLINE_SETTING: deadline,
@@ -411,7 +413,11 @@ def main(argv: list[str] | None = None) -> int:
 
     reactor: Any = installed
     configure_logging({"LOG_LEVEL": "WARNING"}, install_root_handler=True)
-    middlewares.ADDRESS_BOOK = AddressBook(allow_private=bool(config.get("allow_private")))
+    stub = config.get("stub_network")
+    middlewares.ADDRESS_BOOK = AddressBook(
+        allow_private=bool(config.get("allow_private")),
+        network=StubNetwork.from_config(stub) if isinstance(stub, dict) else None,
+    )
     VettingResolver(reactor, middlewares.ADDRESS_BOOK).install()
     service = CrawlService(config, emit, reactor)
     threading.Thread(
