@@ -202,6 +202,44 @@ def test_json_pages_are_parsed_strictly(
     ]
 
 
+def test_max_items_stops_each_scrapy_source(
+    net: FakeInternet, site: RecordingServer, tmp_path: Path
+) -> None:
+    """A source's max_items (5) stops an API source and a project spider of 20 items."""
+    titles = [f"t{n:02d}" for n in range(20)]
+    articles = "".join(f"<article><h2><a href='/n/{t}'>{t}</a></h2></article>" for t in titles)
+    site.routes["/api"] = json_page(*titles)
+    site.routes["/noticias/"] = lambda h, _q: send(
+        h, 200, articles.encode(), {"Content-Type": "text/html"}
+    )
+    feed = {"url_feed": "http://news.test/api", "api": API}
+    news = {"url_feed": "http://news.test/noticias/", "spider_id": "sample_news"}
+    watchlist = parse_watchlist(
+        {
+            "sources": [
+                {"id": "api", "handler_id": "SCRAPY_CVM_API", "max_items": 5, **feed},
+                {"id": "proj", "handler_id": "SCRAPY_NEWSROOM_PLAYER", "max_items": 5, **news},
+                {"id": "api-all", "handler_id": "SCRAPY_CVM_API", "max_items": 20, **feed},
+            ]
+        }
+    )
+
+    with crawl_sessions(net, tmp_path, project_path=PROJECT) as crawls:
+        executor = LocalExecutor(
+            work_dir=tmp_path, scrapy_project_path=PROJECT, http=net.client(), crawls=crawls
+        )
+        capped = []
+        for source in watchlist.sources[:2]:
+            with pytest.raises(SourceFailed) as info:
+                executor.run_source(source, RUN)
+            capped.append(info.value)
+        whole = executor.run_source(watchlist.sources[2], RUN)
+
+    assert ["too_many_items", "too_many_items"] == [e.error_type for e in capped]
+    assert all("more than 5 items" in str(e) for e in capped)
+    assert 20 == whole.items_count
+
+
 def test_file_pagination_is_refused_even_with_private_sources_allowed(
     net: FakeInternet, site: RecordingServer, tmp_path: Path
 ) -> None:

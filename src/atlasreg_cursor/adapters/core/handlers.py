@@ -278,6 +278,7 @@ def scrapy_handler(source: SourceConfig, run: RunContext, core: CoreServices) ->
             spider_args,
             download_timeout=download_timeout_for(source.timeout_seconds),
             options=source.crawl,
+            max_items=source.max_items,
         )
         outcome = crawls.crawl(run.run_id, source.id, spec, timeout=source.timeout_seconds)
         items = judge(outcome, source.id)

@@ -170,6 +170,7 @@ class LocalExecutor:
                 fallback=generic,
                 download_timeout=download_timeout_for(source.timeout_seconds),
                 options=source.crawl,
+                max_items=source.max_items,
             )
         elif generic is not None:
             spec = generic
@@ -194,6 +195,7 @@ class LocalExecutor:
             "url": source.url_feed,
             "download_timeout": download_timeout_for(source.timeout_seconds),
             "max_pages": source.raw.get("max_pages"),
+            "max_items": source.max_items,
             "crawl": crawl_options(source.crawl),
         }
         if source.handler_id in NEWSROOM_HANDLERS and source.selectors:

@@ -33,8 +33,10 @@ A ``spec`` says what to crawl:
   (with the project's settings under the Cursor's politeness and guard);
   when the project has no such spider, ``fallback`` (a generic spec) runs.
 
-Every spec may carry ``download_timeout`` and ``crawl`` (the source's
-politeness overrides: ``max_per_host``, ``download_delay``, ``obey_robots``,
+Every spec may carry ``download_timeout``, ``max_items`` (the source's
+cap, default 50,000: one item more stops the source and its ``done`` stats
+say ``atlasreg/too_many_items``) and ``crawl`` (the source's politeness
+overrides: ``max_per_host``, ``download_delay``, ``obey_robots``,
 ``autothrottle``, ``retry_times``, ``user_agent``).
 
 The generic newsroom and API sources share ONE crawler and so one

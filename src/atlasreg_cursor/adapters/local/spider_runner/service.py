@@ -164,7 +164,9 @@ class CrawlService:
                 self._emit(report.event())
 
     def _crawl(self, key: str, spec: dict[str, Any], deadline: float) -> None:
-        report = SourceReport(key, self.scratch / f"items-{next(self._files)}.jsonl")
+        report = SourceReport(
+            key, self.scratch / f"items-{next(self._files)}.jsonl", max_items=spec.get("max_items")
+        )
         if spec.get("kind") == "project":
             try:
                 spec = self._start_project(key, spec, deadline, report)
@@ -325,11 +327,14 @@ class CrawlService:
 
 
 def _record_project(crawler: Crawler, report: SourceReport) -> None:
-    """Items, callback errors and HTTP errors of a project spider's crawler."""
+    """Items, callback errors and HTTP errors of a project spider (stopped past its cap)."""
     from itemadapter import ItemAdapter
 
     def on_item(item: Any, **_: Any) -> None:
+        was_over = report.overflowed
         report.item(ItemAdapter(item).asdict() if ItemAdapter.is_item(item) else {"value": item})
+        if report.overflowed and not was_over:
+            deferred_from_coro(crawler.stop_async()).addErrback(lambda _: None)
 
     def on_error(failure: Any, response: Any = None, **_: Any) -> None:
         where = f" ({response.url})" if response is not None else ""

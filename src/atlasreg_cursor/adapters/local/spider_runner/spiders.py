@@ -7,7 +7,8 @@ counts its outstanding requests: one is added for each request the spider
 makes, and one is taken away when that request's callback or errback has
 run (a retry or a redirect replaces its request and keeps the count). At
 zero the source is done; at its deadline it is done too, and its queued
-requests are dropped.
+requests are dropped, as they are when it yields more items than its
+``max_items`` (the report then says ``too_many_items``).
 
 A JSON API page is read by :func:`api_page` with the strict JSON parser
 (:func:`~atlasreg_cursor.adapters.http.parse_json`): no ``NaN`` or
@@ -337,6 +338,9 @@ class SourcesSpider(scrapy.Spider):
                     self._newsroom(source, response, page)
                 else:
                     self._api(source, response, page)
+                if source.report.overflowed:  # past max_items: stop the source now
+                    self._finish(source, timed_out=False)
+                    self._drop_queued(source.key)
         except Exception as exc:  # a page the source's config cannot read
             assert source is not None
             source.report.count(f"spider_exceptions/{type(exc).__name__}")
