@@ -205,10 +205,16 @@ def test_json_pages_are_parsed_strictly(
 def test_max_items_stops_each_scrapy_source(
     net: FakeInternet, site: RecordingServer, tmp_path: Path
 ) -> None:
-    """A source's max_items (5) stops an API source and a project spider of 20 items."""
+    """
+    A source's max_items (5) stops an API source and a project spider of 20
+    items, and a source whose first page fills the cap exactly still reads the
+    next page, whose one item is one too many.
+    """
     titles = [f"t{n:02d}" for n in range(20)]
     articles = "".join(f"<article><h2><a href='/n/{t}'>{t}</a></h2></article>" for t in titles)
     site.routes["/api"] = json_page(*titles)
+    site.routes["/five"] = json_page(*titles[:5], next_url="/one-more")
+    site.routes["/one-more"] = json_page("t99")
     site.routes["/noticias/"] = lambda h, _q: send(
         h, 200, articles.encode(), {"Content-Type": "text/html"}
     )
@@ -219,6 +225,13 @@ def test_max_items_stops_each_scrapy_source(
             "sources": [
                 {"id": "api", "handler_id": "SCRAPY_CVM_API", "max_items": 5, **feed},
                 {"id": "proj", "handler_id": "SCRAPY_NEWSROOM_PLAYER", "max_items": 5, **news},
+                {
+                    "id": "paged",
+                    "handler_id": "SCRAPY_CVM_API",
+                    "max_items": 5,
+                    "url_feed": "http://news.test/five",
+                    "api": API,
+                },
                 {"id": "api-all", "handler_id": "SCRAPY_CVM_API", "max_items": 20, **feed},
             ]
         }
@@ -229,13 +242,13 @@ def test_max_items_stops_each_scrapy_source(
             work_dir=tmp_path, scrapy_project_path=PROJECT, http=net.client(), crawls=crawls
         )
         capped = []
-        for source in watchlist.sources[:2]:
+        for source in watchlist.sources[:3]:
             with pytest.raises(SourceFailed) as info:
                 executor.run_source(source, RUN)
             capped.append(info.value)
-        whole = executor.run_source(watchlist.sources[2], RUN)
+        whole = executor.run_source(watchlist.sources[3], RUN)
 
-    assert ["too_many_items", "too_many_items"] == [e.error_type for e in capped]
+    assert ["too_many_items"] * 3 == [e.error_type for e in capped]
     assert all("more than 5 items" in str(e) for e in capped)
     assert 20 == whole.items_count
 

@@ -264,7 +264,7 @@ class SourcesSpider(scrapy.Spider):
         self._drop_queued(key)
 
     def _follow(self, source: GenericSource, url: str, *, page: int) -> None:
-        if url in source.seen or source.report.full:
+        if url in source.seen or source.report.overflowed:
             return
         source.seen.add(url)
         try:
