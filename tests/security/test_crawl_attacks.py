@@ -5,8 +5,8 @@ newsroom, API and project sources run) with ``ALLOW_PRIVATE_SOURCES`` unset
 unless it says otherwise. Fake public names reach loopback test sites
 through the process's stub network (``netlab.FakeInternet.stub_network``);
 a loopback address the guard let through would be dialled as is, so the
-session's internal server — which must get no connection at all, checked
-after each test — sees any hole.
+internal server — which must get no connection at all, checked after each
+test — sees any hole.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def api_spec(url: str, **extra: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def crawl_sessions(net: FakeInternet, tmp_path: Path, **kwargs: Any) -> Iterator[CrawlSessions]:
-    """Crawl sessions on *net* as it is now (its names and sites are copied at start)."""
+    """A ``CrawlSessions`` on *net* as it is now (its names and sites are copied at start)."""
     sessions = CrawlSessions(
         work_dir=tmp_path / "crawls", policy=POLICY, stub_network=net.stub_network(), **kwargs
     )
