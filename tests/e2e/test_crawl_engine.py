@@ -1,4 +1,7 @@
-"""The crawl engine end to end: politeness, the guard and the crawl process's environment.
+"""The crawl engine end to end: politeness, retries, per-host limits, a wedged spider.
+
+The guard and the crawl process's environment are tested in
+``tests/security/test_crawl_attacks.py`` (under the zero-request check).
 
 Every crawl runs in one real crawl process (one per test module's run) against
 small loopback servers made for each test (a fresh port, so robots.txt and
@@ -25,7 +28,7 @@ from atlasreg_cursor.adapters.core.crawl_process import (
     CrawlSessions,
     default_user_agent,
 )
-from atlasreg_cursor.adapters.core.scrapy import judge, run_project_spider
+from atlasreg_cursor.adapters.core.scrapy import judge
 from atlasreg_cursor.domain.errors import SourceFailed
 
 pytestmark = pytest.mark.scrapy
@@ -189,21 +192,6 @@ def test_user_agent_names_the_product_and_a_source_may_set_its_own(crawls: Crawl
     assert "MeuRobo/1.0 (+https://example.org/robo)" == agents[-1]
 
 
-def test_file_pagination_link_is_refused_even_with_private_sources_allowed(
-    crawls: CrawlSessions, tmp_path: Path
-) -> None:
-    """A next link to file:// is never read: http and https only, always."""
-    secret = tmp_path / "segredo.json"
-    secret.write_text(json.dumps({"data": {"items": [{"title": "CONTEUDO-DO-ARQUIVO"}]}}))
-    with site({"/api": lambda _: (200, {}, json_items("pagina-1", next_url=secret.as_uri()))}) as s:
-        outcome = crawls.crawl(RUN, "file", api_spec(s.url("/api")), timeout=30)
-
-    items = judge(outcome, "file")
-    assert ["pagina-1"] == [i["title"] for i in items]
-    assert "CONTEUDO-DO-ARQUIVO" not in json.dumps(items)
-    assert any("only http and https" in e for e in outcome.errors)
-
-
 def test_per_source_delay_spaces_requests_to_its_host(crawls: CrawlSessions) -> None:
     """A crawl block's download_delay spaces the pages of its host."""
     pages = {
@@ -219,55 +207,6 @@ def test_per_source_delay_spaces_requests_to_its_host(crawls: CrawlSessions) -> 
 
     assert ["1", "2", "3"] == [i["title"] for i in judge(outcome, "devagar")]
     assert all(b - a >= 0.25 for a, b in itertools.pairwise(times)), times
-
-
-def test_crawl_process_gets_an_allow_listed_environment(
-    crawls: CrawlSessions, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Secrets of the Cursor never reach the crawl process; CRAWL_ENV_ALLOW names pass."""
-    sentinels = {
-        "HOOK_HMAC_SECRET": "sentinel-hook",
-        "CF_API_TOKEN": "sentinel-cf",
-        "R2_SECRET_KEY": "sentinel-r2",
-        "MINIO_SECRET_KEY": "sentinel-minio",
-        "DATABASE_URL": "postgresql://u:sentinel-db@h/db",
-        "AIRFLOW_PASSWORD": "sentinel-airflow",
-    }
-    for name, value in sentinels.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ATLASREG_TEST_PASSED", "yes")
-    run = "run_c0ffee000002"
-    try:
-        with site({"/api": lambda _: (200, {}, json_items("a"))}) as s:
-            crawls.crawl(run, "env", api_spec(s.url("/api")), timeout=30)
-        pid = crawls.running()[run]
-        environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
-    finally:
-        crawls.close_run(run)
-
-    assert not [v for v in sentinels.values() if v in environ]
-    assert "ATLASREG_TEST_PASSED=yes" in environ.split("\0")
-
-
-def test_project_spider_runs_with_the_guard(tmp_path: Path) -> None:
-    """Project spiders are guarded too: a private address is refused by default."""
-    with site(
-        {"/noticias/": lambda _: (200, {}, b"<article><h2><a href='/x'>t</a></h2></article>")}
-    ) as s:
-        outcome = run_project_spider(
-            PROJECT,
-            "sample_news",
-            {"url": s.url("/noticias/"), "run_id": "run_0123456789ab"},
-            timeout=60,
-            work_dir=tmp_path,
-            allow_private=False,
-        )
-
-    with pytest.raises(SourceFailed) as info:
-        judge(outcome, "projeto")
-    assert "forbidden_address" == info.value.error_type
-    assert "127.0.0.1" in str(info.value)
-    assert [] == s.hits("/noticias/")
 
 
 def counting(seconds: float) -> tuple[Route, dict[str, int]]:

@@ -19,8 +19,8 @@ from urllib3.util import parse_url
 
 from atlasreg_cursor.adapters._netguard import vet_url
 from atlasreg_cursor.adapters.core.scrapy import MAX_SUMMARY, MAX_TITLE, items_to_documents
-from atlasreg_cursor.adapters.http import parse_json
 from atlasreg_cursor.adapters.local.csv_download import parse_rows
+from atlasreg_cursor.adapters.local.spider_runner.spiders import DEFAULT_API_FIELDS, api_page
 from atlasreg_cursor.domain.errors import (
     InvalidConfig,
     InvalidMessage,
@@ -35,6 +35,8 @@ CORPUS = Path(__file__).parent / "corpus"
 NOW = 1_764_000_000
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 _SOURCE = SourceConfig(id="fuzz", handler_id="SCRAPY_CVM_API", url_feed="https://x.example/")
+_API_URL = "https://api.example/v1/avisos?page=1"
+_API_FIELDS = {**DEFAULT_API_FIELDS, "summary": "body.text", "player_id": "player.0"}
 _PUBLIC = {"public.test": ["93.184.215.14"], "mixed.test": ["93.184.215.14", "10.0.0.1"]}
 
 
@@ -78,18 +80,23 @@ def csv_rows(data: bytes) -> None:
 
 
 def api_items(data: bytes) -> None:
-    """A JSON API answer: strict JSON mapped to bounded Documents, or SourceFailed."""
-    try:
-        value = parse_json(data, max_depth=32)
-    except SourceFailed as exc:
-        assert "parse_error" == exc.error_type
-        return
-    elements = value if isinstance(value, list) else [value]
-    items = [e for e in elements if isinstance(e, dict)]
-    for document in items_to_documents(items, _SOURCE):
-        assert len(document.title) <= MAX_TITLE
-        assert len(document.summary) <= MAX_SUMMARY
-    assert json.dumps(value, allow_nan=False)
+    """A JSON API page through ``api_page`` (what the API spider runs), then to Documents."""
+    for items_path in ("", "data.items"):
+        try:
+            items, link = api_page(
+                data, _API_URL, items_path=items_path, fields=_API_FIELDS, next_path="data.next"
+            )
+        except SourceFailed as exc:
+            assert "parse_error" == exc.error_type
+            return
+        except ValueError as exc:
+            assert "does not lead to a list" in str(exc)
+            continue
+        assert link is None or isinstance(link, str)
+        assert json.dumps(items, allow_nan=False)  # strict: every number finite
+        for document in items_to_documents(items, _SOURCE):
+            assert len(document.title) <= MAX_TITLE
+            assert len(document.summary) <= MAX_SUMMARY
 
 
 def webhook(data: bytes) -> None:

@@ -17,6 +17,13 @@ that lets a *legitimate* fetch reach a test site is :class:`FakeInternet`:
 
 Neither is reachable from settings or the watchlist; production code builds
 ``GuardedClient(allow_private=...)`` with the system resolver and no dial.
+
+The crawl process gets the same two tables through :meth:`FakeInternet.stub_network`,
+passed as ``CrawlSessions(stub_network=...)`` (the process's own config,
+never a crawl spec): its guard resolves with the programmed answers (a copy
+taken when the process starts) and its resolver dials a vetted public
+address at its site's loopback port, a loopback address as is (so a guard
+failure would reach the internal server and fail the test), nothing else.
 """
 
 from __future__ import annotations
@@ -90,7 +97,9 @@ class RecordingServer:
         self._server.daemon_threads = True
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -173,6 +182,12 @@ class FakeInternet:
         if address in self._sites:
             return "127.0.0.1", self._sites[address]
         raise OSError(f"{address} is not on the test network")
+
+    def stub_network(self) -> dict[str, Any]:
+        """The crawl process's ``stub_network``: these names and sites, as they are now."""
+        with self._lock:
+            answers = {name: [list(a) for a in seq] for name, seq in self._answers.items()}
+            return {"answers": answers, "sites": dict(self._sites)}
 
     def client(self, **kwargs: Any) -> GuardedClient:
         """A guarded client on this network (private addresses NOT allowed)."""

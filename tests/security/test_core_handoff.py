@@ -16,19 +16,22 @@ import pytest
 
 from atlasreg_cursor.adapters.core.airflow import AirflowClient
 from atlasreg_cursor.adapters.core.executor import CoreExecutor
+from atlasreg_cursor.domain.documents import ProcessingResult, SourceResult
 from atlasreg_cursor.domain.errors import SourceFailed
+from atlasreg_cursor.domain.gold import serialize_gold
 from atlasreg_cursor.domain.messages import MessageType
 from atlasreg_cursor.domain.runs import RunContext
 from atlasreg_cursor.domain.sources import SourceConfig
+from tests.fixtures.core_tasks import LEAKY_GOLD_RUN_ID, LEAKY_SENTINELS
 from tests.security.netlab import RecordingServer, csv_route
 from tests.support.celery_worker import CeleryWorker, celery_worker, core_calls  # noqa: F401
 
 pytestmark = [pytest.mark.security, pytest.mark.celery, pytest.mark.redis]
 
 
-def _run() -> RunContext:
+def _run(run_id: str | None = None) -> RunContext:
     return RunContext(
-        run_id=f"run_{uuid.uuid4().hex[:12]}",
+        run_id=run_id or f"run_{uuid.uuid4().hex[:12]}",
         date=dt.date(2026, 11, 24),
         message_type=MessageType.START_DAILY_INGEST,
         identity=uuid.uuid4().hex,
@@ -158,3 +161,23 @@ def test_airflow_gets_no_request_for_a_bad_source(
 
     assert error_type == info.value.error_type
     assert [] == airflow_api.requests
+
+
+def test_gold_errors_from_core_are_redacted_and_bounded(executor: CoreExecutor) -> None:
+    """
+    Core's own Gold errors are merged in redacted and bounded (as the Cursor's
+    are): the published bytes carry none of the sentinels nor a 100 KB message.
+    """
+    own = SourceResult(
+        source_id="own",
+        error_type="core_error",
+        error_message="task said: http://u:OWNPW-SENTINEL-4@h/?sig=OWNSIG-SENTINEL-5",
+    )
+
+    gold = executor.build_gold(_run(LEAKY_GOLD_RUN_ID), [own], ProcessingResult())
+    body = serialize_gold(gold).body.decode()
+
+    assert {"core-feed", "core-huge", "own"} == {e.source_id for e in gold.errors}
+    assert not [s for s in (*LEAKY_SENTINELS, "OWNPW-SENTINEL-4", "OWNSIG-SENTINEL-5") if s in body]
+    assert all(len(e.error_message) <= 2000 for e in gold.errors)
+    assert "http://core:***@10.0.0.5/x.csv?api_key=***" in body

@@ -178,3 +178,32 @@ def test_config_validate_file_passes_a_good_file(
 
     assert 0 == code
     assert "1 valid sources" in text
+
+
+def test_invalid_source_reasons_are_redacted_and_bounded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reasons echo the watchlist: ``config validate`` shows them without secrets, each bounded."""
+    monkeypatch.setenv("CURSOR_HOME", str(tmp_path / "home"))
+    feed = {"handler_id": "DOWNLOAD_CSV", "url_feed": "https://dados.example/b.csv"}
+    sources = [
+        {"id": "leaky", **feed, "enabled": "https://u:PW-SENTINEL-1@h/?api_key=KEY-SENTINEL-2"},
+        {"id": "https://u:ID-SENTINEL-3@h/?token=ID-SENTINEL-4", **feed},
+        {"id": "long-name", **feed, "name": ["N" * 100_000]},
+        {"id": "long-handler", "handler_id": "H" * 100_000},
+        {"id": "long-crawl", **feed, "crawl": {"obey_robots": "R" * 100_000}},
+    ]
+
+    config = parse_watchlist({"sources": sources})
+    code, text = _validate(tmp_path, json.dumps({"sources": sources}).encode(), capsys)
+
+    assert 5 == len(config.invalid)
+    assert all(len(bad.reason) <= 500 for bad in config.invalid)
+    assert 1 == code
+    assert not [
+        s
+        for s in ("PW-SENTINEL-1", "KEY-SENTINEL-2", "ID-SENTINEL-3", "ID-SENTINEL-4")
+        if s in text
+    ]
+    assert "enabled must be true or false" in text
+    assert len(text) < 5 * 700

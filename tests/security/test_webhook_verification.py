@@ -112,6 +112,24 @@ def test_malformed_headers_are_signature_mismatch(headers: dict[str, object]) ->
         WebhookVerifier((SECRET,), accept_legacy=True).verify(BODY, headers, now=NOW)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("now", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_now_never_skips_the_tolerance_check(now: float) -> None:
+    """``abs(now - ts) > tolerance`` is False for NaN: the check is ``not abs(...) <= tolerance``."""
+    with pytest.raises(SignatureMismatch, match="tolerance"):
+        verify_standard(BODY, signed(), (SECRET,), now=now)
+    with pytest.raises(SignatureMismatch):
+        WebhookVerifier((SECRET,)).verify(BODY, signed(), now=now)
+
+
+@pytest.mark.parametrize("tolerance", [0, -300, float("nan"), float("inf"), True, "300", None])
+def test_the_tolerance_must_be_a_positive_finite_number(tolerance: object) -> None:
+    """A tolerance that would widen (or disable) the window is refused up front."""
+    with pytest.raises(ValueError, match="tolerance_seconds"):
+        verify_standard(BODY, signed(), (SECRET,), now=NOW, tolerance_seconds=tolerance)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tolerance_seconds"):
+        WebhookVerifier((SECRET,), tolerance_seconds=tolerance)  # type: ignore[arg-type]
+
+
 def test_forged_with_another_secret_fails() -> None:
     """A stolen-but-rotated-out secret no longer verifies once removed from the list."""
     old = "whsec_" + base64.b64encode(b"o" * 32).decode()

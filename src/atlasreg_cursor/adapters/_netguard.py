@@ -13,7 +13,8 @@ never disagree about the host — and refuses:
 - while private sources are not allowed, a host resolving to ANY address
   that is loopback, private, link-local, multicast, reserved, unspecified or
   otherwise not globally routable (IPv4-mapped IPv6 addresses are judged by
-  their IPv4 address).
+  their IPv4 address; 6to4 and Teredo addresses by every IPv4 address they
+  embed too).
 
 Host names are IDNA-normalised (UTS #46) to their ASCII form. The host is
 resolved exactly once and the answer is returned in :class:`VettedURL`:
@@ -167,13 +168,27 @@ def check_source_url(url: str, *, allow_private: bool) -> None:
 
 
 def is_public_address(address: str) -> bool:
-    """Tell whether an IP address literal is globally routable."""
+    """
+    Tell whether an IP address literal is globally routable.
+
+    An IPv4-mapped IPv6 address is judged by its IPv4 address; a 6to4
+    (``2002::/16``) or Teredo (``2001::/32``) address must be public itself
+    and so must every IPv4 address it embeds (``2002:7f00:1::`` reaches
+    127.0.0.1 through a relay).
+    """
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return _public(ip.ipv4_mapped)
+        embedded = [*(ip.teredo or ()), *([ip.sixtofour] if ip.sixtofour else [])]
+        return _public(ip) and all(_public(inner) for inner in embedded)
+    return _public(ip)
+
+
+def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     flagged = (
         ip.is_loopback
         or ip.is_private
@@ -213,7 +228,7 @@ def _parse(url: object) -> tuple[str, str, int, Url]:
         raise _invalid(f"malformed URL ({_shown(url)}): {type(exc).__name__}") from None
     if parsed.scheme != scheme:
         raise _invalid(f"malformed URL scheme ({_shown(url)})")
-    if parsed.auth is not None or "@" in (url.partition("://")[2].split("/", 1)[0]):
+    if parsed.auth is not None or "@" in _AUTHORITY_END.split(url.partition("://")[2], 1)[0]:
         raise _invalid(f"user-info (user:password@) is not allowed in a URL ({_shown(url)})")
     if not parsed.host:
         raise _invalid(f"the URL has no host ({_shown(url)})")
@@ -294,6 +309,7 @@ def _resolve(host: str, port: int, resolver: Resolver) -> tuple[str, ...]:
 
 
 _USERINFO = re.compile(r"(?<=://)[^/?#\\]*@")
+_AUTHORITY_END = re.compile(r"[/?#]")
 
 
 def _shown(url: str) -> str:

@@ -12,6 +12,7 @@ import attrs
 
 from .errors import InvalidGold
 from .hashing import canonical_bytes, sha256_hex
+from .redaction import redact_bounded
 
 SCHEMA_VERSION = "2.0"
 
@@ -77,11 +78,17 @@ class GoldEvent:
 
 @attrs.frozen(kw_only=True)
 class GoldErrorEntry:
-    """One entry of the Gold's ``errors`` list (a record of a failure, not an exception)."""
+    """
+    One entry of the Gold's ``errors`` list (a record of a failure, not an exception).
+
+    ``error_message`` is redacted and bounded when the entry is made
+    (:func:`~.redaction.redact_bounded`), whoever made it: the Cursor, a
+    Core Gold read with :func:`parse_gold`, a stored Gold read again.
+    """
 
     source_id: str
     error_type: str
-    error_message: str
+    error_message: str = attrs.field(converter=redact_bounded)
     timestamp: str
 
 

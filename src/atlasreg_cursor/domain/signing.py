@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 import threading
 import time
@@ -191,7 +192,7 @@ def verify_standard(
     secrets: Sequence[str],
     *,
     now: float | None = None,
-    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+    tolerance_seconds: float = DEFAULT_TOLERANCE_SECONDS,
 ) -> str:
     """
     Verify a Standard Webhooks signature; return the ``webhook-id``.
@@ -199,8 +200,11 @@ def verify_standard(
     Raises:
         SignatureMismatch: missing or malformed headers (a timestamp that is
             not 1-12 ASCII digits, an id with ``.``), a stale or future
-            timestamp, or no ``v1`` signature that matches any of *secrets*.
+            timestamp (or a *now* that is not a finite number), or no ``v1``
+            signature that matches any of *secrets*.
+        ValueError: *tolerance_seconds* is not a positive finite number.
     """
+    check_tolerance(tolerance_seconds)
     try:
         return _verify_standard(body, headers, secrets, now, tolerance_seconds)
     except SignatureMismatch:
@@ -214,7 +218,7 @@ def _verify_standard(
     headers: Mapping[str, str],
     secrets: Sequence[str],
     now: float | None,
-    tolerance_seconds: int,
+    tolerance_seconds: float,
 ) -> str:
     if not isinstance(body, bytes | bytearray):
         raise SignatureMismatch("the body must be bytes")
@@ -231,7 +235,7 @@ def _verify_standard(
         raise SignatureMismatch("webhook-signature is too long")
     timestamp = int(wts)
     current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_seconds:
+    if not abs(current - timestamp) <= tolerance_seconds:  # a NaN never passes
         raise SignatureMismatch("webhook-timestamp is outside the tolerance")
     content = _signed_content(wid, timestamp, bytes(body))
     expected = [_b64_hmac(standard_key(s), content).encode("ascii") for s in secrets]
@@ -243,6 +247,24 @@ def _verify_standard(
         if any(hmac.compare_digest(given, e) for e in expected):
             return wid
     raise SignatureMismatch("no matching v1 signature")
+
+
+def check_tolerance(tolerance_seconds: object) -> None:
+    """
+    Refuse a tolerance that would weaken the timestamp check.
+
+    Raises:
+        ValueError: not a positive finite number (``0``, ``-5``, ``NaN``, ``inf``, ``True``).
+    """
+    if (
+        isinstance(tolerance_seconds, bool)
+        or not isinstance(tolerance_seconds, int | float)
+        or not math.isfinite(tolerance_seconds)
+        or tolerance_seconds <= 0
+    ):
+        raise ValueError(
+            f"tolerance_seconds must be a positive finite number, not {tolerance_seconds!r}"
+        )
 
 
 def verify_legacy(body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> None:
@@ -309,7 +331,9 @@ class WebhookVerifier:
     """
 
     secrets: tuple[str, ...] = attrs.field(repr=False, converter=tuple, validator=_check_secrets)
-    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+    tolerance_seconds: float = attrs.field(
+        default=DEFAULT_TOLERANCE_SECONDS, validator=lambda _i, _a, v: check_tolerance(v)
+    )
     accept_legacy: bool = False
     replay_cache: ReplayCache | None = attrs.field(default=None, repr=False, eq=False)
 

@@ -3,8 +3,9 @@
 Implements the ``Executor`` port (architecture §5, §6) on top of Core's Celery
 tasks, Airflow DAGs and Scrapy project:
 
-- ``run_source``: the source's handler from the registry (built-ins and
-  ``atlasreg_cursor.handlers`` plugins, see :mod:`.handlers`); project
+- ``run_source``: the source's ``url_feed`` through the URL guard, then its
+  handler from the registry (built-ins and ``atlasreg_cursor.handlers``
+  plugins, see :mod:`.handlers`); project
   spiders run in the run's one crawl process, shared with the local
   fallback's generic spiders;
 - ``close_run``: stops what still runs for a run — Celery waits return
@@ -148,10 +149,15 @@ class CoreExecutor:
 
     def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
         """
-        Run *source* through its handler.
+        Run *source* through its handler, its ``url_feed`` vetted first.
+
+        The URL guard runs before ANY handler, third-party ones included, so
+        no handler is ever given a ``url_feed`` the guard refuses.
 
         Raises:
-            SourceFailed: the source failed, or no handler has its id.
+            SourceFailed: the source failed, no handler has its id, or the
+                guard refused its ``url_feed`` (``invalid_url``,
+                ``forbidden_address``, ``network_error``).
             ExecutorUnavailable: Core cannot be reached (transient).
         """
         handler = self._handlers.get(source.handler_id)
@@ -161,6 +167,7 @@ class CoreExecutor:
                 f"known: {', '.join(sorted(self._handlers))}",
                 error_type="unknown_handler",
             )
+        self._core.vet_feed(source)
         log.debug("core.source_started", source_id=source.id, handler_id=source.handler_id)
         result = handler(source, run, self._core)
         if not isinstance(result, SourceResult):

@@ -38,6 +38,8 @@ Core's own fetchers must keep their guard too (SECURITY.md).
 Third-party handlers register under the entry-point group
 ``atlasreg_cursor.handlers`` (name = ``handler_id``, object = the handler,
 or a class made with no arguments); built-in ids cannot be replaced.
+``CoreExecutor.run_source`` vets the ``url_feed`` before calling any
+handler, so a plugin never gets a URL the guard refuses.
 
 Settings read (by the composition root): ``SCRAPY_PROJECT_PATH``,
 ``ALLOW_PRIVATE_SOURCES``.
@@ -276,6 +278,7 @@ def scrapy_handler(source: SourceConfig, run: RunContext, core: CoreServices) ->
             spider_args,
             download_timeout=download_timeout_for(source.timeout_seconds),
             options=source.crawl,
+            max_items=source.max_items,
         )
         outcome = crawls.crawl(run.run_id, source.id, spec, timeout=source.timeout_seconds)
         items = judge(outcome, source.id)

@@ -8,9 +8,10 @@ a process of its own (for one-off use and tests).
 Scrapy exits 0 even when a crawl failed, so :func:`judge` decides from the
 per-source stats the crawl reports (finish reason, HTTP statuses, download
 exceptions, errors) and raises ``SourceFailed`` with an ``error_type`` of
-``timeout``, ``cancelled``, ``spider_error``, ``http_error``,
-``network_error``, ``robots_disallowed``, ``invalid_url`` or
-``forbidden_address``. :func:`items_to_documents` maps scraped items to
+``timeout``, ``cancelled``, ``spider_error``, ``too_many_items``,
+``http_error``, ``network_error``, ``robots_disallowed``, ``invalid_url``
+or ``forbidden_address``. Every spec carries its source's ``max_items``: the
+crawl stops a source at one item past it. :func:`items_to_documents` maps scraped items to
 Documents.
 
 Settings read (by the composition root): ``SCRAPY_PROJECT_PATH`` (the project
@@ -38,6 +39,7 @@ from .crawl_process import (
     KILL_GRACE_SECONDS,
     MAX_ITEMS,
     PARENT_PID_ENV,
+    TOO_MANY_ITEMS_STAT,
     CrawlOutcome,
     CrawlPolicy,
     CrawlSessions,
@@ -160,8 +162,9 @@ def project_spec(
     fallback: Mapping[str, Any] | None = None,
     download_timeout: float,
     options: CrawlOptions | None = None,
+    max_items: int | None = None,
 ) -> dict[str, Any]:
-    """The crawl spec of a project spider (``fallback``: a generic spec)."""
+    """The crawl spec of a project spider (``fallback``: a generic spec; ``max_items``: its cap)."""
     spec: dict[str, Any] = {
         "kind": "project",
         "spider": spider,
@@ -169,6 +172,8 @@ def project_spec(
         "download_timeout": download_timeout,
         "crawl": crawl_options(options),
     }
+    if max_items is not None:
+        spec["max_items"] = max_items
     if fallback is not None:
         spec["fallback"] = dict(fallback)
     return spec
@@ -198,6 +203,8 @@ def judge(outcome: CrawlOutcome, source_id: str) -> list[dict[str, Any]]:
             download timed out), ``cancelled`` (its run was closed first),
             ``spider_error`` (spider not found, failed to start, finish
             reason not ``finished``, callback errors with no items),
+            ``too_many_items`` (more items than the spec's ``max_items``;
+            the crawl stopped the source there),
             ``http_error`` (HTTP 4xx/5xx and no items), ``network_error``
             (downloads failed and no items), ``robots_disallowed`` (robots.txt
             forbids the URLs and no items), ``forbidden_address`` /
@@ -221,6 +228,13 @@ def judge(outcome: CrawlOutcome, source_id: str) -> list[dict[str, Any]]:
         raise SourceFailed(
             f"crawler exited with code {outcome.returncode} without stats: {detail}",
             error_type="spider_error",
+        )
+    cap = stats.get(TOO_MANY_ITEMS_STAT)
+    if cap:
+        raise SourceFailed(
+            f"crawl of {source_id} yielded more than {cap} items (the source's max_items); "
+            "it was stopped there",
+            error_type="too_many_items",
         )
     items = list(outcome.items)
     reason = str(stats.get("finish_reason"))

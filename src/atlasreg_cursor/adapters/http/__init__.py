@@ -5,8 +5,10 @@ Two clients share one retry predicate and one transient error:
 - :class:`HttpClient` — a pooled client for the endpoints the operator
   configured (the webhook receiver, the Cloudflare API, Airflow). One
   request per :meth:`HttpClient.send`; redirects are never followed.
-- :class:`GuardedClient` — for every request made on behalf of a watchlist
-  URL (a CSV, a JSON API). Each hop (redirects included, at most
+- :class:`GuardedClient` — for every request the Cursor makes itself on
+  behalf of a watchlist URL (a CSV download; the Scrapy sources have the
+  same rules in the crawl process). Neither client uses a proxy (urllib3
+  reads no ``*_PROXY`` variable). Each hop (redirects included, at most
   ``max_redirects``) passes the URL guard
   (:func:`~atlasreg_cursor.adapters._netguard.vet_url`), which parses the URL
   with urllib3's own parser and resolves the host once; the connection is
@@ -15,6 +17,10 @@ Two clients share one retry predicate and one transient error:
   a watchdog that shuts the socket, so a server dripping a byte a second
   cannot hold it; a garbage ``Content-Length`` and a body over ``max_bytes``
   (compressed bodies counted decompressed) are refused.
+
+:func:`parse_json` is the strict JSON parser of untrusted answers (the JSON
+API spider's pages): UTF-8, no ``NaN``/``Infinity``, finite numbers, bounded
+nesting.
 
 Retry policy (:func:`retry_hook`, :func:`retrying`): connection errors, 408,
 429 and 5xx are :class:`TransientHTTPError` and are retried with stamina

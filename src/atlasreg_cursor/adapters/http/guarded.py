@@ -197,23 +197,6 @@ class GuardedClient:
         finally:
             watchdog.cancel()
 
-    def fetch_json(
-        self, url: str, *, deadline: float, max_bytes: int, max_depth: int = 64
-    ) -> tuple[Any, str]:
-        """
-        GET *url* and parse it as strict JSON (no ``NaN``/``Infinity``).
-
-        Returns:
-            The parsed value and the final URL.
-
-        Raises:
-            SourceFailed: as :meth:`fetch`, plus ``parse_error`` for anything
-                that is not strict UTF-8 JSON at most *max_depth* deep.
-            TransientHTTPError: as :meth:`fetch`.
-        """
-        got = self.fetch(url, deadline=deadline, max_bytes=max_bytes, accept="application/json")
-        return parse_json(got.body, max_depth=max_depth, origin=safe_url(got.url)), got.url
-
     # --- one hop ------------------------------------------------------------------
 
     def _once(

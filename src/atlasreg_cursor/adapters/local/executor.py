@@ -162,7 +162,7 @@ class LocalExecutor:
             raise HandlerNotAvailable(f"handler {handler} is not available in local mode")
         generic = self._generic_spec(source)
         if source.url_feed:
-            check_source_url(source.url_feed, allow_private=self.allow_private_sources)
+            self._vet(source.url_feed)
         if source.spider_id and self.scrapy_project_path is not None:
             spec = project_spec(
                 source.spider_id,
@@ -170,6 +170,7 @@ class LocalExecutor:
                 fallback=generic,
                 download_timeout=download_timeout_for(source.timeout_seconds),
                 options=source.crawl,
+                max_items=source.max_items,
             )
         elif generic is not None:
             spec = generic
@@ -179,6 +180,13 @@ class LocalExecutor:
         items = judge(outcome, source.id)
         return items_to_documents(items, source), len(items)
 
+    def _vet(self, url: str) -> None:
+        """Vet *url* with the download client's rules (only its syntax when private is allowed)."""
+        if self.allow_private_sources:
+            check_source_url(url, allow_private=True)
+        else:
+            self._http.vet(url)
+
     def _generic_spec(self, source: SourceConfig) -> dict[str, Any] | None:
         """The built-in spider's crawl spec, or ``None`` without its config."""
         if not source.url_feed:
@@ -187,6 +195,7 @@ class LocalExecutor:
             "url": source.url_feed,
             "download_timeout": download_timeout_for(source.timeout_seconds),
             "max_pages": source.raw.get("max_pages"),
+            "max_items": source.max_items,
             "crawl": crawl_options(source.crawl),
         }
         if source.handler_id in NEWSROOM_HANDLERS and source.selectors:

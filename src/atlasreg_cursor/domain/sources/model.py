@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from atlasreg_cursor.domain.redaction import redact_bounded
+
 from .crawl import CrawlOptions
 
 DEFAULT_SOURCE_TIMEOUT = 600.0
@@ -43,13 +45,26 @@ class SourceConfig:
     raw: Mapping[str, Any] = attrs.field(factory=dict, hash=False, eq=False, repr=False)
 
 
+#: Most characters an invalid source's reason keeps.
+MAX_REASON_LENGTH = 500
+
+
+def _reason(text: str) -> str:
+    return redact_bounded(text, MAX_REASON_LENGTH)
+
+
 @attrs.frozen(kw_only=True)
 class InvalidSource:
-    """A source that failed validation, with why; it is skipped."""
+    """
+    A source that failed validation, with why; it is skipped.
+
+    ``reason`` and ``source_id`` echo the watchlist, so both are redacted
+    (URL credentials hidden) and bounded when the record is made.
+    """
 
     index: int
-    source_id: str | None
-    reason: str
+    source_id: str | None = attrs.field(converter=attrs.converters.optional(_reason))
+    reason: str = attrs.field(converter=_reason)
 
 
 @attrs.frozen(kw_only=True)

@@ -177,7 +177,9 @@ def _parse_source(item: object, handlers: frozenset[str]) -> SourceConfig:
         raise ValueError(bad_number.removeprefix("source."))
     handler = item.get("handler_id")
     if not isinstance(handler, str) or handler not in handlers:
-        raise ValueError(f"unknown handler_id {handler!r}; known: {', '.join(sorted(handlers))}")
+        raise ValueError(
+            f"unknown handler_id {show(handler)}; known: {', '.join(sorted(handlers))}"
+        )
     url = item.get("url_feed")
     if url is not None and (not isinstance(url, str) or not is_http_url(url)):
         raise ValueError(
@@ -211,7 +213,7 @@ def _parse_source(item: object, handlers: frozenset[str]) -> SourceConfig:
         raise ValueError("keywords must be a list of non-empty strings")
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise ValueError(f"enabled must be true or false, got {enabled!r}")
+        raise ValueError(f"enabled must be true or false, got {show(enabled)}")
     selectors = opt_mapping(item, "selectors")
     if selectors is not None and not all(isinstance(v, str) for v in selectors.values()):
         raise ValueError("selectors must map names to CSS selector strings")
@@ -289,7 +291,7 @@ def _parse_alerts(data: Mapping[str, Any]) -> tuple[bool, tuple[str, ...]]:
     flag = data.get("alert_on_zero_results", False)
     if not isinstance(flag, bool):
         raise InvalidConfig(
-            f"global_settings.alert_on_zero_results must be true or false, got {flag!r}"
+            f"global_settings.alert_on_zero_results must be true or false, got {show(flag)}"
         )
     recipients = data.get("alert_recipients", [])
     if recipients is None:

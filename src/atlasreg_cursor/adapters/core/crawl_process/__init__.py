@@ -41,7 +41,15 @@ from .outcome import CrawlOutcome
 from .policy import CONTACT_URL, CrawlPolicy, default_user_agent
 from .process import KILL_GRACE_SECONDS, STDERR_TAIL_BYTES, CrawlProcess, stop_process_group
 from .sessions import DEFAULT_IDLE_SECONDS, REPORT_GRACE_SECONDS, STARTUP_SECONDS, CrawlSessions
-from .wire import FORBIDDEN_STAT, INVALID_URL_STAT, MAX_ITEMS, PARENT_PID_ENV, RUNNER_MODULE
+from .wire import (
+    FORBIDDEN_STAT,
+    INVALID_URL_STAT,
+    MAX_ITEMS,
+    PARENT_PID_ENV,
+    RUNNER_MODULE,
+    TOO_MANY_ITEMS_STAT,
+    item_cap,
+)
 
 __all__ = [
     "CONTACT_URL",
@@ -56,11 +64,13 @@ __all__ = [
     "RUNNER_MODULE",
     "STARTUP_SECONDS",
     "STDERR_TAIL_BYTES",
+    "TOO_MANY_ITEMS_STAT",
     "CrawlOutcome",
     "CrawlPolicy",
     "CrawlProcess",
     "CrawlSessions",
     "crawl_environment",
     "default_user_agent",
+    "item_cap",
     "stop_process_group",
 ]

@@ -27,12 +27,6 @@ ENV_ALLOW = frozenset(
         "VIRTUAL_ENV",
         "SSL_CERT_FILE",
         "SSL_CERT_DIR",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "no_proxy",
         "SCRAPY_SETTINGS_MODULE",
         "SCRAPY_PROJECT",
     }
@@ -50,10 +44,17 @@ def crawl_environment(
     (``CRAWL_ENV_ALLOW``) lets a project spider get the variables it needs.
     The package's root is put on ``PYTHONPATH`` and the parent's pid in
     ``ATLASREG_CRAWL_PARENT``.
+
+    Proxy variables (``*_PROXY``, ``NO_PROXY``, any case) are never passed,
+    not even through *extra_names* or *extra*: Scrapy would send requests to
+    the proxy, which resolves names itself and so defeats the connection to
+    the vetted address.
     """
     allowed = ENV_ALLOW | frozenset(n.strip() for n in extra_names if n.strip())
     env = {k: v for k, v in os.environ.items() if k in allowed or k.startswith("LC_")}
     env.update(extra or {})
+    for name in [k for k in env if _is_proxy_variable(k)]:
+        del env[name]
     # <root>/atlasreg_cursor/adapters/core/crawl_process/environment.py
     package_root = str(Path(__file__).resolve().parents[4])
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -61,3 +62,7 @@ def crawl_environment(
         env["PYTHONPATH"] = os.pathsep.join([*paths, package_root])
     env[PARENT_PID_ENV] = str(os.getpid())
     return env
+
+
+def _is_proxy_variable(name: str) -> bool:
+    return name.upper().endswith("_PROXY")

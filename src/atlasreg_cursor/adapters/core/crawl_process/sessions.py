@@ -50,6 +50,10 @@ class CrawlSessions:
         kill_grace: seconds between asking a process to stop and killing it.
         report_grace: seconds past a source's deadline before its process
             is considered wedged and killed.
+        stub_network: test-only fake DNS answers and loopback sites for the
+            crawl processes (``{"answers": {name: [[address, ...], ...]},
+            "sites": {address: port}}``); never set from settings or the
+            watchlist.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class CrawlSessions:
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
         kill_grace: float = KILL_GRACE_SECONDS,
         report_grace: float = REPORT_GRACE_SECONDS,
+        stub_network: Mapping[str, Any] | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.policy = policy or CrawlPolicy()
@@ -74,6 +79,7 @@ class CrawlSessions:
         self.idle_seconds = idle_seconds
         self.kill_grace = kill_grace
         self.report_grace = report_grace
+        self._stub_network = dict(stub_network) if stub_network is not None else None
         self._runs: dict[str, CrawlProcess] = {}
         self._lock = threading.Lock()
         self._keys = itertools.count(1)
@@ -199,11 +205,14 @@ class CrawlSessions:
         return self.work_dir
 
     def _config(self) -> dict[str, Any]:
-        return {
+        config: dict[str, Any] = {
             "policy": attrs.asdict(self.policy),
             "allow_private": self.allow_private,
             "project": self.project_path is not None,
         }
+        if self._stub_network is not None:
+            config["stub_network"] = self._stub_network
+        return config
 
     def _kill_wedged(self, run_id: str, process: CrawlProcess, source_id: str) -> None:
         log.warning("crawl.process_wedged", run_id=run_id, source_id=source_id, pid=process.pid)

@@ -5,7 +5,8 @@ The crawler (``atlasreg_cursor.adapters.local.spider_runner``, started as
 source, then ``shutdown`` — and answers with JSON-line events on a pipe of
 its own: ``ready`` once, then one ``done`` per source, whose items are in a
 JSON-lines file named by the event. The names both sides share (the parent
-pid variable, the stats keys of the URL guard, the item cap) live here.
+pid variable, the stats keys of the URL guard and of the item cap, the
+caps) live here.
 """
 
 from __future__ import annotations
@@ -15,12 +16,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from atlasreg_cursor.domain.sources.model import DEFAULT_MAX_ITEMS, MAX_ITEMS_LIMIT
+
 RUNNER_MODULE = "atlasreg_cursor.adapters.local.spider_runner"
 PARENT_PID_ENV = "ATLASREG_CRAWL_PARENT"
 FORBIDDEN_STAT = "atlasreg/forbidden_address"
 INVALID_URL_STAT = "atlasreg/invalid_url"
-MAX_ITEMS = 100_000
+#: Set (to the cap) when a source yielded more items than its ``max_items``.
+TOO_MANY_ITEMS_STAT = "atlasreg/too_many_items"
+#: No source keeps more items than this, whatever its ``max_items`` says.
+MAX_ITEMS = MAX_ITEMS_LIMIT
 SHUTDOWN_COMMAND = b'{"op": "shutdown"}\n'
+
+
+def item_cap(value: Any) -> int:
+    """A spec's ``max_items`` as a cap: the watchlist's default when absent, in [1, MAX_ITEMS]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return DEFAULT_MAX_ITEMS
+    return max(1, min(value, MAX_ITEMS))
 
 
 def crawl_command(key: str, spec: Mapping[str, Any], deadline: float) -> bytes:

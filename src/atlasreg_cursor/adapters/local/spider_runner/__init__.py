@@ -5,7 +5,8 @@ Usage: ``python -m atlasreg_cursor.adapters.local.spider_runner CONFIG.json EVEN
 
 ``CONFIG.json``: ``{"policy": {max_per_host, obey_robots, download_delay,
 autothrottle, user_agent, concurrent_requests, retry_times, retry_backoff},
-"allow_private", "project", "scratch"}``.
+"allow_private", "project", "scratch"}`` (tests add ``stub_network``, see
+:mod:`.resolver`; nothing else sets it).
 
 Commands arrive as JSON lines on stdin:
 
@@ -32,8 +33,10 @@ A ``spec`` says what to crawl:
   (with the project's settings under the Cursor's politeness and guard);
   when the project has no such spider, ``fallback`` (a generic spec) runs.
 
-Every spec may carry ``download_timeout`` and ``crawl`` (the source's
-politeness overrides: ``max_per_host``, ``download_delay``, ``obey_robots``,
+Every spec may carry ``download_timeout``, ``max_items`` (the source's
+cap, default 50,000: one item more stops the source and its ``done`` stats
+say ``atlasreg/too_many_items``) and ``crawl`` (the source's politeness
+overrides: ``max_per_host``, ``download_delay``, ``obey_robots``,
 ``autothrottle``, ``retry_times``, ``user_agent``).
 
 The generic newsroom and API sources share ONE crawler and so one

@@ -133,7 +133,9 @@ class GuardMiddleware:
                 check_source_url(request.url, allow_private=True)
             else:
                 vetted = await maybe_deferred_to_future(
-                    deferToThread(vet_url, request.url, allow_private=False)
+                    deferToThread(
+                        vet_url, request.url, allow_private=False, resolver=ADDRESS_BOOK.resolver
+                    )
                 )
                 ADDRESS_BOOK.remember(vetted.host, vetted.port, vetted.addresses)
         except SourceFailed as exc:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from atlasreg_cursor.adapters.core.crawl_process import MAX_ITEMS
+from atlasreg_cursor.adapters.core.crawl_process import TOO_MANY_ITEMS_STAT, item_cap
 
 MAX_RECORDED_ERRORS = 10
 MAX_ERROR_LENGTH = 500
@@ -19,12 +19,16 @@ class SourceReport:
     Args:
         key: the source's key in the crawl process.
         items_path: where its items are written, one JSON line each.
+        max_items: the source's cap; one item more sets :attr:`overflowed`
+            and the ``too_many_items`` stat (the crawl then stops the source).
     """
 
-    def __init__(self, key: str, items_path: Path) -> None:
+    def __init__(self, key: str, items_path: Path, *, max_items: Any = None) -> None:
         self.key = key
         self.items_path = items_path
         self._items: IO[str] | None = items_path.open("w", encoding="utf-8")
+        self.max_items = item_cap(max_items)
+        self.overflowed = False
         self.items = 0
         self.stats: dict[str, Any] = {}
         self.errors: list[str] = []
@@ -36,11 +40,15 @@ class SourceReport:
     @property
     def full(self) -> bool:
         """Tell whether the item cap is reached."""
-        return self.items >= MAX_ITEMS
+        return self.items >= self.max_items
 
     def item(self, data: dict[str, Any]) -> None:
-        """Write one item (ignored past the cap or once closed)."""
-        if self._items is None or self.full:
+        """Write one item (ignored once closed; past the cap, marks the overflow)."""
+        if self._items is None:
+            return
+        if self.full:
+            self.overflowed = True
+            self.stats[TOO_MANY_ITEMS_STAT] = self.max_items
             return
         self._items.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
         self.items += 1

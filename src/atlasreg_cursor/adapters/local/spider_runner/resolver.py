@@ -6,14 +6,22 @@ shared by the guard middleware (which vets each request's URL) and
 (Scrapy's HTTP client resolves every host through it). A name that does not
 pass the guard resolves to nothing, so no connection is ever made to it,
 whatever a second DNS answer says.
+
+:class:`StubNetwork` is a test-only seam, read from the process's config
+(``stub_network``), which only code constructing ``CrawlSessions`` sets —
+never settings, the watchlist or a crawl spec. It plays the part netlab's
+resolver and dial play for the guarded client: fake public names resolve to
+public addresses (still vetted by the guard) and a vetted public address is
+dialled at a loopback port.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -21,12 +29,54 @@ from twisted.internet.interfaces import IHostnameResolver, IHostResolution
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer  # type: ignore[import-untyped]
 
-from atlasreg_cursor.adapters._netguard import vet_host
+from atlasreg_cursor.adapters._netguard import Resolver, system_resolver, vet_host
 from atlasreg_cursor.domain.errors import SourceFailed
 
 ANSWER_TTL_SECONDS = 60.0
 MAX_ANSWERS = 4096
 _DEFAULT_PORT = 80
+
+
+class StubNetwork:
+    """
+    Test-only DNS and dial table (see the module docstring).
+
+    Args:
+        answers: successive DNS answers by name (the last one repeats);
+            other names go to the system resolver.
+        sites: loopback port by public address: a vetted address found here
+            is dialled at ``127.0.0.1:<port>``; a loopback address is dialled
+            as is (so a guard failure would show on the test's server); any
+            other address is never dialled.
+    """
+
+    def __init__(
+        self, answers: Mapping[str, Sequence[Sequence[str]]], sites: Mapping[str, int]
+    ) -> None:
+        self._answers = {str(k): [list(a) for a in v] for k, v in answers.items()}
+        self._sites = {str(k): int(v) for k, v in sites.items()}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> StubNetwork:
+        """Build it from the process config's ``stub_network``."""
+        return cls(dict(config.get("answers") or {}), dict(config.get("sites") or {}))
+
+    def resolve(self, host: str, port: int) -> Sequence[str]:
+        """The next programmed answer for *host*, or the system's."""
+        with self._lock:
+            answers = self._answers.get(host.lower())
+            if not answers:
+                return system_resolver(host, port)
+            return list(answers.pop(0) if len(answers) > 1 else answers[0])
+
+    def dial(self, address: str, port: int) -> tuple[str, int] | None:
+        """Where to connect for a vetted address (``None``: nowhere)."""
+        if address in self._sites:
+            return "127.0.0.1", self._sites[address]
+        if ipaddress.ip_address(address).is_loopback:
+            return address, port
+        return None
 
 
 class AddressBook:
@@ -36,14 +86,31 @@ class AddressBook:
     Args:
         allow_private: lift the address check (``ALLOW_PRIVATE_SOURCES``).
         ttl: seconds an answer is reused.
+        network: the test-only :class:`StubNetwork` (none in production).
     """
 
-    def __init__(self, *, allow_private: bool, ttl: float = ANSWER_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        ttl: float = ANSWER_TTL_SECONDS,
+        network: StubNetwork | None = None,
+    ) -> None:
         self.allow_private = allow_private
+        self.network = network
         self._ttl = ttl
         self._answers: OrderedDict[tuple[str, int], tuple[float, tuple[str, ...]]] = OrderedDict()
         self._refused: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def resolver(self) -> Resolver | None:
+        """The guard's resolver (``None``: the system's)."""
+        return self.network.resolve if self.network is not None else None
+
+    def dial(self, address: str, port: int) -> tuple[str, int] | None:
+        """Where to connect for a vetted address: itself, except on a stub network."""
+        return self.network.dial(address, port) if self.network is not None else (address, port)
 
     def lookup(self, host: str, port: int) -> tuple[str, ...] | None:
         """The vetted addresses of *host*, if known and fresh."""
@@ -69,7 +136,9 @@ class AddressBook:
             SourceFailed: as :func:`vet_host`; the reason is kept for :meth:`refusal`.
         """
         try:
-            addresses = vet_host(host, port, allow_private=self.allow_private)
+            addresses = vet_host(
+                host, port, allow_private=self.allow_private, resolver=self.resolver
+            )
         except SourceFailed as exc:
             with self._lock:
                 self._refused[host.lower()] = f"{exc.error_type}: {exc}"
@@ -128,9 +197,12 @@ class VettingResolver:
 
         def deliver(addresses: Sequence[str]) -> None:
             for address in addresses:
-                kind = IPv6Address if ":" in address else IPv4Address
+                target = self._book.dial(address, portNumber)
+                if target is None:
+                    continue
+                kind = IPv6Address if ":" in target[0] else IPv4Address
                 if addressTypes is None or kind in addressTypes:
-                    resolutionReceiver.addressResolved(kind("TCP", address, portNumber))
+                    resolutionReceiver.addressResolved(kind("TCP", *target))
             resolutionReceiver.resolutionComplete()
 
         def refuse(_: Any) -> None:

@@ -26,7 +26,7 @@ from atlasreg_cursor.adapters.core.crawl_process import PARENT_PID_ENV
 from . import middlewares
 from .middlewares import is_robots_txt
 from .report import SourceReport
-from .resolver import AddressBook, VettingResolver
+from .resolver import AddressBook, StubNetwork, VettingResolver
 from .spiders import GenericSource, SourcesSpider, generic_source
 
 ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
@@ -78,6 +78,7 @@ def generic_settings(policy: Mapping[str, Any]) -> Settings:
         "LOG_LEVEL": "WARNING",
         "TELNETCONSOLE_ENABLED": False,
         "COOKIES_ENABLED": False,
+        "HTTPPROXY_ENABLED": False,  # a proxy resolves names itself: no vetted address
         "DOWNLOAD_MAXSIZE": 20 * 2**20,
         "DOWNLOAD_HANDLERS": dict(_NO_HANDLERS),
         "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
@@ -104,6 +105,7 @@ def project_settings(
         "LOG_LEVEL": "WARNING",
         "LOG_FILE": None,
         "TELNETCONSOLE_ENABLED": False,
+        "HTTPPROXY_ENABLED": False,
         "DOWNLOAD_TIMEOUT": float(spec.get("download_timeout") or 60.0),
         "DOWNLOAD_HANDLERS": {**settings.getdict("DOWNLOAD_HANDLERS"), **_NO_HANDLERS},
         middlewares.DEADLINE_SETTING: deadline,
@@ -162,7 +164,9 @@ class CrawlService:
                 self._emit(report.event())
 
     def _crawl(self, key: str, spec: dict[str, Any], deadline: float) -> None:
-        report = SourceReport(key, self.scratch / f"items-{next(self._files)}.jsonl")
+        report = SourceReport(
+            key, self.scratch / f"items-{next(self._files)}.jsonl", max_items=spec.get("max_items")
+        )
         if spec.get("kind") == "project":
             try:
                 spec = self._start_project(key, spec, deadline, report)
@@ -323,11 +327,14 @@ class CrawlService:
 
 
 def _record_project(crawler: Crawler, report: SourceReport) -> None:
-    """Items, callback errors and HTTP errors of a project spider's crawler."""
+    """Items, callback errors and HTTP errors of a project spider (stopped past its cap)."""
     from itemadapter import ItemAdapter
 
     def on_item(item: Any, **_: Any) -> None:
+        was_over = report.overflowed
         report.item(ItemAdapter(item).asdict() if ItemAdapter.is_item(item) else {"value": item})
+        if report.overflowed and not was_over:
+            deferred_from_coro(crawler.stop_async()).addErrback(lambda _: None)
 
     def on_error(failure: Any, response: Any = None, **_: Any) -> None:
         where = f" ({response.url})" if response is not None else ""
@@ -411,7 +418,11 @@ def main(argv: list[str] | None = None) -> int:
 
     reactor: Any = installed
     configure_logging({"LOG_LEVEL": "WARNING"}, install_root_handler=True)
-    middlewares.ADDRESS_BOOK = AddressBook(allow_private=bool(config.get("allow_private")))
+    stub = config.get("stub_network")
+    middlewares.ADDRESS_BOOK = AddressBook(
+        allow_private=bool(config.get("allow_private")),
+        network=StubNetwork.from_config(stub) if isinstance(stub, dict) else None,
+    )
     VettingResolver(reactor, middlewares.ADDRESS_BOOK).install()
     service = CrawlService(config, emit, reactor)
     threading.Thread(

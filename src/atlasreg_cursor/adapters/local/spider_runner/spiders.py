@@ -7,12 +7,16 @@ counts its outstanding requests: one is added for each request the spider
 makes, and one is taken away when that request's callback or errback has
 run (a retry or a redirect replaces its request and keeps the count). At
 zero the source is done; at its deadline it is done too, and its queued
-requests are dropped.
+requests are dropped, as they are when it yields more items than its
+``max_items`` (the report then says ``too_many_items``).
+
+A JSON API page is read by :func:`api_page` with the strict JSON parser
+(:func:`~atlasreg_cursor.adapters.http.parse_json`): no ``NaN`` or
+``Infinity``, finite numbers, bounded nesting.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -29,6 +33,7 @@ from twisted.internet.error import DNSLookupError
 from twisted.python.failure import Failure
 
 from atlasreg_cursor.adapters.core.crawl_process import FORBIDDEN_STAT, INVALID_URL_STAT
+from atlasreg_cursor.adapters.http import parse_json, safe_url
 
 from . import middlewares
 from .middlewares import DEADLINE_META, GATE_DROPPED, GUARD_PREFIX, SOURCE_META
@@ -38,6 +43,7 @@ DEFAULT_MAX_PAGES = 10
 MAX_PAGES_CAP = 200
 NEWSROOM_FIELDS = ("title", "date", "summary", "player_id", "document_id")
 DEFAULT_API_FIELDS = {"title": "title", "url": "url", "date": "date", "summary": "summary"}
+MAX_JSON_DEPTH = 64
 _STATUS_STAT = "downloader/response_status_count/"
 _EXCEPTION_STAT = "downloader/exception_type_count/"
 
@@ -62,6 +68,48 @@ def dig(data: Any, path: str) -> Any:
         else:
             return None
     return current
+
+
+def api_page(
+    body: bytes,
+    url: str,
+    *,
+    items_path: str,
+    fields: Mapping[str, Any],
+    next_path: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """
+    One JSON API page as items and the absolute URL of the next page.
+
+    Args:
+        body: the page's bytes, parsed as strict JSON.
+        url: the page's URL (relative item and next-page URLs are joined to it).
+        items_path: dotted path to the list of elements (the root when empty).
+        fields: item field -> dotted path inside each element.
+        next_path: dotted path to the next page's URL (``None``: no paging).
+
+    Raises:
+        SourceFailed: ``parse_error`` (not strict UTF-8 JSON at most
+            :data:`MAX_JSON_DEPTH` deep).
+        ValueError: *items_path* does not lead to a list.
+    """
+    data = parse_json(body, max_depth=MAX_JSON_DEPTH, origin=safe_url(url))
+    elements = dig(data, items_path) if items_path else data
+    if not isinstance(elements, list):
+        raise ValueError(f"items_path {items_path!r} does not lead to a list")
+    items = []
+    for element in elements:
+        if not isinstance(element, Mapping):
+            continue
+        item = {field: dig(element, str(path)) for field, path in fields.items()}
+        item = {k: v for k, v in item.items() if v is not None}
+        if isinstance(item.get("url"), str) and item["url"].strip():
+            item["url"] = urllib.parse.urljoin(url, item["url"].strip())
+        items.append(item)
+    link = dig(data, next_path) if next_path else None
+    if isinstance(link, str) and link.strip():
+        return items, urllib.parse.urljoin(url, link.strip())
+    return items, None
 
 
 def max_pages(value: Any) -> int:
@@ -216,7 +264,7 @@ class SourcesSpider(scrapy.Spider):
         self._drop_queued(key)
 
     def _follow(self, source: GenericSource, url: str, *, page: int) -> None:
-        if url in source.seen or source.report.full:
+        if url in source.seen or source.report.overflowed:
             return
         source.seen.add(url)
         try:
@@ -290,6 +338,9 @@ class SourcesSpider(scrapy.Spider):
                     self._newsroom(source, response, page)
                 else:
                     self._api(source, response, page)
+                if source.report.overflowed:  # past max_items: stop the source now
+                    self._finish(source, timed_out=False)
+                    self._drop_queued(source.key)
         except Exception as exc:  # a page the source's config cannot read
             assert source is not None
             source.report.count(f"spider_exceptions/{type(exc).__name__}")
@@ -334,25 +385,17 @@ class SourcesSpider(scrapy.Spider):
                 self._follow(source, response.urljoin(link), page=page + 1)
 
     def _api(self, source: GenericSource, response: Response, page: int) -> None:
-        try:
-            data = json.loads(response.body)
-        except ValueError as exc:
-            raise ValueError(f"{response.url} did not answer JSON: {exc}") from None
-        elements = dig(data, source.items_path) if source.items_path else data
-        if not isinstance(elements, list):
-            raise ValueError(f"items_path {source.items_path!r} does not lead to a list")
-        for element in elements:
-            if not isinstance(element, Mapping):
-                continue
-            item = {field: dig(element, str(path)) for field, path in source.fields.items()}
-            item = {k: v for k, v in item.items() if v is not None}
-            if isinstance(item.get("url"), str) and item["url"].strip():
-                item["url"] = response.urljoin(item["url"].strip())
+        items, link = api_page(
+            response.body,
+            response.url,
+            items_path=source.items_path,
+            fields=source.fields,
+            next_path=source.next_path if page < source.pages else None,
+        )
+        for item in items:
             source.report.item(item)
-        if source.next_path and page < source.pages:
-            link = dig(data, source.next_path)
-            if isinstance(link, str) and link.strip():
-                self._follow(source, response.urljoin(link.strip()), page=page + 1)
+        if link:
+            self._follow(source, link, page=page + 1)
 
 
 def _record_failure(report: SourceReport, failure: Failure, request: scrapy.Request) -> None:
