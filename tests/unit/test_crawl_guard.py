@@ -1,8 +1,7 @@
-"""The crawl's DNS (vetted answers only), Retry-After reading, download turns per host."""
+"""The crawl's DNS (vetted answers only), download turns per host."""
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from typing import Any
@@ -12,7 +11,6 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.python.threadpool import ThreadPool
 
 from atlasreg_cursor.adapters.local.downloads import HostTurns
-from atlasreg_cursor.adapters.local.spider_runner.middlewares import retry_after_seconds
 from atlasreg_cursor.adapters.local.spider_runner.resolver import AddressBook, VettingResolver
 from atlasreg_cursor.domain.errors import SourceFailed
 
@@ -103,25 +101,6 @@ def test_address_book_vets_every_answer() -> None:
 
     assert "forbidden_address" == info.value.error_type
     assert ("10.0.0.1",) == lax.vet("10.0.0.1", 80)
-
-
-@pytest.mark.parametrize(
-    ("header", "seconds"),
-    [
-        (b"120", 120.0),
-        ("  7 ", 7.0),
-        (b"Wed, 25 Nov 2026 10:00:30 GMT", 30.0),
-        (b"Wed, 25 Nov 2026 09:00:00 GMT", 0.0),
-        (b"soon", None),
-        (b"-5", None),
-        (None, None),
-    ],
-)
-def test_retry_after_is_seconds_or_an_http_date(header: Any, seconds: float | None) -> None:
-    """Retry-After: delay-seconds, or an HTTP date (past dates mean now); garbage is ignored."""
-    now = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=dt.UTC)
-
-    assert seconds == retry_after_seconds(header, now=now)
 
 
 def test_host_turns_allow_at_most_the_limit_at_once() -> None:

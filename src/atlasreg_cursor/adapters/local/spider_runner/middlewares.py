@@ -16,8 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import email.utils
 import random
 import time
 from typing import Any
@@ -35,6 +33,7 @@ from twisted.internet.threads import deferToThread
 
 from atlasreg_cursor.adapters._netguard import check_source_url, vet_url
 from atlasreg_cursor.adapters.core.crawl_process import FORBIDDEN_STAT, INVALID_URL_STAT
+from atlasreg_cursor.adapters.http import parse_retry_after
 from atlasreg_cursor.domain.errors import SourceFailed
 
 from .resolver import AddressBook
@@ -50,32 +49,6 @@ GUARD_PREFIX = "atlasreg guard"
 
 #: The process's vetted answers (set once by the crawl service).
 ADDRESS_BOOK = AddressBook(allow_private=False)
-
-
-def retry_after_seconds(
-    value: bytes | str | None, *, now: dt.datetime | None = None
-) -> float | None:
-    """
-    Read a ``Retry-After`` header: delay-seconds or an HTTP date.
-
-    Returns:
-        Seconds to wait (0 for a date in the past), or ``None`` when absent
-        or unreadable.
-    """
-    if value is None:
-        return None
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    text = text.strip()
-    if text.isdigit():
-        return float(min(int(text[:12]), 10**9))
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    moment = now or dt.datetime.now(dt.UTC)
-    return max(0.0, (when - moment).total_seconds())
 
 
 def is_robots_txt(request: Request) -> bool:
@@ -164,7 +137,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
         retry = self._retry(request, response_status_message(response.status))
         if retry is None:
             return response
-        wait = retry_after_seconds(response.headers.get(b"Retry-After"))
+        header = response.headers.get(b"Retry-After")
+        wait = parse_retry_after(header.decode("latin-1") if header else None, cap=MAX_RETRY_WAIT)
         if not await self._pause(request, self._backoff(retry) if wait is None else wait):
             return response
         return retry
