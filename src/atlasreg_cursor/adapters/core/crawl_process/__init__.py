@@ -7,6 +7,9 @@ spiders as extra crawlers beside it). :meth:`CrawlSessions.crawl` sends the
 process a source's crawl spec as a JSON line on its stdin and blocks until
 that source's result comes back on the events pipe, so results stream per
 source while the run's other sources go on crawling.
+:meth:`CrawlSessions.host_turn` asks the same process for a turn on a host
+for one of the parent's downloads (a CSV): downloads and crawl requests of a
+run share one per-host budget (``CRAWL_MAX_PER_HOST`` and the delay).
 
 Timeouts are enforced inside the crawl: at a source's deadline the process
 drops that source's requests and reports it as timed out. The parent kills

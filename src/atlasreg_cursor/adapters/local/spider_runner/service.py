@@ -24,6 +24,8 @@ from twisted.internet.defer import Deferred, DeferredList
 from atlasreg_cursor.adapters.core.crawl_process import PARENT_PID_ENV
 
 from . import middlewares
+from .crawl_settings import generic_settings, project_settings
+from .hosts import FULL, HOSTS
 from .middlewares import is_robots_txt
 from .report import SourceReport
 from .resolver import AddressBook, VettingResolver
@@ -31,92 +33,11 @@ from .spiders import GenericSource, SourcesSpider, generic_source
 
 ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 SHUTDOWN_GRACE_SECONDS = 2.0
-ROBOTS_TIMEOUT_SECONDS = 30.0
-RETRY_HTTP_CODES = [429, 503, 500, 502, 504, 408, 522, 524]
-_MW = "atlasreg_cursor.adapters.local.spider_runner.middlewares"
-_DOWNLOADER = "atlasreg_cursor.adapters.local.spider_runner.downloader.PoliteDownloader"
-_RETRY = "scrapy.downloadermiddlewares.retry.RetryMiddleware"
-_NO_HANDLERS = {"file": None, "ftp": None, "s3": None, "data": None}
-
 Emit = Callable[[dict[str, Any]], None]
 
 
 class SpiderNotFound(Exception):
     """Raised when a project has no spider of the name asked for."""
-
-
-def politeness(policy: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """The Scrapy settings of the crawl policy, a source's ``crawl`` block over it."""
-    merged = {**policy, **{k: v for k, v in options.items() if v is not None}}
-    return {
-        "CONCURRENT_REQUESTS_PER_DOMAIN": int(merged["max_per_host"]),
-        "DOWNLOAD_DELAY": float(merged["download_delay"]),
-        "ROBOTSTXT_OBEY": bool(merged["obey_robots"]),
-        "AUTOTHROTTLE_ENABLED": bool(merged["autothrottle"]),
-        "AUTOTHROTTLE_START_DELAY": max(float(merged["download_delay"]), 0.5),
-        "AUTOTHROTTLE_TARGET_CONCURRENCY": float(merged["max_per_host"]),
-        "RETRY_TIMES": int(merged["retry_times"]),
-        "RETRY_HTTP_CODES": RETRY_HTTP_CODES,
-        "USER_AGENT": str(merged["user_agent"]),
-        "DOWNLOADER": _DOWNLOADER,
-        middlewares.BACKOFF_SETTING: float(merged["retry_backoff"]),
-    }
-
-
-def generic_settings(policy: Mapping[str, Any]) -> Settings:
-    """Settings of the shared crawler of the generic sources."""
-    values = {
-        **politeness(policy, {}),
-        # robots.txt and AutoThrottle are on for the crawler; each request says
-        # whether its source obeys / is throttled (meta flags).
-        "ROBOTSTXT_OBEY": True,
-        "AUTOTHROTTLE_ENABLED": True,
-        "AUTOTHROTTLE_START_DELAY": float(policy["download_delay"]),
-        "CONCURRENT_REQUESTS": int(policy["concurrent_requests"]),
-        # sources' requests carry their own timeout; this bounds robots.txt fetches
-        "DOWNLOAD_TIMEOUT": ROBOTS_TIMEOUT_SECONDS,
-        "LOG_LEVEL": "WARNING",
-        "TELNETCONSOLE_ENABLED": False,
-        "COOKIES_ENABLED": False,
-        "DOWNLOAD_MAXSIZE": 20 * 2**20,
-        "DOWNLOAD_HANDLERS": dict(_NO_HANDLERS),
-        "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
-        "DOWNLOADER_MIDDLEWARES": {
-            f"{_MW}.SourceGateMiddleware": 10,
-            f"{_MW}.GuardMiddleware": 50,
-            _RETRY: None,
-            f"{_MW}.BackoffRetryMiddleware": 550,
-        },
-        "EXTENSIONS": {"scrapy.extensions.logstats.LogStats": None},
-    }
-    return Settings(values)
-
-
-def project_settings(
-    base: Settings, policy: Mapping[str, Any], spec: Mapping[str, Any], deadline: float
-) -> Settings:
-    """A project spider's settings: the project's, under the Cursor's politeness and guard."""
-    from scrapy.downloadermiddlewares.retry import RetryMiddleware
-
-    settings = base.copy()
-    overrides = {
-        **politeness(policy, dict(spec.get("crawl") or {})),
-        "LOG_LEVEL": "WARNING",
-        "LOG_FILE": None,
-        "TELNETCONSOLE_ENABLED": False,
-        "DOWNLOAD_TIMEOUT": float(spec.get("download_timeout") or 60.0),
-        "DOWNLOAD_HANDLERS": {**settings.getdict("DOWNLOAD_HANDLERS"), **_NO_HANDLERS},
-        middlewares.DEADLINE_SETTING: deadline,
-    }
-    settings.setdict(overrides, priority="cmdline")
-    settings.set_in_component_priority_dict(
-        "DOWNLOADER_MIDDLEWARES", middlewares.GuardMiddleware, 50
-    )
-    settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", RetryMiddleware, None)
-    settings.set_in_component_priority_dict(
-        "DOWNLOADER_MIDDLEWARES", middlewares.BackoffRetryMiddleware, 550
-    )
-    return settings
 
 
 class CrawlService:
@@ -139,6 +60,7 @@ class CrawlService:
         self._spider: SourcesSpider | None = None
         self._waiting: list[GenericSource] = []
         self._projects: dict[str, tuple[Crawler, SourceReport]] = {}
+        self._turns: dict[str, tuple[str, bool]] = {}
         self._timers: dict[str, Any] = {}
         self._project_base: Settings | None = None
         self._loader: Any = None
@@ -160,6 +82,10 @@ class CrawlService:
                 report = SourceReport(key, self.scratch / f"items-{next(self._files)}.jsonl")
                 report.runner_error = f"the crawl could not start: {type(exc).__name__}: {exc}"
                 self._emit(report.event())
+        elif op == "turn":
+            self._turn(str(command.get("key")), command)
+        elif op == "release":
+            self._release(str(command.get("key")))
 
     def _crawl(self, key: str, spec: dict[str, Any], deadline: float) -> None:
         report = SourceReport(key, self.scratch / f"items-{next(self._files)}.jsonl")
@@ -301,6 +227,41 @@ class CrawlService:
         crawler, report = entry
         self._emit(report.event(stats=_stats_of(crawler), timed_out=True))
         deferred_from_coro(crawler.stop_async()).addErrback(lambda _: None)
+
+    # --- host turns of the parent's downloads ------------------------------------
+
+    def _turn(self, key: str, command: Mapping[str, Any]) -> None:
+        """Send ``turn`` once the host has a place for one of the parent's downloads."""
+        host = str(command.get("host") or "")
+        limit = int(command.get("max_per_host") or self.policy["max_per_host"])
+        asked = command.get("download_delay")
+        delay = float(self.policy["download_delay"] if asked is None else asked)
+        self._turns[key] = (host, False)
+
+        def attempt() -> None:
+            if self._turns.get(key) != (host, False):
+                return  # given back before its turn came
+            wait = HOSTS.admit(host, limit=limit, floor=delay, delay=delay, now=time.monotonic())
+            if wait == FULL:
+                HOSTS.park(host, key, attempt)
+            elif wait > 0:
+                self._reactor.callLater(wait, attempt)
+            else:
+                self._turns[key] = (host, True)
+                self._emit({"event": "turn", "key": key})
+
+        attempt()
+
+    def _release(self, key: str) -> None:
+        """The parent's download is over (or gave up waiting): free its place."""
+        entry = self._turns.pop(key, None)
+        if entry is None:
+            return
+        host, held = entry
+        if held:
+            HOSTS.release(host)
+        else:
+            HOSTS.unpark(host, key)
 
     # --- the process ------------------------------------------------------------
 
