@@ -150,6 +150,24 @@ def test_robots_disallowed_source_fails_saying_robots_txt(crawls: CrawlSessions)
     assert 1 == len(s.hits("/privado/api"))  # only the source that opted out fetched it
 
 
+def test_project_spider_disallowed_by_robots_txt_fails_saying_so(crawls: CrawlSessions) -> None:
+    """Scrapy drops a project spider's request robots.txt forbids without telling the spider:
+    the source still fails with robots_disallowed, naming robots.txt and the URL."""
+    routes: dict[str, Route] = {
+        "/robots.txt": lambda _: (200, {}, b"User-agent: *\nDisallow: /noticias/\n"),
+        "/noticias/": lambda _: (200, {}, ARTICLE),
+    }
+    with site(routes) as s:
+        outcome = crawls.crawl(RUN, "projeto_robots", news_spec(s.url("/noticias/")), timeout=30)
+        with pytest.raises(SourceFailed) as info:
+            judge(outcome, "projeto_robots")
+
+    assert "robots_disallowed" == info.value.error_type
+    assert f"robots.txt of {s.url('')} disallows {s.url('/noticias/')}" in str(info.value)
+    assert [] == s.hits("/noticias/")
+    assert 1 == len(s.hits("/robots.txt"))
+
+
 def test_429_and_503_are_retried_after_retry_after(crawls: CrawlSessions) -> None:
     """429 with Retry-After: 1 and a 503 are retried (after the wait), then the items come."""
     answers = iter([(429, {"Retry-After": "1"}, b""), (503, {}, b"")])

@@ -96,6 +96,9 @@ def project_settings(
     settings.set_in_component_priority_dict(
         "DOWNLOADER_MIDDLEWARES", middlewares.GuardMiddleware, 50
     )
+    settings.set_in_component_priority_dict(
+        "DOWNLOADER_MIDDLEWARES", middlewares.RobotsRefusalMiddleware, 60
+    )
     settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", RetryMiddleware, None)
     settings.set_in_component_priority_dict(
         "DOWNLOADER_MIDDLEWARES", middlewares.BackoffRetryMiddleware, 550

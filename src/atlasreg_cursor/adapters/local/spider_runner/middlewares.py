@@ -7,6 +7,10 @@
   redirects, robots.txt) must be http or https — always — and, unless
   private sources are allowed, resolve only to public addresses; its vetted
   answer is what the resolver connects to.
+- :class:`RobotsRefusalMiddleware` (project spiders): Scrapy drops a
+  request robots.txt forbids without telling the spider; this sends
+  :data:`ROBOTS_REFUSED` (with the request) so the source's report keeps
+  the refusal and the source fails with ``robots_disallowed``.
 - :class:`BackoffRetryMiddleware` replaces Scrapy's ``RetryMiddleware``: the
   same codes and exceptions, but each retry waits — ``Retry-After`` when the
   answer has one (429, 503), else an exponential backoff — and never past
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import urllib.parse
 from typing import Any
 
 from scrapy import Request
@@ -49,11 +54,20 @@ GUARD_PREFIX = "atlasreg guard"
 
 #: The process's vetted answers (set once by the crawl service).
 ADDRESS_BOOK = AddressBook(allow_private=False)
+#: Signal sent by :class:`RobotsRefusalMiddleware` (``request=``).
+ROBOTS_REFUSED = object()
 
 
 def is_robots_txt(request: Request) -> bool:
     """Tell whether *request* is the robots.txt fetch of ``RobotsTxtMiddleware``."""
     return request.callback is NO_CALLBACK and request.url.endswith("/robots.txt")
+
+
+def robots_refusal(request: Request) -> str:
+    """What a robots.txt refusal of *request* says: whose robots.txt, which URL, which agent."""
+    parts = urllib.parse.urlsplit(request.url)
+    agent = (request.headers.get(b"User-Agent") or b"").decode("latin-1")
+    return f"robots.txt of {parts.scheme}://{parts.netloc} disallows {request.url} for {agent!r}"
 
 
 class SourceGateMiddleware:
@@ -114,6 +128,23 @@ class GuardMiddleware:
             if self.stats is not None and not self.stats.get_value(stat):
                 self.stats.set_value(stat, str(exc))
             raise IgnoreRequest(f"{GUARD_PREFIX} {exc.error_type}: {exc}") from None
+
+
+class RobotsRefusalMiddleware:
+    """Tell the crawler's listeners about requests robots.txt forbids (:data:`ROBOTS_REFUSED`)."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RobotsRefusalMiddleware:
+        """Build the middleware for *crawler*."""
+        return cls(crawler)
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        """Send :data:`ROBOTS_REFUSED` for Scrapy's robots.txt ``IgnoreRequest``."""
+        if isinstance(exception, IgnoreRequest) and "robots.txt" in str(exception):
+            self.crawler.signals.send_catch_log(signal=ROBOTS_REFUSED, request=request)
 
 
 class BackoffRetryMiddleware(RetryMiddleware):

@@ -26,7 +26,7 @@ from atlasreg_cursor.adapters.core.crawl_process import PARENT_PID_ENV
 from . import middlewares
 from .crawl_settings import generic_settings, project_settings
 from .hosts import FULL, HOSTS
-from .middlewares import is_robots_txt
+from .middlewares import ROBOTS_REFUSED, is_robots_txt, robots_refusal
 from .report import SourceReport
 from .resolver import AddressBook, VettingResolver
 from .spiders import GenericSource, SourcesSpider, generic_source
@@ -298,9 +298,13 @@ def _record_project(crawler: Crawler, report: SourceReport) -> None:
         if response.status >= 400 and not (request is not None and is_robots_txt(request)):
             report.http_error(f"HTTP {response.status} from {response.url}")
 
+    def on_robots(request: Any, **_: Any) -> None:
+        report.robots_refusal(robots_refusal(request))
+
     crawler.signals.connect(on_item, signal=signals.item_scraped, weak=False)
     crawler.signals.connect(on_error, signal=signals.spider_error, weak=False)
     crawler.signals.connect(on_response, signal=signals.response_received, weak=False)
+    crawler.signals.connect(on_robots, signal=ROBOTS_REFUSED, weak=False)
 
 
 def _stats_of(crawler: Crawler) -> dict[str, Any]:
