@@ -377,10 +377,14 @@ def test_polite_downloader_holds_the_limit_when_many_requests_queue(tmp_path: Pa
     assert 2 == state["most"]
 
 
-def test_a_spider_blocking_the_reactor_fails_only_its_own_source(tmp_path: Path) -> None:
-    """The wedged crawl process is killed past the blocker's deadline; its neighbour is sent
-    again to a new process and succeeds."""
-    sessions = CrawlSessions(work_dir=tmp_path, project_path=PROJECT, allow_private=True)
+def test_without_the_watchdog_a_wedged_process_is_killed_past_the_deadline(
+    tmp_path: Path,
+) -> None:
+    """The last resort: with the reactor watchdog off, the wedged crawl process is killed past
+    the blocker's deadline; its neighbour is sent again to a new process and succeeds."""
+    sessions = CrawlSessions(
+        work_dir=tmp_path, project_path=PROJECT, allow_private=True, reactor_lag=None
+    )
     route, _ = counting(2.0)
     blocker = {"kind": "project", "spider": "blocker", "spider_args": {}, "download_timeout": 3}
     try:
@@ -523,3 +527,33 @@ def test_a_hanging_project_spider_times_out_beside_a_generic_neighbour(
     assert ["vizinho"] == [i["title"] for i in judge(neighbour, "vizinho")]
     assert hung.pid == neighbour.pid == alive
 
+
+def test_a_spider_blocking_the_reactor_is_failed_and_its_neighbour_goes_on(
+    crawls: CrawlSessions,
+) -> None:
+    """The mirror of the wedged-process test: the blocker's timeout (30 s) is longer than its
+    neighbour's (5 s). The watchdog fails the blocker (naming it) and interrupts it; the
+    neighbour finishes in time in the same process, and the blocker is not sent again."""
+    run = "run_c0ffee000007"
+    blocker = {"kind": "project", "spider": "blocker", "spider_args": {}, "download_timeout": 3}
+    with site({"/api": lambda _: (200, {}, json_items("vizinho"))}) as s:
+        crawls.crawl(run, "aquecimento", api_spec(s.url("/api")), timeout=60)  # process ready
+        with cf.ThreadPoolExecutor(max_workers=1) as pool:
+            started = time.monotonic()
+            neighbour = pool.submit(
+                crawls.crawl, run, "vizinho", api_spec(s.url("/api?n=2")), timeout=5
+            )
+            blocked = crawls.crawl(run, "bloqueio", blocker, timeout=30)
+            took = time.monotonic() - started
+            survivor = neighbour.result(timeout=60)
+        alive = crawls.running().get(run)
+    crawls.close_run(run)
+
+    with pytest.raises(SourceFailed) as info:
+        judge(blocked, "bloqueio")
+    assert "spider_error" == info.value.error_type
+    assert "blocked the crawl process" in str(info.value)
+    assert "BlockerSpider.__init__" in str(info.value)
+    assert took < 10
+    assert ["vizinho"] == [i["title"] for i in judge(survivor, "vizinho")]
+    assert blocked.pid == survivor.pid == alive  # no new crawl process

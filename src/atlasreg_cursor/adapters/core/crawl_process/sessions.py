@@ -38,6 +38,8 @@ log = structlog.get_logger()
 REPORT_GRACE_SECONDS = 5.0
 STARTUP_SECONDS = 60.0
 DEFAULT_IDLE_SECONDS = 120.0
+#: Seconds the crawl process's reactor may stall before the spider blocking it is failed.
+DEFAULT_REACTOR_LAG_SECONDS = 2.0
 
 
 class CrawlSessions:
@@ -56,6 +58,9 @@ class CrawlSessions:
         kill_grace: seconds between asking a process to stop and killing it.
         report_grace: seconds past a source's deadline before its process
             is considered wedged and killed.
+        reactor_lag: seconds the process's reactor may stall before the
+            project spider blocking it is failed (``None``: never; the
+            process is then killed past a source's deadline).
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class CrawlSessions:
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
         kill_grace: float = KILL_GRACE_SECONDS,
         report_grace: float = REPORT_GRACE_SECONDS,
+        reactor_lag: float | None = DEFAULT_REACTOR_LAG_SECONDS,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.policy = policy or CrawlPolicy()
@@ -80,6 +86,7 @@ class CrawlSessions:
         self.idle_seconds = idle_seconds
         self.kill_grace = kill_grace
         self.report_grace = report_grace
+        self.reactor_lag = reactor_lag
         self._runs: dict[str, CrawlProcess] = {}
         self._lock = threading.Lock()
         self._keys = itertools.count(1)
@@ -266,6 +273,7 @@ class CrawlSessions:
             "policy": attrs.asdict(self.policy),
             "allow_private": self.allow_private,
             "project": self.project_path is not None,
+            "lag_seconds": self.reactor_lag,
         }
 
     def _kill_wedged(self, run_id: str, process: CrawlProcess, source_id: str) -> None:

@@ -5,7 +5,8 @@ Usage: ``python -m atlasreg_cursor.adapters.local.spider_runner CONFIG.json EVEN
 
 ``CONFIG.json``: ``{"policy": {max_per_host, obey_robots, download_delay,
 autothrottle, user_agent, concurrent_requests, retry_times, retry_backoff},
-"allow_private", "project", "scratch"}``.
+"allow_private", "project", "scratch", "lag_seconds"}`` (``lag_seconds``:
+the reactor-lag watchdog's threshold, ``null`` for none; see ``watchdog.py``).
 
 Commands arrive as JSON lines on stdin:
 
@@ -52,6 +53,9 @@ included: every downloader takes its places from one table (``hosts.py``).
 Every request of every crawler passes the URL guard (http/https only, the
 address check unless ``allow_private``) and every connection goes to an
 address vetted by the DNS resolver installed on the reactor.
+
+A project spider that blocks the reactor for ``lag_seconds`` is failed and
+interrupted by the watchdog thread (``watchdog.py``); the others go on.
 
 When stdin closes without a ``shutdown`` (the parent died), or the parent
 process changes, the crawl kills its whole process group.

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from scrapy import signals
@@ -30,6 +31,7 @@ from .middlewares import ROBOTS_REFUSED, is_robots_txt, robots_refusal
 from .report import SourceReport
 from .resolver import AddressBook, VettingResolver
 from .spiders import GenericSource, SourcesSpider, generic_source
+from .watchdog import DEFAULT_LAG_SECONDS, ReactorWatchdog
 
 ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 SHUTDOWN_GRACE_SECONDS = 2.0
@@ -54,7 +56,7 @@ class CrawlService:
         self.policy = dict(config["policy"])
         self.scratch = Path(config["scratch"])
         self.project = bool(config.get("project"))
-        self._emit = emit
+        self._emit = _once_per_source(emit)
         self._reactor = reactor
         self._generic: Crawler | None = None
         self._spider: SourcesSpider | None = None
@@ -263,6 +265,52 @@ class CrawlService:
         else:
             HOSTS.unpark(host, key)
 
+    # --- a spider blocking the reactor (see .watchdog) -----------------------------
+
+    def culprit(self, frame: FrameType | None) -> tuple[str, str] | None:
+        """
+        The project source whose code runs in *frame* or its callers, and where.
+
+        A frame belongs to a source when its ``self`` (or ``crawler``) is that
+        source's crawler, or an object of it: its spider, pipelines, middlewares.
+        A stall inside an import (Scrapy loading its components) names no one.
+        """
+        crawlers = {id(crawler): key for key, (crawler, _) in list(self._projects.items())}
+        where = None
+        try:
+            while frame is not None:
+                code = frame.f_code
+                if code.co_filename.startswith("<frozen importlib"):
+                    return None
+                where = (
+                    where or f"{code.co_qualname} ({Path(code.co_filename).name}:{frame.f_lineno})"
+                )
+                scope = frame.f_locals
+                owner = scope.get("self")
+                for candidate in (owner, getattr(owner, "crawler", None), scope.get("crawler")):
+                    if candidate is not None and id(candidate) in crawlers:
+                        return crawlers[id(candidate)], where
+                frame = frame.f_back
+        except Exception:  # a frame that cannot be read names no one
+            return None
+        return None
+
+    def fail_blocked(self, key: str, message: str) -> None:
+        """Report source *key* failed for blocking the reactor (called from the watchdog)."""
+        entry = self._projects.get(key)
+        if entry is not None:
+            entry[1].runner_error = message
+            self._emit(entry[1].event())
+
+    def stop_blocked(self, key: str) -> None:
+        """Once the reactor turns again: stop the crawler of the source that blocked it."""
+        entry = self._projects.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        if entry is not None:
+            deferred_from_coro(entry[0].stop_async()).addErrback(lambda _: None)
+
     # --- the process ------------------------------------------------------------
 
     def shutdown(self) -> None:
@@ -313,6 +361,23 @@ def _stats_of(crawler: Crawler) -> dict[str, Any]:
     except RuntimeError:  # the crawl never started
         return {}
     return dict(stats.get_stats()) if stats is not None else {}
+
+
+def _once_per_source(emit: Emit) -> Emit:
+    """*emit* from any thread, with at most one ``done`` event per source key."""
+    done: set[str] = set()
+    lock = threading.Lock()
+
+    def send(event: dict[str, Any]) -> None:
+        with lock:
+            if event.get("event") == "done":
+                key = str(event.get("key"))
+                if key in done:
+                    return
+                done.add(key)
+            emit(event)
+
+    return send
 
 
 def _exit(code: int) -> None:
@@ -379,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     middlewares.ADDRESS_BOOK = AddressBook(allow_private=bool(config.get("allow_private")))
     VettingResolver(reactor, middlewares.ADDRESS_BOOK).install()
     service = CrawlService(config, emit, reactor)
+    lag = config.get("lag_seconds", DEFAULT_LAG_SECONDS)
+    if lag:
+        ReactorWatchdog(reactor, service, lag_seconds=float(lag), kill=_kill_group).start()
     threading.Thread(
         target=_read_commands, args=(reactor, service), name="commands", daemon=True
     ).start()
