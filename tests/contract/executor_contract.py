@@ -81,6 +81,10 @@ class Scenarios(Protocol):
         """A working source on *host* whose answer takes *seconds*."""
         ...
 
+    def disallowed(self, source_id: str) -> SourceConfig:
+        """A working source, but under ``/privado/``, which the site's robots.txt disallows."""
+        ...
+
 
 def new_run() -> RunContext:
     """A run of its own (a fresh id)."""
@@ -258,6 +262,21 @@ class ExecutorContract:
         assert len(CATALOGUE) == len(later.documents)
 
     # --- politeness --------------------------------------------------------------
+
+    def test_a_source_robots_txt_disallows_fails_unfetched(
+        self, executor: Executor, scenarios: Scenarios
+    ) -> None:
+        """robots.txt is obeyed: the source fails with robots_disallowed, saying robots.txt,
+        and its URL is never fetched."""
+        run = new_run()
+
+        with pytest.raises(SourceFailed) as info:
+            executor.run_source(scenarios.disallowed("contrato_robots"), run)
+        executor.close_run(run)
+
+        assert "robots_disallowed" == info.value.error_type
+        assert "robots.txt" in str(info.value)
+        assert {} == {p: n for p, n in scenarios.site.record.hits.items() if "/privado" in p}
 
     def test_per_host_limit_holds_across_the_run(
         self, executor: Executor, scenarios: Scenarios

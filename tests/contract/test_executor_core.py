@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.celery, pytest.mark.redis, pytest.mark.scrapy]
 
 
 class CoreScenarios:
-    """The project's ``sample_news`` spider; Core's ``custom_scrape`` task crashing or hanging."""
+    """The project's ``sample_news`` spider (robots.txt obeyed too); Core's ``custom_scrape``
+    task crashing or hanging."""
 
     def __init__(
         self, site: ContractSite, calls: Callable[[str | None], list[dict[str, Any]]]
@@ -64,6 +65,15 @@ class CoreScenarios:
     def started(self, source: SourceConfig) -> bool:
         return any(
             c["arguments"]["source_config"]["id"] == source.id for c in self.calls("custom_scrape")
+        )
+
+    def disallowed(self, source_id: str) -> SourceConfig:
+        return parse_source(
+            id=source_id,
+            handler_id="SCRAPY_NEWSROOM_PLAYER",
+            spider_id="sample_news",
+            url_feed=self.site.url("/privado/noticias/"),
+            timeout_seconds=60,
         )
 
     def on_host(self, source_id: str, host: str, *, seconds: float) -> SourceConfig:

@@ -55,6 +55,12 @@ class FakeScenarios:
     def started(self, source: SourceConfig) -> bool:
         return ("run_source", source.id) in self.fake.calls
 
+    def disallowed(self, source_id: str) -> SourceConfig:
+        self.fake.behaviours[source_id] = SourceFailed(
+            "robots.txt of the site disallows the source's URL", error_type="robots_disallowed"
+        )
+        return self._source(source_id, "/privado/api/avisos")
+
     def on_host(self, source_id: str, host: str, *, seconds: float) -> SourceConfig:
         url = self.site.url(f"/delay?seconds={seconds}&s={source_id}", host)
         self.fake.pages[url] = self.items

@@ -64,6 +64,15 @@ class LocalScenarios:
     def started(self, source: SourceConfig) -> bool:
         return self.site.record.hits["/slow"] > 0
 
+    def disallowed(self, source_id: str) -> SourceConfig:
+        return parse_source(
+            id=source_id,
+            handler_id="SCRAPY_CVM_API",
+            url_feed=self.site.url("/privado/api/avisos"),
+            timeout_seconds=60,
+            api=API,
+        )
+
     def on_host(self, source_id: str, host: str, *, seconds: float) -> SourceConfig:
         return parse_source(
             id=source_id,

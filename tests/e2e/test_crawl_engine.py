@@ -1,10 +1,11 @@
-"""The crawl engine end to end: politeness, retries, per-host limits, a wedged spider.
+"""The crawl engine end to end: politeness, retries, per-host limits, isolation.
 
 The guard and the crawl process's environment are tested in
 ``tests/security/test_crawl_attacks.py`` (under the zero-request check).
 
-Every crawl runs in one real crawl process (one per test module's run) against
-small loopback servers made for each test (a fresh port, so robots.txt and
+Every crawl runs in one real crawl process (one per run; the module's runs
+share one ``CrawlSessions`` with the sample Scrapy project) against small
+loopback servers made for each test (a fresh port, so robots.txt and
 per-host state never leak between tests).
 """
 
@@ -99,10 +100,11 @@ def site(routes: dict[str, Route]) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def crawls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrawlSessions]:
-    """One crawl process for the module's run (fast retries, loopback allowed)."""
+    """One crawl process per run of the module (fast retries, loopback allowed, the project)."""
     sessions = CrawlSessions(
         work_dir=tmp_path_factory.mktemp("crawls"),
         policy=CrawlPolicy(retry_backoff=0.2),
+        project_path=PROJECT,
         allow_private=True,
         env_allow=["ATLASREG_TEST_PASSED"],
     )
@@ -112,6 +114,20 @@ def crawls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrawlSessions]:
 
 def api_spec(url: str, **extra: Any) -> dict[str, Any]:
     return {"kind": "api", "url": url, "api": API, "download_timeout": 20, **extra}
+
+
+def news_spec(url: str, **extra: Any) -> dict[str, Any]:
+    """The project's ``sample_news`` spider reading the newsroom at *url*."""
+    return {
+        "kind": "project",
+        "spider": "sample_news",
+        "spider_args": {"url": url, "run_id": "run_0123456789ab"},
+        "download_timeout": 20,
+        **extra,
+    }
+
+
+ARTICLE = b"<article><h2><a href='/doc/1'>noticia</a></h2></article>"
 
 
 def test_robots_disallowed_source_fails_saying_robots_txt(crawls: CrawlSessions) -> None:
@@ -135,6 +151,24 @@ def test_robots_disallowed_source_fails_saying_robots_txt(crawls: CrawlSessions)
     assert "robots.txt" in str(info.value)
     assert ["segredo"] == [i["title"] for i in judge(allowed, "robots_off")]
     assert 1 == len(s.hits("/privado/api"))  # only the source that opted out fetched it
+
+
+def test_project_spider_disallowed_by_robots_txt_fails_saying_so(crawls: CrawlSessions) -> None:
+    """Scrapy drops a project spider's request robots.txt forbids without telling the spider:
+    the source still fails with robots_disallowed, naming robots.txt and the URL."""
+    routes: dict[str, Route] = {
+        "/robots.txt": lambda _: (200, {}, b"User-agent: *\nDisallow: /noticias/\n"),
+        "/noticias/": lambda _: (200, {}, ARTICLE),
+    }
+    with site(routes) as s:
+        outcome = crawls.crawl(RUN, "projeto_robots", news_spec(s.url("/noticias/")), timeout=30)
+        with pytest.raises(SourceFailed) as info:
+            judge(outcome, "projeto_robots")
+
+    assert "robots_disallowed" == info.value.error_type
+    assert f"robots.txt of {s.url('')} disallows {s.url('/noticias/')}" in str(info.value)
+    assert [] == s.hits("/noticias/")
+    assert 1 == len(s.hits("/robots.txt"))
 
 
 def test_429_and_503_are_retried_after_retry_after(crawls: CrawlSessions) -> None:
@@ -282,10 +316,14 @@ def test_polite_downloader_holds_the_limit_when_many_requests_queue(tmp_path: Pa
     assert 2 == state["most"]
 
 
-def test_a_spider_blocking_the_reactor_fails_only_its_own_source(tmp_path: Path) -> None:
-    """The wedged crawl process is killed past the blocker's deadline; its neighbour is sent
-    again to a new process and succeeds."""
-    sessions = CrawlSessions(work_dir=tmp_path, project_path=PROJECT, allow_private=True)
+def test_without_the_watchdog_a_wedged_process_is_killed_past_the_deadline(
+    tmp_path: Path,
+) -> None:
+    """The last resort: with the reactor watchdog off, the wedged crawl process is killed past
+    the blocker's deadline; its neighbour is sent again to a new process and succeeds."""
+    sessions = CrawlSessions(
+        work_dir=tmp_path, project_path=PROJECT, allow_private=True, reactor_lag=None
+    )
     route, _ = counting(2.0)
     blocker = {"kind": "project", "spider": "blocker", "spider_args": {}, "download_timeout": 3}
     try:
@@ -307,3 +345,154 @@ def test_a_spider_blocking_the_reactor_fails_only_its_own_source(tmp_path: Path)
     assert took <= 4 + 5 + 5
     assert ["x"] == [i["title"] for i in judge(survivor, "vizinho")]
     assert blocked.pid != survivor.pid  # the neighbour finished in a new crawl process
+
+
+def counted_routes(
+    seconds: float, bodies: dict[str, bytes]
+) -> tuple[dict[str, Route], dict[str, int]]:
+    """Routes answering *bodies* after *seconds*, counting together the most at once."""
+    route, state = counting(seconds)
+
+    def answer(body: bytes) -> Route:
+        def serve(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+            route(handler)
+            return 200, {}, body
+
+        return serve
+
+    return {path: answer(body) for path, body in bodies.items()}, state
+
+
+def paged(title: str, n: int, *, last: int, seconds: float = 0.0) -> Route:
+    """Page *n* of a paginated API (``/<prefix><n+1>`` next, up to *last*), after *seconds*."""
+    prefix = title.removesuffix(str(n))
+
+    def serve(_: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(seconds)
+        return 200, {}, json_items(title, next_url=f"/{prefix}{n + 1}" if n < last else None)
+
+    return serve
+
+
+def test_project_spiders_and_generic_sources_share_the_per_host_limit(
+    crawls: CrawlSessions,
+) -> None:
+    """Each project spider is a crawler with a downloader of its own; with generic sources
+    on the same host, the host still never has more than 2 requests at once."""
+    run = "run_c0ffee000004"
+    routes, state = counted_routes(0.3, {"/noticias/": ARTICLE, "/api": json_items("x")})
+    with site(routes) as s:
+        specs = [(f"projeto_{n}", news_spec(s.url(f"/noticias/?n={n}"))) for n in range(4)]
+        specs += [(f"generica_{n}", api_spec(s.url(f"/api?n={n}"))) for n in range(4)]
+        with cf.ThreadPoolExecutor(max_workers=len(specs)) as pool:
+            futures = {
+                pool.submit(crawls.crawl, run, name, spec, timeout=60): name for name, spec in specs
+            }
+            outcomes = {futures[f]: f.result(timeout=120) for f in futures}
+    crawls.close_run(run)
+
+    assert all(1 == len(judge(o, name)) for name, o in outcomes.items())
+    assert (4, 4) == (len(s.hits("/noticias/")), len(s.hits("/api")))
+    assert 2 == state["most"]
+
+
+def test_autothrottle_spaces_the_requests_to_a_slow_host(crawls: CrawlSessions) -> None:
+    """Two paginated sources with crawl.autothrottle on a host answering in 0.5 s: the
+    first requests go out together, then AutoThrottle's delay spaces them (without it
+    they keep going out in pairs)."""
+    run = "run_c0ffee000005"
+    pages = {
+        f"/{who}{n}": paged(f"{who}{n}", n, last=4, seconds=0.5)
+        for who in "ab"
+        for n in range(1, 5)
+    }
+    with site(pages) as s, cf.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [
+            pool.submit(
+                crawls.crawl,
+                run,
+                f"lento_{who}",
+                api_spec(s.url(f"/{who}1"), crawl={"autothrottle": True}),
+                timeout=60,
+            )
+            for who in "ab"
+        ]
+        outcomes = [f.result(timeout=120) for f in futures]
+        starts = sorted(t for path, _, t in s.seen if path != "/robots.txt")
+    crawls.close_run(run)
+
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(starts)]
+    assert all(4 == len(judge(o, "lento")) for o in outcomes)
+    assert gaps[0] < 0.1, gaps  # before any answer: no delay yet
+    assert min(gaps[1:]) >= 0.1, gaps  # then about latency / 2 between requests
+
+
+def test_autothrottle_never_goes_below_a_sources_download_delay(crawls: CrawlSessions) -> None:
+    """On a fast host AutoThrottle would shrink the delay; a source's download_delay stays
+    the floor."""
+    pages = {f"/p{n}": paged(f"p{n}", n, last=4) for n in range(1, 5)}
+    with site(pages) as s:
+        outcome = crawls.crawl(
+            RUN,
+            "piso",
+            api_spec(s.url("/p1"), crawl={"autothrottle": True, "download_delay": 0.5}),
+            timeout=30,
+        )
+        times = [t for path, _, t in s.seen if path.startswith("/p")]
+
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(times)]
+    assert 4 == len(judge(outcome, "piso"))
+    assert min(gaps) >= 0.48, gaps
+
+
+def test_a_hanging_project_spider_times_out_beside_a_generic_neighbour(
+    crawls: CrawlSessions,
+) -> None:
+    """A project spider that never finishes is cut at its timeout inside the shared process;
+    the generic source beside it succeeds, and the process lives on."""
+    run = "run_c0ffee000006"
+    hanger = {"kind": "project", "spider": "hanger", "spider_args": {}, "download_timeout": 2}
+    with site({"/api": lambda _: (200, {}, json_items("vizinho"))}) as s:
+        with cf.ThreadPoolExecutor(max_workers=1) as pool:
+            hanging = pool.submit(crawls.crawl, run, "pendurado", hanger, timeout=3)
+            neighbour = crawls.crawl(run, "vizinho", api_spec(s.url("/api")), timeout=30)
+            hung = hanging.result(timeout=60)
+        alive = crawls.running().get(run)
+    crawls.close_run(run)
+
+    with pytest.raises(SourceFailed) as info:
+        judge(hung, "pendurado")
+    assert "timeout" == info.value.error_type
+    assert ["vizinho"] == [i["title"] for i in judge(neighbour, "vizinho")]
+    assert hung.pid == neighbour.pid == alive
+
+
+def test_a_spider_blocking_the_reactor_is_failed_and_its_neighbour_goes_on(
+    crawls: CrawlSessions,
+) -> None:
+    """The mirror of the wedged-process test: the blocker's timeout (30 s) is longer than its
+    neighbour's (5 s). The watchdog fails the blocker (naming it) and interrupts it; the
+    neighbour finishes in time in the same process, and the blocker is not sent again."""
+    run = "run_c0ffee000007"
+    blocker = {"kind": "project", "spider": "blocker", "spider_args": {}, "download_timeout": 3}
+    with site({"/api": lambda _: (200, {}, json_items("vizinho"))}) as s:
+        crawls.crawl(run, "aquecimento", api_spec(s.url("/api")), timeout=60)  # process ready
+        with cf.ThreadPoolExecutor(max_workers=1) as pool:
+            started = time.monotonic()
+            neighbour = pool.submit(
+                crawls.crawl, run, "vizinho", api_spec(s.url("/api?n=2")), timeout=5
+            )
+            blocked = crawls.crawl(run, "bloqueio", blocker, timeout=30)
+            took = time.monotonic() - started
+            survivor = neighbour.result(timeout=60)
+        alive = crawls.running().get(run)
+    crawls.close_run(run)
+
+    with pytest.raises(SourceFailed) as info:
+        judge(blocked, "bloqueio")
+    assert "spider_error" == info.value.error_type
+    assert "blocked the crawl process" in str(info.value)
+    assert "BlockerSpider.__init__" in str(info.value)
+    assert took < 10
+    assert ["vizinho"] == [i["title"] for i in judge(survivor, "vizinho")]
+    assert blocked.pid == survivor.pid == alive  # no new crawl process

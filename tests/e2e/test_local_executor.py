@@ -445,9 +445,12 @@ def test_closing_stops_running_crawls(site: SampleSite, tmp_path: Path, how: str
 
 
 class CsvServer:
-    """A loopback CSV server: ``/drip`` drips a byte at a time, ``/slow.csv`` answers late."""
+    """A loopback CSV server: ``/drip`` drips a byte at a time, ``/slow.csv`` answers late,
+    ``/api`` is a JSON API answering late, ``/robots.txt`` serves :attr:`robots` (404
+    when ``None``). It counts the requests at once (robots.txt too) and the paths asked."""
 
     BODY = "titulo;link\nOcorrência A;/a\nOcorrência B;/b\n".encode()
+    API = json.dumps({"data": {"items": [{"title": "Aviso", "url": "/aviso"}]}}).encode()
 
     def __init__(self, delay: float = 0.5) -> None:
         import threading
@@ -456,6 +459,8 @@ class CsvServer:
         self.now = 0
         self.most = 0
         self.hits = 0
+        self.paths: list[str] = []
+        self.robots: bytes | None = None
         self.stop = threading.Event()
         lock = threading.Lock()
         server = self
@@ -468,7 +473,15 @@ class CsvServer:
                     server.hits += 1
                     server.now += 1
                     server.most = max(server.most, server.now)
+                    server.paths.append(self.path.split("?", 1)[0])
                 try:
+                    if self.path == "/robots.txt":
+                        robots = server.robots
+                        self.send_response(404 if robots is None else 200)
+                        self.send_header("Content-Length", str(len(robots or b"")))
+                        self.end_headers()
+                        self.wfile.write(robots or b"")
+                        return
                     if self.path.startswith("/drip"):
                         self.send_response(200)
                         self.send_header("Content-Length", "100000")
@@ -479,11 +492,12 @@ class CsvServer:
                             server.stop.wait(0.2)
                         return
                     server.stop.wait(delay)
+                    body = server.API if self.path.startswith("/api") else server.BODY
                     self.send_response(200)
                     self.send_header("Content-Type", "text/csv")
-                    self.send_header("Content-Length", str(len(server.BODY)))
+                    self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(server.BODY)
+                    self.wfile.write(body)
                 except OSError:
                     self.close_connection = True
                 finally:
@@ -514,7 +528,7 @@ def csv_server() -> Iterator[CsvServer]:
     server.close()
 
 
-def plain_csv(url: str, source_id: str = "csv", timeout: float = 30) -> SourceConfig:
+def plain_csv(url: str, source_id: str = "csv", timeout: float = 30, **extra: Any) -> SourceConfig:
     """A DOWNLOAD_CSV source of ``titulo;link`` rows."""
     return source(
         id=source_id,
@@ -522,6 +536,7 @@ def plain_csv(url: str, source_id: str = "csv", timeout: float = 30) -> SourceCo
         url_feed=url,
         timeout_seconds=timeout,
         csv={"delimiter": ";", "fields": {"title": "titulo", "url": "link"}},
+        **extra,
     )
 
 
@@ -552,7 +567,53 @@ def test_csv_downloads_take_turns_per_host(csv_server: CsvServer, tmp_path: Path
     local.close()
 
     assert all(isinstance(o, SourceResult) and 2 == o.items_count for o in outcomes.values())
-    assert (3, 1) == (csv_server.hits, csv_server.most)
+    assert (3, 1) == (csv_server.paths.count("/slow.csv"), csv_server.most)
+
+
+def test_csv_downloads_and_crawls_share_the_per_host_limit(
+    csv_server: CsvServer, tmp_path: Path
+) -> None:
+    """Three CSV downloads and three crawled API sources of one host at once: CSVs take
+    their turns from the run's crawl process, so the host never has more than 2 at once."""
+    local = LocalExecutor(work_dir=tmp_path, allow_private_sources=True)
+    sources = [plain_csv(csv_server.url(f"/slow.csv?n={n}"), f"csv{n}") for n in range(3)]
+    sources += [
+        source(
+            id=f"api{n}",
+            handler_id="SCRAPY_CVM_API",
+            url_feed=csv_server.url(f"/api?n={n}"),
+            api={"items_path": "data.items"},
+        )
+        for n in range(3)
+    ]
+
+    with cf.ThreadPoolExecutor(max_workers=len(sources)) as pool:
+        futures = {pool.submit(local.run_source, s, RUN): s.id for s in sources}
+        outcomes = {futures[f]: f.result(timeout=120) for f in futures}
+    local.close()
+
+    assert {2} == {outcomes[f"csv{n}"].items_count for n in range(3)}
+    assert {1} == {outcomes[f"api{n}"].items_count for n in range(3)}
+    assert 2 == csv_server.most
+
+
+def test_csv_downloads_obey_robots_txt(csv_server: CsvServer, tmp_path: Path) -> None:
+    """A CSV robots.txt disallows fails with robots_disallowed, unfetched; a source that
+    opts out (crawl.obey_robots false) downloads it."""
+    csv_server.robots = b"User-agent: *\nDisallow: /slow.csv\n"
+    local = LocalExecutor(work_dir=tmp_path, allow_private_sources=True)
+
+    with pytest.raises(SourceFailed) as info:
+        local.run_source(plain_csv(csv_server.url("/slow.csv"), "proibido"), RUN)
+    allowed = local.run_source(
+        plain_csv(csv_server.url("/slow.csv?n=2"), "liberado", crawl={"obey_robots": False}), RUN
+    )
+    local.close()
+
+    assert "robots_disallowed" == info.value.error_type
+    assert f"robots.txt of {csv_server.url('')} disallows" in str(info.value)
+    assert 2 == allowed.items_count
+    assert ["/robots.txt", "/slow.csv"] == csv_server.paths
 
 
 def test_close_run_cancels_a_csv_download(csv_server: CsvServer, tmp_path: Path) -> None:

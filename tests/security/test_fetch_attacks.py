@@ -2,7 +2,10 @@
 
 Every test runs ``LocalExecutor.run_source`` (the code a ``DOWNLOAD_CSV``
 source runs) with ``ALLOW_PRIVATE_SOURCES`` unset; the session's internal
-server must receive no connection at all (checked after each test).
+server must receive no connection at all (checked after each test). The
+downloads take their per-host turns from one crawl process for the module;
+robots.txt is off (the tests count every request) except where it is the
+subject.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy, CrawlSessions
 from atlasreg_cursor.adapters.local.executor import LocalExecutor
 from atlasreg_cursor.domain.errors import SourceFailed
 from atlasreg_cursor.domain.messages import MessageType
@@ -58,10 +62,29 @@ def site(net: FakeInternet) -> Iterator[RecordingServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def crawls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrawlSessions]:
+    """One crawl process for the module's run: it grants the downloads' per-host turns."""
+    sessions = CrawlSessions(work_dir=tmp_path_factory.mktemp("crawls"))
+    yield sessions
+    sessions.close()
+
+
+def local(net: FakeInternet, tmp_path: Path, crawls: CrawlSessions, **extra: Any) -> LocalExecutor:
+    """A local executor with the guarded client on the fake network, robots.txt off."""
+    return LocalExecutor(
+        work_dir=tmp_path,
+        http=net.client(),
+        crawls=crawls,
+        policy=CrawlPolicy(obey_robots=False),
+        **extra,
+    )
+
+
 @pytest.fixture
-def executor(net: FakeInternet, tmp_path: Path) -> LocalExecutor:
+def executor(net: FakeInternet, tmp_path: Path, crawls: CrawlSessions) -> LocalExecutor:
     """The local executor with the guarded client on the fake network."""
-    return LocalExecutor(work_dir=tmp_path, http=net.client())
+    return local(net, tmp_path, crawls)
 
 
 def refused(executor: LocalExecutor, src: SourceConfig) -> SourceFailed:
@@ -274,7 +297,9 @@ def test_garbage_content_length_is_refused(
     assert "invalid_response" == error.error_type
 
 
-def test_declared_length_over_the_cap_is_refused_unread(tmp_path: Path, net: FakeInternet) -> None:
+def test_declared_length_over_the_cap_is_refused_unread(
+    tmp_path: Path, net: FakeInternet, crawls: CrawlSessions
+) -> None:
     """A Content-Length over the cap fails at once with too_large."""
     server = RecordingServer(
         {"/big.csv": raw_route(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\nx")}
@@ -282,7 +307,7 @@ def test_declared_length_over_the_cap_is_refused_unread(tmp_path: Path, net: Fak
     net.add("big.test", server)
     try:
         error = refused(
-            LocalExecutor(work_dir=tmp_path, http=net.client(), max_download_bytes=1000),
+            local(net, tmp_path, crawls, max_download_bytes=1000),
             source("http://big.test/big.csv"),
         )
     finally:
@@ -291,7 +316,9 @@ def test_declared_length_over_the_cap_is_refused_unread(tmp_path: Path, net: Fak
     assert "too_large" == error.error_type
 
 
-def test_a_gzip_bomb_is_cut_at_the_cap(tmp_path: Path, net: FakeInternet) -> None:
+def test_a_gzip_bomb_is_cut_at_the_cap(
+    tmp_path: Path, net: FakeInternet, crawls: CrawlSessions
+) -> None:
     """A small compressed body that inflates past the cap fails with too_large."""
     bomb = gzip.compress(b"title,url\n" + b"a" * 5_000_000)
     server = RecordingServer(
@@ -300,7 +327,7 @@ def test_a_gzip_bomb_is_cut_at_the_cap(tmp_path: Path, net: FakeInternet) -> Non
     net.add("bomb.test", server)
     try:
         error = refused(
-            LocalExecutor(work_dir=tmp_path, http=net.client(), max_download_bytes=100_000),
+            local(net, tmp_path, crawls, max_download_bytes=100_000),
             source("http://bomb.test/bomb.csv"),
         )
     finally:
@@ -374,6 +401,29 @@ def test_file_scheme_is_refused_even_when_private_is_allowed(tmp_path: Path) -> 
     error = refused(executor, source(secret.as_uri()))
 
     assert "invalid_url" == error.error_type
+
+
+def test_robots_txt_is_read_through_the_guard(
+    net: FakeInternet,
+    site: RecordingServer,
+    internal: RecordingServer,
+    tmp_path: Path,
+    crawls: CrawlSessions,
+) -> None:
+    """With robots.txt obeyed, its fetch is a guarded fetch too: a robots.txt redirecting
+    into the internal network is refused (and then allows everything); one that disallows
+    the CSV stops the download."""
+    site.routes["/robots.txt"] = redirect_route(f"http://127.0.0.1:{internal.port}/robots.txt")
+    obeying = LocalExecutor(work_dir=tmp_path, http=net.client(), crawls=crawls)
+
+    result = obeying.run_source(source("http://news.test/ok.csv"), RUN)
+    obeying.close_run(RUN)
+    site.routes["/robots.txt"] = csv_route(b"User-agent: *\nDisallow: /ok.csv\n")
+    error = refused(obeying, source("http://news.test/ok.csv"))
+
+    assert 2 == result.items_count
+    assert "robots_disallowed" == error.error_type
+    assert ["/robots.txt", "/ok.csv", "/robots.txt"] == [r.path for r in site.requests]
 
 
 def test_redirect_loops_end(executor: LocalExecutor, site: RecordingServer) -> None:

@@ -10,7 +10,8 @@ Paths:
 - ``/noticias/`` — the same items as a newsroom page (``sample_news`` reads it);
 - ``/delay?seconds=S`` — the API answer after *S* seconds;
 - ``/slow?seconds=S`` — hangs *S* seconds (the server stops it on close);
-- ``/robots.txt`` — 404 (everything allowed).
+- ``/privado/…`` — the same answers under a prefix robots.txt disallows;
+- ``/robots.txt`` — ``Disallow: /privado/`` for every agent (not recorded).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 HOSTS = tuple(f"127.0.0.{n}" for n in range(2, 6))
+ROBOTS_TXT = b"User-agent: *\nDisallow: /privado/\n"
 
 #: (slug, title, summary) of every item the site lists.
 CATALOGUE = (
@@ -130,16 +132,17 @@ def _handler(site: ContractSite) -> type[BaseHTTPRequestHandler]:
             seconds = float((query.get("seconds") or ["0"])[0])
             host = self.server.server_address[0]
             if parts.path == "/robots.txt":
-                self._send(404, b"", "text/plain")
+                self._send(200, ROBOTS_TXT, "text/plain")
                 return
             site.record.enter(str(host), parts.path)
+            path = parts.path.removeprefix("/privado")
             try:
-                if parts.path in ("/api/avisos", "/delay"):
+                if path in ("/api/avisos", "/delay"):
                     site.stopping.wait(seconds)
                     self._send(200, _api_body(), "application/json")
-                elif parts.path in ("/noticias", "/noticias/"):
+                elif path in ("/noticias", "/noticias/"):
                     self._send(200, _newsroom_body(), "text/html; charset=utf-8")
-                elif parts.path == "/slow":
+                elif path == "/slow":
                     if self._wait_while_connected(seconds):
                         self._send(200, _newsroom_body(), "text/html; charset=utf-8")
                 else:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from atlasreg_cursor.entrypoints.cli import main
@@ -28,6 +32,28 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
         "health",
     ):
         assert f"    {command} " in out
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """``atlasreg-cursor --help`` (the console script's entry point, in a fresh interpreter)
+    loads none of scrapy, twisted, structlog or attrs: the CLI imports lazily."""
+    code = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules))))\n"
+        "from atlasreg_cursor.entrypoints.cli import main\n"
+        "sys.argv = ['atlasreg-cursor', '--help']\n"
+        "sys.exit(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert 0 == done.returncode, done.stderr
+    assert "usage: atlasreg-cursor" in done.stdout
+    heavy = {"scrapy", "twisted", "structlog", "attrs"}
+    assert set() == {m for m in loaded if m.split(".")[0] in heavy}
+    assert "atlasreg_cursor.entrypoints.cli" in loaded
 
 
 def test_bad_setting_is_exit_2_naming_it(

@@ -1,18 +1,15 @@
-"""The crawl's DNS (vetted answers only), Retry-After reading, download turns per host."""
+"""The crawl's DNS (vetted answers only) and the crawl process's per-host table."""
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
-import time
 from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.python.threadpool import ThreadPool
 
-from atlasreg_cursor.adapters.local.downloads import HostTurns
-from atlasreg_cursor.adapters.local.spider_runner.middlewares import retry_after_seconds
+from atlasreg_cursor.adapters.local.spider_runner.hosts import FULL, HostTable
 from atlasreg_cursor.adapters.local.spider_runner.resolver import AddressBook, VettingResolver
 from atlasreg_cursor.domain.errors import SourceFailed
 
@@ -105,63 +102,50 @@ def test_address_book_vets_every_answer() -> None:
     assert ("10.0.0.1",) == lax.vet("10.0.0.1", 80)
 
 
-@pytest.mark.parametrize(
-    ("header", "seconds"),
-    [
-        (b"120", 120.0),
-        ("  7 ", 7.0),
-        (b"Wed, 25 Nov 2026 10:00:30 GMT", 30.0),
-        (b"Wed, 25 Nov 2026 09:00:00 GMT", 0.0),
-        (b"soon", None),
-        (b"-5", None),
-        (None, None),
-    ],
-)
-def test_retry_after_is_seconds_or_an_http_date(header: Any, seconds: float | None) -> None:
-    """Retry-After: delay-seconds, or an HTTP date (past dates mean now); garbage is ignored."""
-    now = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=dt.UTC)
+def test_a_host_admits_its_limit_then_wakes_who_waits_when_one_ends() -> None:
+    """Two places on a host whoever asks (any crawler, a download); a third is parked and
+    woken when one ends; another host is not held back."""
+    table = HostTable()
+    woken: list[str] = []
 
-    assert seconds == retry_after_seconds(header, now=now)
+    first = table.admit("a", limit=2, floor=0, delay=0, now=10.0)
+    second = table.admit("a", limit=2, floor=0, delay=0, now=10.0)
+    third = table.admit("a", limit=2, floor=0, delay=0, now=10.0)
+    table.park("a", "third", lambda: woken.append("third"))
+    other = table.admit("b", limit=2, floor=0, delay=0, now=10.0)
+    table.release("a")
 
-
-def test_host_turns_allow_at_most_the_limit_at_once() -> None:
-    """Downloads on one host take turns; another host is not held back."""
-    turns = HostTurns(2)
-    most = {"a": 0, "b": 0}
-    lock = threading.Lock()
-
-    def download(host: str) -> None:
-        with turns.turn(host, deadline=time.monotonic() + 30, stopped=lambda: False):
-            with lock:
-                most[host] = max(most[host], turns.holders(host))
-            time.sleep(0.1)
-
-    threads = [threading.Thread(target=download, args=(h,)) for h in "aaaaab"]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-
-    assert {"a": 2, "b": 1} == most
-    assert 0 == turns.holders("a")
+    assert (0.0, 0.0, FULL, 0.0) == (first, second, third, other)
+    assert ["third"] == woken
+    assert 1 == table.busy("a")
+    assert 0.0 == table.admit("a", limit=2, floor=0, delay=0, now=10.0)
 
 
-def test_waiting_for_a_turn_ends_at_the_deadline_or_when_stopped() -> None:
-    """No turn before the deadline is a timeout; a stopped wait is cancelled."""
-    turns = HostTurns(1)
-    stop = threading.Event()
-    with turns.turn("h", deadline=time.monotonic() + 30, stopped=lambda: False):
-        with (
-            pytest.raises(SourceFailed) as late,
-            turns.turn("h", deadline=time.monotonic() + 0.3, stopped=lambda: False),
-        ):
-            pass
-        stop.set()
-        with (
-            pytest.raises(SourceFailed) as stopped,
-            turns.turn("h", deadline=time.monotonic() + 30, stopped=stop.is_set),
-        ):
-            pass
+def test_the_most_polite_limit_and_delay_hold_for_everyone() -> None:
+    """A caller asking one place and a 2 s floor lowers the host for all; a caller's own
+    (AutoThrottle) delay under the floor does not shorten the wait."""
+    table = HostTable()
 
-    assert "timeout" == late.value.error_type
-    assert "cancelled" == stopped.value.error_type
+    assert 0.0 == table.admit("h", limit=4, floor=0, delay=0, now=0.0)
+    assert 0.0 == table.admit("h", limit=4, floor=0, delay=0, now=0.0)
+    table.release("h")
+    table.release("h")
+    assert 2.0 == table.admit("h", limit=1, floor=2.0, delay=0.1, now=0.0)
+    assert 0.0 == table.admit("h", limit=4, floor=0, delay=0, now=2.0)
+    assert FULL == table.admit("h", limit=4, floor=0, delay=0, now=10.0)  # one place now
+    table.release("h")
+    assert 0.5 == table.admit("h", limit=4, floor=0, delay=3.0, now=4.5)  # its own delay wins
+
+
+def test_parked_callbacks_of_a_closed_downloader_are_forgotten() -> None:
+    """A downloader that closes leaves nothing parked behind."""
+    table = HostTable()
+    owner, other = object(), object()
+    table.admit("h", limit=1, floor=0, delay=0, now=0.0)
+    table.park("h", (owner, 1), lambda: pytest.fail("woken after close"))
+    table.park("h", (other, 1), lambda: None)
+
+    table.forget(owner)
+    table.release("h")
+
+    assert 0 == table.busy("h")

@@ -88,6 +88,11 @@ def outcome(**fields: Any) -> CrawlOutcome:
             "spider_error",
             "3 errors logged",
         ),
+        (
+            outcome(stats={**FINISHED, "robotstxt/forbidden": 2}),
+            "robots_disallowed",
+            "robots.txt disallowed 2 of the spider's requests",
+        ),
     ],
 )
 def test_failed_crawls(crawl: CrawlOutcome, error_type: str, in_message: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from atlasreg_cursor.adapters.core.crawl_process import (
@@ -87,3 +89,30 @@ def test_crawl_environment_is_allow_listed(monkeypatch: pytest.MonkeyPatch) -> N
     assert "C.UTF-8" == env["LC_ALL"]
     assert "1" == env["EXTRA"]
     assert "PYTHONPATH" in env
+
+
+def test_the_core_executors_own_crawl_processes_follow_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a local fallback to share crawl processes with, the Core executor makes its
+    own, with the CRAWL_* policy, allow-list and idle time."""
+    from atlasreg_cursor.adapters.core.executor import CoreExecutor
+
+    monkeypatch.setenv("CORE_PROJECT_TOKEN", "needed")
+    env = {"CRAWL_MAX_PER_HOST": "1", "CRAWL_OBEY_ROBOTS": "false", "CRAWL_DOWNLOAD_DELAY": "2"}
+    policy = crawl_policy(load_settings(env, env_file=None))
+    core = CoreExecutor(
+        celery=None,  # type: ignore[arg-type]  # never called here
+        airflow=None,
+        scrapy_project_path=tmp_path,
+        local_fallback=None,
+        policy=policy,
+        env_allow=["CORE_PROJECT_TOKEN"],
+        idle_seconds=7,
+    )
+
+    assert core.crawls is not None
+    assert policy == core.crawls.policy
+    assert (1, False, 2.0) == (policy.max_per_host, policy.obey_robots, policy.download_delay)
+    assert 7 == core.crawls.idle_seconds
+    assert "needed" == core.crawls.environment()["CORE_PROJECT_TOKEN"]

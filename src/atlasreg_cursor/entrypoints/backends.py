@@ -426,6 +426,9 @@ def _core_executor(s: Settings, app: Wiring) -> Executor:
         local_fallback=_local_executor(s),
         processing_concurrency=s.processing_concurrency,
         allow_private_sources=s.allow_private_sources,
+        policy=crawl_policy(s),
+        env_allow=(s.crawl_env_allow or "").split(","),
+        idle_seconds=s.crawl_idle_seconds,
     )
 
 

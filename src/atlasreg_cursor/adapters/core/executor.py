@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +50,7 @@ from atlasreg_cursor.domain.runs import RunContext
 from atlasreg_cursor.domain.sources import SourceConfig
 
 from .celery import TaskError, as_processing_failed
-from .crawl_process import CrawlSessions
+from .crawl_process import DEFAULT_IDLE_SECONDS, CrawlPolicy, CrawlSessions
 from .handlers import CoreServices, Handler, registry
 
 if TYPE_CHECKING:
@@ -89,6 +89,10 @@ class CoreExecutor:
         resolver: resolves host names for the URL guard (tests pass their own).
         crawls: the crawl processes of the runs (default: the local
             fallback's, so a run has one crawl process).
+        policy: the crawl policy (``CRAWL_*``) of the crawl processes made
+            here (when neither *crawls* nor the fallback's are used).
+        env_allow: more variables those crawl processes may inherit (``CRAWL_ENV_ALLOW``).
+        idle_seconds: an idle crawl process of theirs is stopped after this long.
     """
 
     def __init__(
@@ -105,6 +109,9 @@ class CoreExecutor:
         allow_private_sources: bool = False,
         resolver: Resolver | None = None,
         crawls: CrawlSessions | None = None,
+        policy: CrawlPolicy | None = None,
+        env_allow: Iterable[str] = (),
+        idle_seconds: float = DEFAULT_IDLE_SECONDS,
     ) -> None:
         if processing_concurrency < 1:
             raise ValueError("processing_concurrency must be at least 1")
@@ -119,8 +126,11 @@ class CoreExecutor:
         if crawls is None and scrapy_project_path is not None:
             crawls = CrawlSessions(
                 work_dir=Path(tempfile.gettempdir()) / "atlasreg-crawls",
+                policy=policy,
                 project_path=scrapy_project_path,
                 allow_private=allow_private_sources,
+                env_allow=env_allow,
+                idle_seconds=idle_seconds,
             )
         self._core = CoreServices(
             celery=celery,
@@ -141,6 +151,11 @@ class CoreExecutor:
             f"CoreExecutor(celery={self._core.celery!r}, airflow={self._core.airflow!r}, "
             f"handlers={sorted(self._handlers)!r})"
         )
+
+    @property
+    def crawls(self) -> CrawlSessions | None:
+        """The crawl processes this executor's project spiders run in."""
+        return self._core.crawls
 
     @property
     def handler_ids(self) -> frozenset[str]:

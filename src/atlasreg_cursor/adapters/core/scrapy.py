@@ -70,6 +70,7 @@ MAX_SUMMARY = 5_000
 _STATUS_PREFIX = "downloader/response_status_count/"
 _EXCEPTION_PREFIX = "downloader/exception_type_count/"
 _ROBOTS_STATUS_PREFIX = "robotstxt/response_status_count/"
+_ROBOTS_FORBIDDEN = "robotstxt/forbidden"
 _ONE_OFF_RUN = "one-off"
 
 
@@ -261,6 +262,12 @@ def _raise_for_empty(outcome: CrawlOutcome, stats: Mapping[str, Any]) -> None:
     if outcome.robots:
         more = f" (and {len(outcome.robots) - 1} more)" if len(outcome.robots) > 1 else ""
         raise SourceFailed(f"no items; {outcome.robots[0]}{more}", error_type="robots_disallowed")
+    refused = int(stats.get(_ROBOTS_FORBIDDEN, 0) or 0)
+    if refused:  # counted by Scrapy's robots.txt middleware, the URL not recorded
+        raise SourceFailed(
+            f"no items; robots.txt disallowed {refused} of the spider's requests",
+            error_type="robots_disallowed",
+        )
     statuses = {
         code: left
         for key, count in stats.items()

@@ -1,82 +1,45 @@
-"""Turns and deadlines for the local executor's downloads (``DOWNLOAD_CSV``).
+"""Stopping the local executor's downloads (``DOWNLOAD_CSV``).
 
-- :class:`HostTurns`: at most ``CRAWL_MAX_PER_HOST`` downloads at once per
-  host, so CSV downloads take their turn under the same per-host limit as
-  crawl requests; waiting for a turn counts against the source's timeout.
 - :class:`DownloadStop`: the stop handle of one download; the guarded HTTP
   client shuts the download's socket as soon as it is set (a blocked read
   returns at once) — how a download of a closed run is stopped. Its
   deadline is enforced by the client itself.
 - :class:`RunDownloads`: the stop handles of each run's downloads in progress.
+- :func:`precheck_url`: what the URL guard can refuse without a DNS lookup,
+  checked before a download asks for its turn.
+
+A download's turn on its host comes from the run's crawl process
+(``CrawlSessions.host_turn``), so downloads and crawl requests share one
+per-host limit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from atlasreg_cursor.domain.errors import SourceFailed
-
-TURN_POLL_SECONDS = 0.1
+from atlasreg_cursor.adapters._netguard import vet_url
 
 
-class HostTurns:
+class _NamedHost(Exception):
+    """The URL names its host: it is resolved (once) when it is fetched."""
+
+
+def _no_lookup(host: str, port: int) -> list[str]:
+    raise _NamedHost(host)
+
+
+def precheck_url(url: str, *, allow_private: bool) -> None:
     """
-    At most *per_host* holders at once per host name.
+    Refuse *url* now when its syntax, or its address written as an IP literal, fails the
+    URL guard; a host name is left to the guarded client (one lookup, when it fetches).
 
-    Args:
-        per_host: how many downloads may run at once against one host.
+    Raises:
+        SourceFailed: ``invalid_url`` or ``forbidden_address``.
     """
-
-    def __init__(self, per_host: int) -> None:
-        if per_host < 1:
-            raise ValueError("per_host must be at least 1")
-        self.per_host = per_host
-        self._holders: dict[str, int] = {}
-        self._free = threading.Condition()
-
-    def holders(self, host: str) -> int:
-        """How many downloads hold a turn on *host* right now."""
-        with self._free:
-            return self._holders.get(host.lower(), 0)
-
-    @contextlib.contextmanager
-    def turn(self, host: str, *, deadline: float, stopped: Callable[[], bool]) -> Iterator[None]:
-        """
-        Hold one of *host*'s turns for the ``with`` block.
-
-        Raises:
-            SourceFailed: ``timeout`` when no turn came before *deadline*,
-                ``cancelled`` when *stopped()* became true while waiting.
-        """
-        key = host.lower()
-        with self._free:
-            while self._holders.get(key, 0) >= self.per_host:
-                if stopped():
-                    raise SourceFailed(
-                        "the download was cancelled: its run was closed", error_type="cancelled"
-                    )
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise SourceFailed(
-                        f"no turn on host {host} before the source's timeout "
-                        f"({self.per_host} downloads at once per host)",
-                        error_type="timeout",
-                    )
-                self._free.wait(min(left, TURN_POLL_SECONDS))
-            self._holders[key] = self._holders.get(key, 0) + 1
-        try:
-            yield
-        finally:
-            with self._free:
-                left = self._holders.get(key, 1) - 1
-                if left:
-                    self._holders[key] = left
-                else:
-                    self._holders.pop(key, None)
-                self._free.notify_all()
+    with contextlib.suppress(_NamedHost):
+        vet_url(url, allow_private=allow_private, resolver=_no_lookup)
 
 
 class DownloadStop:

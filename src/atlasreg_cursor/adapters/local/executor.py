@@ -13,12 +13,13 @@ that spider instead (with ``-a url=… run_id=… player_id=… source_id=…``)
 Every crawl of a run runs in that run's one crawl process
 (:class:`~atlasreg_cursor.adapters.core.crawl_process.CrawlSessions`), which
 cuts each source at its ``timeout_seconds``; :meth:`LocalExecutor.close_run`
-ends it. A CSV download waits for its turn on its host (``CRAWL_MAX_PER_HOST``
-at once, as crawl requests) and is closed at the source's timeout or when its
-run is closed. URLs pass the URL guard first. Items are kept when their title
-or summary contains one of the source's ``keywords`` (tagged with the
-keywords matched), then enriched in-process (``enrichment.py``) and assembled
-into the Gold with ``domain.gold.build_gold``.
+ends it. A CSV download obeys robots.txt (``robots.py``) and takes its turn
+on its host from the run's crawl process, under the same per-host limit and
+delay as the crawl requests (``CRAWL_MAX_PER_HOST``); it is closed at the
+source's timeout or when its run is closed. URLs pass the URL guard first.
+Items are kept when their title or summary contains one of the source's
+``keywords`` (tagged with the keywords matched), then enriched in-process
+(``enrichment.py``) and assembled into the Gold with ``domain.gold.build_gold``.
 
 Settings read (by the composition root): ``CURSOR_HOME`` (the work directory
 lives under it), ``SCRAPY_PROJECT_PATH``, ``ALLOW_PRIVATE_SOURCES``, ``CRAWL_*``.
@@ -61,18 +62,23 @@ from atlasreg_cursor.domain.gold import (
     isoformat_z,
 )
 from atlasreg_cursor.domain.runs import RunContext
-from atlasreg_cursor.domain.sources import SourceConfig, fold_text, matches_keywords
+from atlasreg_cursor.domain.sources import (
+    CrawlOptions,
+    SourceConfig,
+    fold_text,
+    matches_keywords,
+)
 
 from .csv_download import DEFAULT_MAX_BYTES
-from .downloads import HostTurns, RunDownloads
+from .downloads import RunDownloads
 from .enrichment import enrich
+from .robots import RobotsRules
 
 log = structlog.get_logger()
 
 NEWSROOM_HANDLERS = frozenset({"SCRAPY_NEWSROOM_PLAYER", "CUSTOM_SCRAPER"})
 API_HANDLERS = frozenset({"SCRAPY_CVM_API"})
 REPROCESS_WORKERS = 4
-#: Seconds past a source's timeout before its download's sockets are shut.
 
 
 class LocalExecutor:
@@ -86,8 +92,8 @@ class LocalExecutor:
         max_download_bytes: size cap of a CSV download.
         http: the guarded HTTP client for downloads (one is made from
             *allow_private_sources* otherwise).
-        policy: the crawl policy (``CRAWL_*``); its ``max_per_host`` also
-            limits CSV downloads per host.
+        policy: the crawl policy (``CRAWL_*``); CSV downloads follow it too
+            (robots.txt, ``max_per_host``, ``download_delay``, ``user_agent``).
         crawls: the crawl processes to use (default: made from the above).
         env_allow: more variables the crawl process may inherit (``CRAWL_ENV_ALLOW``).
         idle_seconds: a run's idle crawl process is stopped after this long.
@@ -120,7 +126,7 @@ class LocalExecutor:
             env_allow=env_allow,
             idle_seconds=idle_seconds,
         )
-        self._turns = HostTurns(self.policy.max_per_host)
+        self._robots = RobotsRules(self._http)
         self._downloads = RunDownloads()
 
     # --- sources -------------------------------------------------------------
@@ -209,19 +215,36 @@ class LocalExecutor:
     def _download_csv(
         self, source: SourceConfig, run: RunContext
     ) -> tuple[tuple[Document, ...], int]:
-        """The CSV download, after its turn on the host; stopped at its deadline or close."""
+        """The CSV download (robots.txt first), in its turn on the host."""
         from .csv_download import download_csv
-        from .downloads import DownloadStop
+        from .downloads import DownloadStop, precheck_url
 
+        if not source.url_feed:
+            raise SourceFailed("DOWNLOAD_CSV needs a url_feed", error_type="invalid_config")
+        precheck_url(source.url_feed, allow_private=self.allow_private_sources)
         deadline = time.monotonic() + source.timeout_seconds
-        host = urllib.parse.urlsplit(source.url_feed or "").hostname or ""
+        options = source.crawl or CrawlOptions()
+        agent = options.user_agent or self.policy.user_agent
         stop = DownloadStop()
-        agent = (source.crawl and source.crawl.user_agent) or self.policy.user_agent
         with (
             self._downloads.track(run.run_id, stop),
-            self._turns.turn(host, deadline=deadline, stopped=stop.aborted),
+            self.crawls.host_turn(
+                run.run_id,
+                urllib.parse.urlsplit(source.url_feed).hostname or "",
+                deadline=deadline,
+                max_per_host=_pick(options.max_per_host, self.policy.max_per_host),
+                download_delay=_pick(options.download_delay, self.policy.download_delay),
+            ),
         ):
             try:
+                if _pick(options.obey_robots, self.policy.obey_robots):
+                    self._robots.check(
+                        run.run_id,
+                        source.url_feed,
+                        user_agent=agent,
+                        deadline=deadline,
+                        cancel=stop.event,
+                    )
                 return download_csv(
                     source,
                     client=self._http,
@@ -247,6 +270,7 @@ class LocalExecutor:
         try:
             aborted = self._downloads.abort(run.run_id)
             self.crawls.close_run(run.run_id)
+            self._robots.forget(run.run_id)
         except Exception as exc:  # closing must never fail the caller
             log.warning("executor.close_run_failed", run_id=run.run_id, error=repr(exc))
             return
@@ -340,6 +364,10 @@ class LocalExecutor:
         """Stop every crawl process and download of this executor."""
         self._downloads.abort()
         self.crawls.close()
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def _spider_args(source: SourceConfig, run: RunContext) -> dict[str, str]:

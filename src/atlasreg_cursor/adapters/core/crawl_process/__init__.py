@@ -7,10 +7,16 @@ spiders as extra crawlers beside it). :meth:`CrawlSessions.crawl` sends the
 process a source's crawl spec as a JSON line on its stdin and blocks until
 that source's result comes back on the events pipe, so results stream per
 source while the run's other sources go on crawling.
+:meth:`CrawlSessions.host_turn` asks the same process for a turn on a host
+for one of the parent's downloads (a CSV): downloads and crawl requests of a
+run share one per-host budget (``CRAWL_MAX_PER_HOST`` and the delay).
 
 Timeouts are enforced inside the crawl: at a source's deadline the process
-drops that source's requests and reports it as timed out. The parent kills
-the process only as a last resort:
+drops that source's requests and reports it as timed out. A project spider
+that blocks the process's reactor for ``reactor_lag`` seconds is failed
+(``spider_error``) and interrupted by the process's watchdog, and is never
+sent again; the others go on. The parent kills the process only as a last
+resort:
 
 - a source gets no answer within :data:`REPORT_GRACE_SECONDS` of its
   deadline: that source is a timeout and, when the process had started (its
@@ -40,7 +46,13 @@ from .environment import ENV_ALLOW, crawl_environment
 from .outcome import CrawlOutcome
 from .policy import CONTACT_URL, CrawlPolicy, default_user_agent
 from .process import KILL_GRACE_SECONDS, STDERR_TAIL_BYTES, CrawlProcess, stop_process_group
-from .sessions import DEFAULT_IDLE_SECONDS, REPORT_GRACE_SECONDS, STARTUP_SECONDS, CrawlSessions
+from .sessions import (
+    DEFAULT_IDLE_SECONDS,
+    DEFAULT_REACTOR_LAG_SECONDS,
+    REPORT_GRACE_SECONDS,
+    STARTUP_SECONDS,
+    CrawlSessions,
+)
 from .wire import (
     FORBIDDEN_STAT,
     INVALID_URL_STAT,
@@ -54,6 +66,7 @@ from .wire import (
 __all__ = [
     "CONTACT_URL",
     "DEFAULT_IDLE_SECONDS",
+    "DEFAULT_REACTOR_LAG_SECONDS",
     "ENV_ALLOW",
     "FORBIDDEN_STAT",
     "INVALID_URL_STAT",

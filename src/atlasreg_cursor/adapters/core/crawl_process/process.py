@@ -3,7 +3,8 @@
 :class:`CrawlProcess` starts ``python -m`` :data:`~.wire.RUNNER_MODULE` in a
 process group of its own, writes one ``crawl`` command per source on its
 stdin and resolves each waiting source when its ``done`` event comes back on
-the events pipe (read by one thread per process). Stopping asks the crawler to
+the events pipe (read by one thread per process); a download waiting for its
+turn on a host is resolved by a ``turn`` event the same way. Stopping asks the crawler to
 shut down, then signals the whole group (SIGTERM, then SIGKILL), so what the
 spiders started goes too.
 """
@@ -28,7 +29,14 @@ import structlog
 
 from atlasreg_cursor.domain.errors import SourceFailed
 
-from .wire import RUNNER_MODULE, SHUTDOWN_COMMAND, crawl_command, parse_event
+from .wire import (
+    RUNNER_MODULE,
+    SHUTDOWN_COMMAND,
+    crawl_command,
+    parse_event,
+    release_command,
+    turn_command,
+)
 
 log = structlog.get_logger()
 
@@ -45,6 +53,20 @@ class PendingCrawl:
     deadline: float
     done: threading.Event = attrs.field(factory=threading.Event)
     result: dict[str, Any] | None = None
+    cancelled: bool = False
+    died: bool = False
+
+
+@attrs.define(kw_only=True, eq=False)
+class PendingTurn:
+    """One download waiting for its turn on a host, then holding it."""
+
+    key: str
+    host: str
+    max_per_host: int
+    download_delay: float
+    done: threading.Event = attrs.field(factory=threading.Event)
+    granted: bool = False
     cancelled: bool = False
     died: bool = False
 
@@ -76,6 +98,7 @@ class CrawlProcess:
         self._cwd = cwd
         self._env = dict(env)
         self._pending: dict[str, PendingCrawl] = {}
+        self._turns: dict[str, PendingTurn] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -105,9 +128,9 @@ class CrawlProcess:
 
     @property
     def busy(self) -> bool:
-        """Tell whether a source is waiting for its result."""
+        """Tell whether a source is waiting for its result or a download holds a turn."""
         with self._lock:
-            return bool(self._pending)
+            return bool(self._pending or self._turns)
 
     def start(self) -> None:
         """
@@ -155,14 +178,45 @@ class CrawlProcess:
             if not self.alive:
                 return False
             self._pending[pending.key] = pending
+        if not self._write(line):
+            with self._lock:
+                self._pending.pop(pending.key, None)
+            return False
+        return True
+
+    def request_turn(self, turn: PendingTurn) -> bool:
+        """Ask for a turn on ``turn.host``; ``False`` when the crawler is gone or stopping."""
+        line = turn_command(
+            turn.key,
+            turn.host,
+            max_per_host=turn.max_per_host,
+            download_delay=turn.download_delay,
+        )
+        with self._lock:
+            if not self.alive:
+                return False
+            self._turns[turn.key] = turn
+        if not self._write(line):
+            with self._lock:
+                self._turns.pop(turn.key, None)
+            return False
+        return True
+
+    def release_turn(self, turn: PendingTurn) -> None:
+        """Give the turn back (or stop waiting for it)."""
+        with self._lock:
+            self._turns.pop(turn.key, None)
+            if not (self._pending or self._turns):
+                self.idle_since = time.monotonic()
+        self._write(release_command(turn.key))
+
+    def _write(self, line: bytes) -> bool:
         try:
             with self._write_lock:
                 assert self._stdin is not None
                 self._stdin.write(line)
                 self._stdin.flush()
         except (OSError, ValueError):
-            with self._lock:
-                self._pending.pop(pending.key, None)
             return False
         return True
 
@@ -170,7 +224,7 @@ class CrawlProcess:
         """Stop waiting for *pending* (its caller gave up)."""
         with self._lock:
             self._pending.pop(pending.key, None)
-            if not self._pending:
+            if not (self._pending or self._turns):
                 self.idle_since = time.monotonic()
 
     def _read(self, fd: int) -> None:
@@ -181,12 +235,18 @@ class CrawlProcess:
                     continue
                 if event.get("event") == "done":
                     self._resolve(str(event.get("key")), event)
+                elif event.get("event") == "turn":
+                    self._grant(str(event.get("key")))
                 elif event.get("event") == "ready":
                     self.ready.set()
         self._exited.set()
         with self._lock:
-            left = list(self._pending.values())
+            left: list[PendingCrawl | PendingTurn] = [
+                *self._pending.values(),
+                *self._turns.values(),
+            ]
             self._pending.clear()
+            self._turns.clear()
             self.idle_since = time.monotonic()
         for pending in left:
             pending.cancelled = pending.cancelled or self.closing
@@ -196,18 +256,30 @@ class CrawlProcess:
     def _resolve(self, key: str, event: dict[str, Any]) -> None:
         with self._lock:
             pending = self._pending.pop(key, None)
-            if not self._pending:
+            if not (self._pending or self._turns):
                 self.idle_since = time.monotonic()
         if pending is not None:
             pending.result = event
             pending.done.set()
 
+    def _grant(self, key: str) -> None:
+        with self._lock:
+            turn = self._turns.get(key)
+            if turn is not None:
+                turn.granted = True
+        if turn is not None:
+            turn.done.set()
+
     def cancel_all(self) -> None:
-        """Mark the process as stopping; every waiting source returns ``cancelled``."""
+        """Mark the process as stopping; every waiting source and download returns ``cancelled``."""
         with self._lock:
             self.closing = True
-            left = list(self._pending.values())
+            left: list[PendingCrawl | PendingTurn] = [
+                *self._pending.values(),
+                *self._turns.values(),
+            ]
             self._pending.clear()
+            self._turns.clear()
         for pending in left:
             pending.cancelled = True
             pending.done.set()

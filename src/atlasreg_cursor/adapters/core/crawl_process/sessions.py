@@ -4,27 +4,33 @@ The first Scrapy-served source of a run starts that run's crawl process
 (:class:`~.process.CrawlProcess`). :meth:`CrawlSessions.crawl` sends it a
 source's crawl spec and blocks until that source's result comes back, so
 results stream per source while the run's other sources go on crawling.
+:meth:`CrawlSessions.host_turn` gives a download of the parent (a CSV) its
+turn on a host from the same process, so downloads and crawl requests share
+one per-host budget.
 When the parent kills a process (wedged, idle, run closed) is told in the
 package docstring (:mod:`atlasreg_cursor.adapters.core.crawl_process`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import structlog
 
+from atlasreg_cursor.domain.errors import SourceFailed
+
 from .environment import crawl_environment
 from .outcome import CrawlOutcome
 from .policy import CrawlPolicy
-from .process import KILL_GRACE_SECONDS, CrawlProcess, PendingCrawl
+from .process import KILL_GRACE_SECONDS, CrawlProcess, PendingCrawl, PendingTurn
 from .wire import read_items
 
 log = structlog.get_logger()
@@ -32,6 +38,8 @@ log = structlog.get_logger()
 REPORT_GRACE_SECONDS = 5.0
 STARTUP_SECONDS = 60.0
 DEFAULT_IDLE_SECONDS = 120.0
+#: Seconds the crawl process's reactor may stall before the spider blocking it is failed.
+DEFAULT_REACTOR_LAG_SECONDS = 2.0
 
 
 class CrawlSessions:
@@ -54,6 +62,9 @@ class CrawlSessions:
             crawl processes (``{"answers": {name: [[address, ...], ...]},
             "sites": {address: port}}``); never set from settings or the
             watchlist.
+        reactor_lag: seconds the process's reactor may stall before the
+            project spider blocking it is failed (``None``: never; the
+            process is then killed past a source's deadline).
     """
 
     def __init__(
@@ -69,6 +80,7 @@ class CrawlSessions:
         kill_grace: float = KILL_GRACE_SECONDS,
         report_grace: float = REPORT_GRACE_SECONDS,
         stub_network: Mapping[str, Any] | None = None,
+        reactor_lag: float | None = DEFAULT_REACTOR_LAG_SECONDS,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.policy = policy or CrawlPolicy()
@@ -80,6 +92,7 @@ class CrawlSessions:
         self.kill_grace = kill_grace
         self.report_grace = report_grace
         self._stub_network = dict(stub_network) if stub_network is not None else None
+        self.reactor_lag = reactor_lag
         self._runs: dict[str, CrawlProcess] = {}
         self._lock = threading.Lock()
         self._keys = itertools.count(1)
@@ -154,6 +167,63 @@ class CrawlSessions:
             )
         return self._died(process, timeout, started)
 
+    @contextlib.contextmanager
+    def host_turn(
+        self, run_id: str, host: str, *, deadline: float, max_per_host: int, download_delay: float
+    ) -> Iterator[None]:
+        """
+        Hold one of *host*'s places in *run_id*'s crawl process for the ``with`` block.
+
+        The place counts against the run's per-host limit like a crawl
+        request (the most polite of *max_per_host* and the crawls' limits
+        holds, and *download_delay* spaces it from the host's other requests).
+
+        Raises:
+            SourceFailed: ``timeout`` when no turn came before *deadline*,
+                ``cancelled`` when the run was closed meanwhile,
+                ``spider_error`` when no crawl process can be started.
+        """
+        process, turn = self._wait_turn(run_id, host, deadline, max_per_host, download_delay)
+        try:
+            yield
+        finally:
+            process.release_turn(turn)
+
+    def _wait_turn(
+        self, run_id: str, host: str, deadline: float, max_per_host: int, download_delay: float
+    ) -> tuple[CrawlProcess, PendingTurn]:
+        """Ask *run_id*'s process for a turn on *host* (again in a new one if it dies)."""
+        for attempt in (1, 2):
+            process = self._process_for(run_id)
+            turn = PendingTurn(
+                key=f"turn:{host}#{next(self._keys)}",
+                host=host,
+                max_per_host=max_per_host,
+                download_delay=download_delay,
+            )
+            gone = True
+            if process.request_turn(turn):
+                turn.done.wait(max(0.0, deadline - time.monotonic()))
+                if turn.granted and not turn.died:
+                    return process, turn
+                process.release_turn(turn)
+                gone = turn.died
+            if turn.cancelled or process.closing:
+                break
+            if not gone or time.monotonic() >= deadline:
+                raise SourceFailed(
+                    f"no turn on host {host} before the source's timeout "
+                    f"({max_per_host} requests at once per host)",
+                    error_type="timeout",
+                )
+            if attempt == 2:
+                raise SourceFailed(
+                    f"no turn on host {host}: the run's crawl process exited "
+                    f"with code {process.returncode}",
+                    error_type="spider_error",
+                )
+        raise SourceFailed("the download was cancelled: its run was closed", error_type="cancelled")
+
     def close_run(self, run_id: str) -> int | None:
         """
         Stop *run_id*'s crawl process; its waiting sources return ``cancelled``.
@@ -209,6 +279,7 @@ class CrawlSessions:
             "policy": attrs.asdict(self.policy),
             "allow_private": self.allow_private,
             "project": self.project_path is not None,
+            "lag_seconds": self.reactor_lag,
         }
         if self._stub_network is not None:
             config["stub_network"] = self._stub_network

@@ -4,9 +4,11 @@ The crawler (``atlasreg_cursor.adapters.local.spider_runner``, started as
 ``python -m``) reads commands as JSON lines on its stdin — one ``crawl`` per
 source, then ``shutdown`` — and answers with JSON-line events on a pipe of
 its own: ``ready`` once, then one ``done`` per source, whose items are in a
-JSON-lines file named by the event. The names both sides share (the parent
-pid variable, the stats keys of the URL guard and of the item cap, the
-caps) live here.
+JSON-lines file named by the event. A download of the parent asks for its
+turn on a host with ``turn`` (answered by a ``turn`` event once the host has
+a place under the run's per-host limit) and gives it back with ``release``.
+The names both sides share (the parent pid variable, the stats keys of the
+URL guard and of the item cap, the caps) live here.
 """
 
 from __future__ import annotations
@@ -40,6 +42,23 @@ def crawl_command(key: str, spec: Mapping[str, Any], deadline: float) -> bytes:
     """The ``crawl`` command line for one source (its result comes back under *key*)."""
     command = {"op": "crawl", "key": key, "spec": dict(spec), "deadline": deadline}
     return json.dumps(command, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def turn_command(key: str, host: str, *, max_per_host: int, download_delay: float) -> bytes:
+    """The ``turn`` command: a place on *host* for one of the parent's downloads."""
+    command = {
+        "op": "turn",
+        "key": key,
+        "host": host,
+        "max_per_host": max_per_host,
+        "download_delay": download_delay,
+    }
+    return json.dumps(command, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def release_command(key: str) -> bytes:
+    """The ``release`` command: the download of turn *key* is over (or gave up waiting)."""
+    return json.dumps({"op": "release", "key": key}).encode("utf-8") + b"\n"
 
 
 def parse_event(line: bytes) -> dict[str, Any] | None:

@@ -5,19 +5,25 @@ Usage: ``python -m atlasreg_cursor.adapters.local.spider_runner CONFIG.json EVEN
 
 ``CONFIG.json``: ``{"policy": {max_per_host, obey_robots, download_delay,
 autothrottle, user_agent, concurrent_requests, retry_times, retry_backoff},
-"allow_private", "project", "scratch"}`` (tests add ``stub_network``, see
-:mod:`.resolver`; nothing else sets it).
+"allow_private", "project", "scratch", "lag_seconds"}`` (``lag_seconds``:
+the reactor-lag watchdog's threshold, ``null`` for none; see ``watchdog.py``;
+tests add ``stub_network``, see :mod:`.resolver`; nothing else sets it).
 
 Commands arrive as JSON lines on stdin:
 
 - ``{"op": "crawl", "key", "deadline", "spec"}`` — crawl one source until
   ``deadline`` (``time.monotonic()``, shared by the processes of one host);
+- ``{"op": "turn", "key", "host", "max_per_host", "download_delay"}`` — a
+  place on ``host`` for one of the parent's downloads, granted (a ``turn``
+  event) when the host's per-host limit and delay allow;
+- ``{"op": "release", "key"}`` — that download is over (or gave up waiting);
 - ``{"op": "shutdown"}`` — stop (project spiders gracefully) and exit.
 
 Events go out as JSON lines on ``EVENTS_FD``: ``{"event": "ready", "pid"}``,
 then one ``{"event": "done", "key", "spider", "stats", "errors",
 "http_errors", "robots", "runner_error", "timed_out", "items_file"}`` per
-source, its items written to ``items_file`` (JSON lines) as they came.
+source, its items written to ``items_file`` (JSON lines) as they came, and
+``{"event": "turn", "key"}`` per granted turn.
 
 A ``spec`` says what to crawl:
 
@@ -40,14 +46,19 @@ overrides: ``max_per_host``, ``download_delay``, ``obey_robots``,
 ``autothrottle``, ``retry_times``, ``user_agent``).
 
 The generic newsroom and API sources share ONE crawler and so one
-downloader: its per-host slots (``CONCURRENT_REQUESTS_PER_DOMAIN``), delays,
-robots.txt cache and AutoThrottle apply across the whole run. Each request
-carries its source in ``meta``; a source is done when none of its requests
-is left, and at its deadline its requests are dropped.
+downloader: its robots.txt cache and AutoThrottle apply across the whole run.
+Each request carries its source in ``meta``; a source is done when none of
+its requests is left, and at its deadline its requests are dropped. The
+per-host limit (``CONCURRENT_REQUESTS_PER_DOMAIN``) and delay hold across
+every crawler of the process, project spiders and the parent's downloads
+included: every downloader takes its places from one table (``hosts.py``).
 
 Every request of every crawler passes the URL guard (http/https only, the
 address check unless ``allow_private``) and every connection goes to an
 address vetted by the DNS resolver installed on the reactor.
+
+A project spider that blocks the reactor for ``lag_seconds`` is failed and
+interrupted by the watchdog thread (``watchdog.py``); the others go on.
 
 When stdin closes without a ``shutdown`` (the parent died), or the parent
 process changes, the crawl kills its whole process group.

@@ -1,45 +1,107 @@
-"""Scrapy's downloader, with its per-slot concurrency counted when a request is let out.
+"""Scrapy's downloader, with per-host limits that hold across the crawl process.
 
-With the asyncio reactor, Scrapy 2.19's ``Downloader._process_queue`` hands
-each queued request to a task that marks it as transferring only when the
-task starts running; the loop meanwhile still sees every transfer slot free,
-so every request queued in a slot at that moment goes out at once and
-``CONCURRENT_REQUESTS_PER_DOMAIN`` is exceeded (seen here: 10 requests at
-once on one host with a limit of 2, plain ``CrawlerProcess``).
-:class:`PoliteDownloader` marks the request as transferring before the task
-is scheduled, so the limit holds; ``_download`` adds it again (a set) and
-removes it when done, as before.
+Two things differ from Scrapy 2.19's ``Downloader``:
+
+- **The limit and the delay of a host hold across every crawler of the
+  process.** Each project spider is a crawler of its own, with a downloader
+  of its own; before letting a request out, :class:`PoliteDownloader` asks
+  the process's :data:`~.hosts.HOSTS` table (shared by every downloader and
+  by the parent's CSV downloads) for a place on the request's host, and
+  gives it back when the download ends. A crawler's own limit
+  (``CONCURRENT_REQUESTS_PER_DOMAIN`` or a source's ``max_per_host``) and
+  delay (``DOWNLOAD_DELAY`` or a source's ``download_delay``) are registered
+  with the table, where the most polite value holds; AutoThrottle adjusts
+  the slot's delay above that floor, never below it.
+- **A request is counted as transferring when it is let out.** With the
+  asyncio reactor, Scrapy's ``_process_queue`` hands each request to a task
+  that marks it as transferring only once the task runs; the loop meanwhile
+  sees every place free, so a slot's whole queue could go out at once (10
+  requests at once on one host with a limit of 2 were seen with a plain
+  ``CrawlerProcess``).
 """
 
 from __future__ import annotations
 
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from scrapy import signals
 from scrapy.core.downloader import Downloader, Slot
 from scrapy.utils.asyncio import call_later
-from scrapy.utils.defer import _schedule_coro
+from scrapy.utils.defer import _process_pending_io, _schedule_coro
+from scrapy.utils.httpobj import urlparse_cached
+
+from .hosts import FULL, HOSTS
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
 
 
 class PoliteDownloader(Downloader):
-    """``Downloader`` whose per-slot concurrency holds under the asyncio reactor."""
+    """``Downloader`` whose per-host limit and delay hold across the process."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self._configured_delay = self.settings.getfloat("DOWNLOAD_DELAY")
+        self._out: dict[Request, str] = {}
+
+    def _politeness(self, key: str) -> tuple[int, float]:
+        """This crawler's limit and delay for slot *key* (a source's own values included)."""
+        wanted = self.per_slot_settings.get(key, {})
+        limit = int(wanted.get("concurrency", self.ip_concurrency or self.domain_concurrency))
+        return limit, max(self._configured_delay, float(wanted.get("delay", 0.0)))
 
     def _process_queue(self, slot: Slot) -> None:
         if slot.latercall:
             return  # processing resumes when the delay is over
-        now = monotonic()
-        delay = slot.download_delay()
-        if delay:
-            penalty = delay - now + slot.lastseen
-            if penalty > 0:
-                slot.latercall = call_later(penalty, self._latercall, slot)
-                return
         while slot.queue and slot.free_transfer_slots() > 0:
+            request, queue_dfd = slot.queue[0]
+            host = urlparse_cached(request).hostname or ""
+            limit, floor = self._politeness(str(request.meta.get(self.DOWNLOAD_SLOT, host)))
+            now = monotonic()
+            wait = HOSTS.admit(host, limit=limit, floor=floor, delay=slot.download_delay(), now=now)
+            if wait == FULL:
+                HOSTS.park(host, (self, slot), lambda: self._process_queue(slot))
+                return
+            if wait > 0:
+                slot.latercall = call_later(wait, self._latercall, slot)
+                return
+            slot.queue.popleft()
             slot.lastseen = now
-            request, queue_dfd = slot.queue.popleft()
             slot.transferring.add(request)  # counted now, not when the task starts
+            self._out[request] = host
             task: Any = self._wait_for_download(slot, request, queue_dfd)
             _schedule_coro(task)
-            if delay:
-                self._process_queue(slot)
-                break
+
+    async def _download(self, slot: Slot, request: Request) -> Response:
+        slot.transferring.add(request)
+        try:
+            response: Response = await self.handlers.download_request_async(request)
+            self.signals.send_catch_log(
+                signal=signals.response_downloaded,
+                response=response,
+                request=request,
+                spider=self.crawler.spider,
+            )
+            return response
+        except Exception:
+            await _process_pending_io()
+            raise
+        finally:
+            slot.transferring.discard(request)
+            host = self._out.pop(request, None)
+            if host is not None:
+                HOSTS.release(host)  # wakes the slots of every downloader waiting for it
+            self._process_queue(slot)
+            self.signals.send_catch_log(
+                signal=signals.request_left_downloader,
+                request=request,
+                spider=self.crawler.spider,
+            )
+
+    def close(self) -> None:
+        """Close the slots; forget what this downloader parked in the host table."""
+        HOSTS.forget(self)
+        super().close()

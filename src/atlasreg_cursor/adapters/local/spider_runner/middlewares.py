@@ -7,6 +7,10 @@
   redirects, robots.txt) must be http or https — always — and, unless
   private sources are allowed, resolve only to public addresses; its vetted
   answer is what the resolver connects to.
+- :class:`RobotsRefusalMiddleware` (project spiders): Scrapy drops a
+  request robots.txt forbids without telling the spider; this sends
+  :data:`ROBOTS_REFUSED` (with the request) so the source's report keeps
+  the refusal and the source fails with ``robots_disallowed``.
 - :class:`BackoffRetryMiddleware` replaces Scrapy's ``RetryMiddleware``: the
   same codes and exceptions, but each retry waits — ``Retry-After`` when the
   answer has one (429, 503), else an exponential backoff — and never past
@@ -16,10 +20,9 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import email.utils
 import random
 import time
+import urllib.parse
 from typing import Any
 
 from scrapy import Request
@@ -35,6 +38,7 @@ from twisted.internet.threads import deferToThread
 
 from atlasreg_cursor.adapters._netguard import check_source_url, vet_url
 from atlasreg_cursor.adapters.core.crawl_process import FORBIDDEN_STAT, INVALID_URL_STAT
+from atlasreg_cursor.adapters.http import parse_retry_after
 from atlasreg_cursor.domain.errors import SourceFailed
 
 from .resolver import AddressBook
@@ -50,37 +54,20 @@ GUARD_PREFIX = "atlasreg guard"
 
 #: The process's vetted answers (set once by the crawl service).
 ADDRESS_BOOK = AddressBook(allow_private=False)
-
-
-def retry_after_seconds(
-    value: bytes | str | None, *, now: dt.datetime | None = None
-) -> float | None:
-    """
-    Read a ``Retry-After`` header: delay-seconds or an HTTP date.
-
-    Returns:
-        Seconds to wait (0 for a date in the past), or ``None`` when absent
-        or unreadable.
-    """
-    if value is None:
-        return None
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    text = text.strip()
-    if text.isdigit():
-        return float(min(int(text[:12]), 10**9))
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    moment = now or dt.datetime.now(dt.UTC)
-    return max(0.0, (when - moment).total_seconds())
+#: Signal sent by :class:`RobotsRefusalMiddleware` (``request=``).
+ROBOTS_REFUSED = object()
 
 
 def is_robots_txt(request: Request) -> bool:
     """Tell whether *request* is the robots.txt fetch of ``RobotsTxtMiddleware``."""
     return request.callback is NO_CALLBACK and request.url.endswith("/robots.txt")
+
+
+def robots_refusal(request: Request) -> str:
+    """What a robots.txt refusal of *request* says: whose robots.txt, which URL, which agent."""
+    parts = urllib.parse.urlsplit(request.url)
+    agent = (request.headers.get(b"User-Agent") or b"").decode("latin-1")
+    return f"robots.txt of {parts.scheme}://{parts.netloc} disallows {request.url} for {agent!r}"
 
 
 class SourceGateMiddleware:
@@ -145,6 +132,23 @@ class GuardMiddleware:
             raise IgnoreRequest(f"{GUARD_PREFIX} {exc.error_type}: {exc}") from None
 
 
+class RobotsRefusalMiddleware:
+    """Tell the crawler's listeners about requests robots.txt forbids (:data:`ROBOTS_REFUSED`)."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RobotsRefusalMiddleware:
+        """Build the middleware for *crawler*."""
+        return cls(crawler)
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        """Send :data:`ROBOTS_REFUSED` for Scrapy's robots.txt ``IgnoreRequest``."""
+        if isinstance(exception, IgnoreRequest) and "robots.txt" in str(exception):
+            self.crawler.signals.send_catch_log(signal=ROBOTS_REFUSED, request=request)
+
+
 class BackoffRetryMiddleware(RetryMiddleware):
     """Scrapy's retries, each after a pause (``Retry-After`` or exponential backoff)."""
 
@@ -166,7 +170,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
         retry = self._retry(request, response_status_message(response.status))
         if retry is None:
             return response
-        wait = retry_after_seconds(response.headers.get(b"Retry-After"))
+        header = response.headers.get(b"Retry-After")
+        wait = parse_retry_after(header.decode("latin-1") if header else None, cap=MAX_RETRY_WAIT)
         if not await self._pause(request, self._backoff(retry) if wait is None else wait):
             return response
         return retry

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from scrapy import signals
@@ -24,101 +25,21 @@ from twisted.internet.defer import Deferred, DeferredList
 from atlasreg_cursor.adapters.core.crawl_process import PARENT_PID_ENV
 
 from . import middlewares
-from .middlewares import is_robots_txt
+from .crawl_settings import generic_settings, project_settings
+from .hosts import FULL, HOSTS
+from .middlewares import ROBOTS_REFUSED, is_robots_txt, robots_refusal
 from .report import SourceReport
 from .resolver import AddressBook, StubNetwork, VettingResolver
 from .spiders import GenericSource, SourcesSpider, generic_source
+from .watchdog import DEFAULT_LAG_SECONDS, ReactorWatchdog
 
 ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 SHUTDOWN_GRACE_SECONDS = 2.0
-ROBOTS_TIMEOUT_SECONDS = 30.0
-RETRY_HTTP_CODES = [429, 503, 500, 502, 504, 408, 522, 524]
-_MW = "atlasreg_cursor.adapters.local.spider_runner.middlewares"
-_DOWNLOADER = "atlasreg_cursor.adapters.local.spider_runner.downloader.PoliteDownloader"
-_RETRY = "scrapy.downloadermiddlewares.retry.RetryMiddleware"
-_NO_HANDLERS = {"file": None, "ftp": None, "s3": None, "data": None}
-
 Emit = Callable[[dict[str, Any]], None]
 
 
 class SpiderNotFound(Exception):
     """Raised when a project has no spider of the name asked for."""
-
-
-def politeness(policy: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """The Scrapy settings of the crawl policy, a source's ``crawl`` block over it."""
-    merged = {**policy, **{k: v for k, v in options.items() if v is not None}}
-    return {
-        "CONCURRENT_REQUESTS_PER_DOMAIN": int(merged["max_per_host"]),
-        "DOWNLOAD_DELAY": float(merged["download_delay"]),
-        "ROBOTSTXT_OBEY": bool(merged["obey_robots"]),
-        "AUTOTHROTTLE_ENABLED": bool(merged["autothrottle"]),
-        "AUTOTHROTTLE_START_DELAY": max(float(merged["download_delay"]), 0.5),
-        "AUTOTHROTTLE_TARGET_CONCURRENCY": float(merged["max_per_host"]),
-        "RETRY_TIMES": int(merged["retry_times"]),
-        "RETRY_HTTP_CODES": RETRY_HTTP_CODES,
-        "USER_AGENT": str(merged["user_agent"]),
-        "DOWNLOADER": _DOWNLOADER,
-        middlewares.BACKOFF_SETTING: float(merged["retry_backoff"]),
-    }
-
-
-def generic_settings(policy: Mapping[str, Any]) -> Settings:
-    """Settings of the shared crawler of the generic sources."""
-    values = {
-        **politeness(policy, {}),
-        # robots.txt and AutoThrottle are on for the crawler; each request says
-        # whether its source obeys / is throttled (meta flags).
-        "ROBOTSTXT_OBEY": True,
-        "AUTOTHROTTLE_ENABLED": True,
-        "AUTOTHROTTLE_START_DELAY": float(policy["download_delay"]),
-        "CONCURRENT_REQUESTS": int(policy["concurrent_requests"]),
-        # sources' requests carry their own timeout; this bounds robots.txt fetches
-        "DOWNLOAD_TIMEOUT": ROBOTS_TIMEOUT_SECONDS,
-        "LOG_LEVEL": "WARNING",
-        "TELNETCONSOLE_ENABLED": False,
-        "COOKIES_ENABLED": False,
-        "HTTPPROXY_ENABLED": False,  # a proxy resolves names itself: no vetted address
-        "DOWNLOAD_MAXSIZE": 20 * 2**20,
-        "DOWNLOAD_HANDLERS": dict(_NO_HANDLERS),
-        "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
-        "DOWNLOADER_MIDDLEWARES": {
-            f"{_MW}.SourceGateMiddleware": 10,
-            f"{_MW}.GuardMiddleware": 50,
-            _RETRY: None,
-            f"{_MW}.BackoffRetryMiddleware": 550,
-        },
-        "EXTENSIONS": {"scrapy.extensions.logstats.LogStats": None},
-    }
-    return Settings(values)
-
-
-def project_settings(
-    base: Settings, policy: Mapping[str, Any], spec: Mapping[str, Any], deadline: float
-) -> Settings:
-    """A project spider's settings: the project's, under the Cursor's politeness and guard."""
-    from scrapy.downloadermiddlewares.retry import RetryMiddleware
-
-    settings = base.copy()
-    overrides = {
-        **politeness(policy, dict(spec.get("crawl") or {})),
-        "LOG_LEVEL": "WARNING",
-        "LOG_FILE": None,
-        "TELNETCONSOLE_ENABLED": False,
-        "HTTPPROXY_ENABLED": False,
-        "DOWNLOAD_TIMEOUT": float(spec.get("download_timeout") or 60.0),
-        "DOWNLOAD_HANDLERS": {**settings.getdict("DOWNLOAD_HANDLERS"), **_NO_HANDLERS},
-        middlewares.DEADLINE_SETTING: deadline,
-    }
-    settings.setdict(overrides, priority="cmdline")
-    settings.set_in_component_priority_dict(
-        "DOWNLOADER_MIDDLEWARES", middlewares.GuardMiddleware, 50
-    )
-    settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", RetryMiddleware, None)
-    settings.set_in_component_priority_dict(
-        "DOWNLOADER_MIDDLEWARES", middlewares.BackoffRetryMiddleware, 550
-    )
-    return settings
 
 
 class CrawlService:
@@ -135,12 +56,13 @@ class CrawlService:
         self.policy = dict(config["policy"])
         self.scratch = Path(config["scratch"])
         self.project = bool(config.get("project"))
-        self._emit = emit
+        self._emit = _once_per_source(emit)
         self._reactor = reactor
         self._generic: Crawler | None = None
         self._spider: SourcesSpider | None = None
         self._waiting: list[GenericSource] = []
         self._projects: dict[str, tuple[Crawler, SourceReport]] = {}
+        self._turns: dict[str, tuple[str, bool]] = {}
         self._timers: dict[str, Any] = {}
         self._project_base: Settings | None = None
         self._loader: Any = None
@@ -162,6 +84,10 @@ class CrawlService:
                 report = SourceReport(key, self.scratch / f"items-{next(self._files)}.jsonl")
                 report.runner_error = f"the crawl could not start: {type(exc).__name__}: {exc}"
                 self._emit(report.event())
+        elif op == "turn":
+            self._turn(str(command.get("key")), command)
+        elif op == "release":
+            self._release(str(command.get("key")))
 
     def _crawl(self, key: str, spec: dict[str, Any], deadline: float) -> None:
         report = SourceReport(
@@ -306,6 +232,87 @@ class CrawlService:
         self._emit(report.event(stats=_stats_of(crawler), timed_out=True))
         deferred_from_coro(crawler.stop_async()).addErrback(lambda _: None)
 
+    # --- host turns of the parent's downloads ------------------------------------
+
+    def _turn(self, key: str, command: Mapping[str, Any]) -> None:
+        """Send ``turn`` once the host has a place for one of the parent's downloads."""
+        host = str(command.get("host") or "")
+        limit = int(command.get("max_per_host") or self.policy["max_per_host"])
+        asked = command.get("download_delay")
+        delay = float(self.policy["download_delay"] if asked is None else asked)
+        self._turns[key] = (host, False)
+
+        def attempt() -> None:
+            if self._turns.get(key) != (host, False):
+                return  # given back before its turn came
+            wait = HOSTS.admit(host, limit=limit, floor=delay, delay=delay, now=time.monotonic())
+            if wait == FULL:
+                HOSTS.park(host, key, attempt)
+            elif wait > 0:
+                self._reactor.callLater(wait, attempt)
+            else:
+                self._turns[key] = (host, True)
+                self._emit({"event": "turn", "key": key})
+
+        attempt()
+
+    def _release(self, key: str) -> None:
+        """The parent's download is over (or gave up waiting): free its place."""
+        entry = self._turns.pop(key, None)
+        if entry is None:
+            return
+        host, held = entry
+        if held:
+            HOSTS.release(host)
+        else:
+            HOSTS.unpark(host, key)
+
+    # --- a spider blocking the reactor (see .watchdog) -----------------------------
+
+    def culprit(self, frame: FrameType | None) -> tuple[str, str] | None:
+        """
+        The project source whose code runs in *frame* or its callers, and where.
+
+        A frame belongs to a source when its ``self`` (or ``crawler``) is that
+        source's crawler, or an object of it: its spider, pipelines, middlewares.
+        A stall inside an import (Scrapy loading its components) names no one.
+        """
+        crawlers = {id(crawler): key for key, (crawler, _) in list(self._projects.items())}
+        where = None
+        try:
+            while frame is not None:
+                code = frame.f_code
+                if code.co_filename.startswith("<frozen importlib"):
+                    return None
+                where = (
+                    where or f"{code.co_qualname} ({Path(code.co_filename).name}:{frame.f_lineno})"
+                )
+                scope = frame.f_locals
+                owner = scope.get("self")
+                for candidate in (owner, getattr(owner, "crawler", None), scope.get("crawler")):
+                    if candidate is not None and id(candidate) in crawlers:
+                        return crawlers[id(candidate)], where
+                frame = frame.f_back
+        except Exception:  # a frame that cannot be read names no one
+            return None
+        return None
+
+    def fail_blocked(self, key: str, message: str) -> None:
+        """Report source *key* failed for blocking the reactor (called from the watchdog)."""
+        entry = self._projects.get(key)
+        if entry is not None:
+            entry[1].runner_error = message
+            self._emit(entry[1].event())
+
+    def stop_blocked(self, key: str) -> None:
+        """Once the reactor turns again: stop the crawler of the source that blocked it."""
+        entry = self._projects.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        if entry is not None:
+            deferred_from_coro(entry[0].stop_async()).addErrback(lambda _: None)
+
     # --- the process ------------------------------------------------------------
 
     def shutdown(self) -> None:
@@ -344,9 +351,13 @@ def _record_project(crawler: Crawler, report: SourceReport) -> None:
         if response.status >= 400 and not (request is not None and is_robots_txt(request)):
             report.http_error(f"HTTP {response.status} from {response.url}")
 
+    def on_robots(request: Any, **_: Any) -> None:
+        report.robots_refusal(robots_refusal(request))
+
     crawler.signals.connect(on_item, signal=signals.item_scraped, weak=False)
     crawler.signals.connect(on_error, signal=signals.spider_error, weak=False)
     crawler.signals.connect(on_response, signal=signals.response_received, weak=False)
+    crawler.signals.connect(on_robots, signal=ROBOTS_REFUSED, weak=False)
 
 
 def _stats_of(crawler: Crawler) -> dict[str, Any]:
@@ -355,6 +366,23 @@ def _stats_of(crawler: Crawler) -> dict[str, Any]:
     except RuntimeError:  # the crawl never started
         return {}
     return dict(stats.get_stats()) if stats is not None else {}
+
+
+def _once_per_source(emit: Emit) -> Emit:
+    """*emit* from any thread, with at most one ``done`` event per source key."""
+    done: set[str] = set()
+    lock = threading.Lock()
+
+    def send(event: dict[str, Any]) -> None:
+        with lock:
+            if event.get("event") == "done":
+                key = str(event.get("key"))
+                if key in done:
+                    return
+                done.add(key)
+            emit(event)
+
+    return send
 
 
 def _exit(code: int) -> None:
@@ -425,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     VettingResolver(reactor, middlewares.ADDRESS_BOOK).install()
     service = CrawlService(config, emit, reactor)
+    lag = config.get("lag_seconds", DEFAULT_LAG_SECONDS)
+    if lag:
+        ReactorWatchdog(reactor, service, lag_seconds=float(lag), kill=_kill_group).start()
     threading.Thread(
         target=_read_commands, args=(reactor, service), name="commands", daemon=True
     ).start()
