@@ -239,7 +239,9 @@ def test_readyz_is_503_naming_the_queue_when_it_is_down(tmp_path: Path) -> None:
     with _serving(
         tmp_path, QUEUE_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
     ) as readyz:
-        assert wait_until(lambda: "queue" in readyz()[1]["dependencies"], timeout=10)
+        assert wait_until(
+            lambda: {"queue", "storage", "config"} <= set(readyz()[1]["dependencies"]), timeout=20
+        )
         status, body = readyz()
 
     assert 503 == status
