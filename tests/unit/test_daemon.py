@@ -104,6 +104,43 @@ def test_a_failing_stats_call_cannot_orphan_a_delivery(tmp_path: Path) -> None:
     assert Outcome.ACKED == result.outcome
 
 
+def test_two_daemons_without_consumer_id_never_share_a_lease_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same hostname, both pid 1: the second daemon sees the first one's lease as another's."""
+    import socket
+
+    from atlasreg_cursor.domain.ingest import Job, JournalStore
+    from atlasreg_cursor.domain.messages import parse_message
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "cursor")
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    first = _app(tmp_path)
+    second = build(
+        first.settings,
+        queue=first.queue,
+        config=first.config,
+        storage=first.storage,
+        notifier=first.notifier,
+        executor=first.executor,
+    )
+    body = json.dumps(DAILY).encode()
+    journals = JournalStore(
+        first.storage, owner=first.policy.consumer_id, lease_seconds=30, clock=first.clock
+    )
+    journals.open(Job.of(parse_message(body), "m-1"))  # the first daemon works the run
+    first.queue.send(body)  # and a copy of its message comes
+
+    result = daemon.process_one(second, daemon.DaemonState(), 0.1)
+
+    journal = read_journal(first.storage, RUN_ID)
+    assert journal is not None
+    assert journal.lease is not None
+    assert first.policy.consumer_id != second.policy.consumer_id
+    assert result is not None
+    assert (Outcome.DEFERRED, first.policy.consumer_id) == (result.outcome, journal.lease.owner)
+
+
 def test_a_journal_another_version_wrote_is_dead_lettered_saying_so(tmp_path: Path) -> None:
     """The daemon keeps going; after MAX_ATTEMPTS the message is dead-lettered with the reason."""
     app = _app(tmp_path, MAX_ATTEMPTS="2")
