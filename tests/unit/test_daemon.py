@@ -14,7 +14,6 @@ import pytest
 import structlog
 
 from atlasreg_cursor.adapters import metrics
-from atlasreg_cursor.domain.errors import QueueUnavailable
 from atlasreg_cursor.domain.ingest import Outcome, read_journal
 from atlasreg_cursor.domain.messages import MessageType
 from atlasreg_cursor.domain.runs import derive_run_id
@@ -87,21 +86,29 @@ def test_an_exception_while_settling_is_logged_counted_and_the_delivery_retried(
     assert [] == queue.entries
 
 
-def test_a_failing_stats_call_cannot_orphan_a_delivery(tmp_path: Path) -> None:
-    """Queue depth is exported before the receive, and its failure is only a warning."""
-    app = _app(tmp_path)
+def test_a_crash_between_receive_and_handle_cannot_orphan_a_delivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing the delivery (what runs before handle_delivery) raises: retried, then dead-lettered."""
+    app = _app(tmp_path, MAX_ATTEMPTS="2")
     queue: Any = app.queue
 
-    def down() -> Any:
-        raise QueueUnavailable("stats down")
+    def broken(delivery: Any) -> Any:
+        raise RuntimeError("a bug in parsing")
 
-    queue.stats = down
+    monkeypatch.setattr(daemon, "read_job", broken)
     queue.send(json.dumps(DAILY).encode())
 
-    result = daemon.process_one(app, daemon.DaemonState(), 0.1)
+    first = daemon.process_one(app, daemon.DaemonState(), 0.1)
+    queue.state.clock = lambda: time.monotonic() + 3600  # the retry delay has passed
+    second = daemon.process_one(app, daemon.DaemonState(), 0.1)
 
-    assert result is not None
-    assert Outcome.ACKED == result.outcome
+    assert first is not None
+    assert second is not None
+    assert (Outcome.RETRIED, Outcome.DEAD_LETTERED) == (first.outcome, second.outcome)
+    [(_, reason)] = queue.dead
+    assert "unexpected error: RuntimeError: a bug in parsing" in reason
+    assert [] == queue.entries
 
 
 def test_two_daemons_without_consumer_id_never_share_a_lease_owner(

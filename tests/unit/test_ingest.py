@@ -243,6 +243,24 @@ def test_poison_is_dead_lettered_with_reason_and_nothing_runs() -> None:
     assert ([], []) == (world.executor.calls, world.notifier.sent)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [b"1e400", b"-1e400", b"NaN", b"Infinity", b"-Infinity", b'"a\\ud800b"', b'{"\\udfff": 1}'],
+)
+def test_a_body_that_cannot_be_stored_is_poison_at_once(value: bytes) -> None:
+    """A number out of range or a lone surrogate: dead-lettered on the first delivery, no journal."""
+    world = World()
+    world.send(
+        b'{"type": "start_daily_ingest", "date": "2026-11-24", "payload": {"x": ' + value + b"}}"
+    )
+
+    result = world.handle()
+
+    assert Outcome.DEAD_LETTERED == result.outcome
+    assert world.queue.dead[0][1].startswith("invalid message: ")
+    assert ([], {}) == (world.executor.calls, world.store.objects)
+
+
 def test_invalid_gold_fails_the_run_without_publishing() -> None:
     """Invalid Gold from the executor is permanent: nothing published, processing_error queued."""
     world = World()

@@ -37,6 +37,7 @@ from atlasreg_cursor.domain.ingest import (
     Job,
     JournalStore,
     Outcome,
+    Poison,
     RunControl,
     Sweeper,
     handle_delivery,
@@ -135,15 +136,15 @@ def process_one(
 
 
 def _handle(app: App, delivery: Delivery, control: RunControl | None) -> HandleResult:
+    """Parse, handle and settle one delivery; nothing here lets an exception escape unsettled."""
     started = time.monotonic()
     structlog.contextvars.clear_contextvars()
-    job = read_job(delivery)
-    run_id = job.run_id if isinstance(job, Job) else None
-    identity = job.identity if isinstance(job, Job) else None
-    with structlog.contextvars.bound_contextvars(
-        queue_message_id=delivery.queue_message_id, run_id=run_id, identity=identity
-    ):
+    job: Job | Poison | None = None
+    with structlog.contextvars.bound_contextvars(queue_message_id=delivery.queue_message_id):
         try:
+            job = read_job(delivery)
+            if isinstance(job, Job):
+                structlog.contextvars.bind_contextvars(run_id=job.run_id, identity=job.identity)
             result = handle_delivery(
                 delivery,
                 job=job,
@@ -161,7 +162,9 @@ def _handle(app: App, delivery: Delivery, control: RunControl | None) -> HandleR
             metrics.ERRORS.labels(error_type=type(exc).__name__).inc()
             log.error("message.settle_failed", error=str(exc), attempts=delivery.attempts)
             result = HandleResult(  # the delivery comes back after its visibility timeout
-                outcome=Outcome.RELEASED, run_id=run_id, reason=f"settling failed: {exc}"
+                outcome=Outcome.RELEASED,
+                run_id=job.run_id if isinstance(job, Job) else None,
+                reason=f"settling failed: {exc}",
             )
         except Exception as exc:  # the daemon survives anything
             metrics.UNEXPECTED_ERRORS.labels(where="handle").inc()
