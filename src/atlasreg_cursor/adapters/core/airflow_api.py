@@ -183,9 +183,7 @@ class AirflowApi:
         version = self.version
         url = f"{self.base_url}/api/{version}{path}"
         if version == "v1":
-            return self._send(
-                method, url, body=body, headers=self._basic_auth(), deadline=deadline
-            )
+            return self._send(method, url, body=body, headers=self._basic_auth(), deadline=deadline)
         response = self._send(
             method, url, body=body, headers=self._bearer(renew=False), deadline=deadline
         )
