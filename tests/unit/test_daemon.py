@@ -148,6 +148,40 @@ def test_two_daemons_without_consumer_id_never_share_a_lease_owner(
     assert (Outcome.DEFERRED, first.policy.consumer_id) == (result.outcome, journal.lease.owner)
 
 
+def test_a_crash_deferring_a_long_deferred_duplicate_does_not_dead_letter_it(
+    tmp_path: Path,
+) -> None:
+    """A bug escapes handle_delivery past MAX_ATTEMPTS deliveries: the live run's journal decides."""
+    from atlasreg_cursor.domain.ingest import Job, JournalStore
+    from atlasreg_cursor.domain.messages import parse_message
+
+    app = _app(tmp_path, MAX_ATTEMPTS="2")
+    queue: Any = app.queue
+    body = json.dumps(DAILY).encode()
+    live = JournalStore(app.storage, owner="consumer-b", lease_seconds=3600, clock=app.clock)
+    live.open(Job.of(parse_message(body), "m-1"))
+    queue.send(body)
+    outcomes = []
+    for hour in range(1, 4):
+        outcomes.append(daemon.process_one(app, daemon.DaemonState(), 0.1))
+        queue.state.clock = lambda hour=hour: time.monotonic() + 3600 * hour
+    real_retry, calls = queue.retry, []
+
+    def broken_retry(delivery: Any, delay: float) -> None:
+        calls.append(delay)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in retry")
+        real_retry(delivery, delay)
+
+    queue.retry = broken_retry
+    crashed = daemon.process_one(app, daemon.DaemonState(), 0.1)
+
+    assert [Outcome.DEFERRED] * 3 == [r.outcome for r in outcomes if r is not None]
+    assert crashed is not None
+    assert (Outcome.RETRIED, 2) == (crashed.outcome, len(calls))
+    assert [] == queue.dead
+
+
 def test_a_journal_another_version_wrote_is_dead_lettered_saying_so(tmp_path: Path) -> None:
     """The daemon keeps going; after MAX_ATTEMPTS the message is dead-lettered with the reason."""
     app = _app(tmp_path, MAX_ATTEMPTS="2")

@@ -9,9 +9,10 @@ import time
 from typing import Any
 
 import attrs
+import pytest
 
 from atlasreg_cursor.domain.codec import converter
-from atlasreg_cursor.domain.errors import InvalidGold
+from atlasreg_cursor.domain.errors import InvalidGold, StorageUnavailable
 from atlasreg_cursor.domain.hashing import canonical_bytes
 from atlasreg_cursor.domain.ingest import (
     IngestPolicy,
@@ -30,6 +31,7 @@ from atlasreg_cursor.domain.runs import (
     derive_run_id,
     journal_key,
 )
+from tests.fakes.executor import failing
 from tests.unit.world import DAILY, World
 
 RUN_ID = derive_run_id(MessageType.START_DAILY_INGEST, "m-1")
@@ -140,6 +142,73 @@ def test_a_run_whose_lease_expired_is_taken_over() -> None:
 
     assert Outcome.ACKED == result.outcome
     assert 2 == world.journal(RUN_ID).attempts
+
+
+def _deferred(world: World, times: int) -> None:
+    """Deliver the message *times* times while consumer-b's run lives (each one deferred)."""
+    for _ in range(times):
+        _write_journal(world, lease=_lease(world, "consumer-b", 90))  # it renews
+        result = world.handle()
+        assert Outcome.DEFERRED == result.outcome
+        world.advance(result.delay_seconds or 0)
+    _write_journal(world, lease=_lease(world, "consumer-b", 90))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [StorageUnavailable("the store is away"), OverflowError("a crash reading the journal")],
+    ids=["store-away", "crash"],
+)
+def test_a_fault_opening_the_journal_of_a_long_deferred_copy_never_fails_the_live_run(
+    fault: Exception,
+) -> None:
+    """Deferred past MAX_ATTEMPTS, then the journal cannot be opened once: no dead letter."""
+    world = World(max_attempts=2)
+    world.send(DAILY)
+    _deferred(world, 4)
+    world.store.fail_gets.append(fault)
+
+    result = world.handle()
+    world.deliver()
+
+    assert result.outcome in {Outcome.RETRIED, Outcome.DEFERRED}
+    assert ([], [], []) == (world.queue.dead, world.notifier.sent, world.outbox_entries())
+    journal = world.journal(RUN_ID)
+    assert (None, "consumer-b") == (journal.status, journal.lease.owner if journal.lease else None)
+
+
+def test_an_unreadable_journal_whose_gold_is_published_sends_no_processing_error() -> None:
+    """The Gold is in the store: dead-lettered for the journal, but never reported failed."""
+    world = World(max_attempts=2)
+    world.store.put(journal_key(RUN_ID), b"\x00 not a journal")
+    world.store.put(_published().key, b"{}")
+    world.send(DAILY)
+
+    first = world.handle()
+    second = world.handle(advance=first.delay_seconds or 0)
+    world.deliver()
+
+    assert (Outcome.RETRIED, Outcome.DEAD_LETTERED) == (first.outcome, second.outcome)
+    assert "its Gold is published" in world.queue.dead[0][1]
+    assert ([], []) == (world.notifier.sent, world.outbox_entries())
+
+
+def test_a_run_whose_gold_is_in_the_store_is_never_failed() -> None:
+    """The journal lags its Gold (a crash between the two writes): retried, never failed."""
+    world = World(max_attempts=2)
+    for source in ("aneel_news", "cvm_avisos", "ons_csv"):
+        world.executor.behaviours[source] = failing("network_error")
+    world.store.put(_published().key, b"{}")
+    world.send(DAILY)
+
+    first = world.handle()
+    second = world.handle(advance=first.delay_seconds or 0)
+    world.deliver()
+
+    assert (Outcome.RETRIED, Outcome.RETRIED) == (first.outcome, second.outcome)
+    assert ([], [], []) == (world.queue.dead, world.notifier.sent, world.outbox_entries())
+    assert "run.published_not_failed" in world.event_names()
+    assert world.journal(RUN_ID).status is None
 
 
 def test_at_the_queues_last_delivery_the_duplicate_hands_the_run_to_its_journal() -> None:

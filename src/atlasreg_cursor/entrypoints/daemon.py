@@ -43,6 +43,7 @@ from atlasreg_cursor.domain.ingest import (
     handle_delivery,
     read_job,
     resume_run,
+    settle_crash,
 )
 from atlasreg_cursor.ports.queue import Delivery
 
@@ -90,6 +91,7 @@ _LEVELS: Mapping[str, str] = {
     "source.abandoned": "warning",
     "run.release_failed": "warning",
     "run.journal_unavailable": "warning",
+    "run.published_not_failed": "warning",
 }
 
 
@@ -169,25 +171,28 @@ def _handle(app: App, delivery: Delivery, control: RunControl | None) -> HandleR
         except Exception as exc:  # the daemon survives anything
             metrics.UNEXPECTED_ERRORS.labels(where="handle").inc()
             log.exception("message.crashed", attempts=delivery.attempts)
-            result = _settle_crash(app, delivery, exc)
+            result = _settle_crash(app, delivery, job, exc)
         _log_handled(result, delivery, time.monotonic() - started)
     return result
 
 
-def _settle_crash(app: App, delivery: Delivery, exc: Exception) -> HandleResult:
-    """Retry a delivery whose handling raised, then dead-letter it with the reason."""
-    transient = isinstance(exc, CursorError) and exc.transient
-    reason = f"unexpected error: {type(exc).__name__}: {exc}"
+def _settle_crash(
+    app: App, delivery: Delivery, job: Job | Poison | None, exc: Exception
+) -> HandleResult:
+    """Retry a delivery whose handling raised, then dead-letter it (:func:`settle_crash`)."""
     try:
-        if transient or delivery.attempts < app.policy.max_attempts:
-            delay = app.policy.retry_delay(delivery.attempts)
-            app.queue.retry(delivery, delay)
-            return HandleResult(outcome=Outcome.RETRIED, reason=reason, delay_seconds=delay)
-        app.queue.dead_letter(delivery, f"{reason} (after {delivery.attempts} attempts)")
-        return HandleResult(outcome=Outcome.DEAD_LETTERED, reason=reason)
-    except CursorError as error:
-        log.error("message.settle_failed", error=str(error))
-        return HandleResult(outcome=Outcome.RETRIED, reason=reason)
+        return settle_crash(
+            delivery,
+            job,
+            exc,
+            queue=app.queue,
+            storage=app.storage,
+            policy=app.policy,
+            clock=app.clock,
+        )
+    except Exception as error:  # the delivery comes back after its visibility timeout
+        log.error("message.settle_failed", error=f"{type(error).__name__}: {error}")
+        return HandleResult(outcome=Outcome.RELEASED, reason=f"settling failed: {error}")
 
 
 def _log_handled(result: HandleResult, delivery: Delivery, duration: float) -> None:
