@@ -258,15 +258,29 @@ def test_stopping_finishes_or_gives_the_run_back(
         assert elapsed < 2.4
 
 
-def test_a_sweeping_daemon_finishes_an_orphaned_run(tmp_path: Path) -> None:
-    """With SWEEP_ORPHANS on, a run whose consumer died is finished without its message."""
+def test_a_sweeping_daemon_finishes_an_orphaned_run_alive_and_ready(tmp_path: Path) -> None:
+    """SWEEP_ORPHANS: a crashed consumer's run is finished without its message; while the
+    resumed run outlasts the loop's idle limit, /healthz and /readyz stay 200."""
     import datetime as dt
+    import urllib.error
+    import urllib.request
 
     from atlasreg_cursor.domain.codec import converter
     from atlasreg_cursor.domain.hashing import canonical_bytes
     from atlasreg_cursor.domain.runs import Lease, RunJournal
+    from atlasreg_cursor.entrypoints.readiness import LoopMonitor
+    from tests.support.services import free_port
 
-    app = _app(tmp_path, SWEEP_ORPHANS="true", SWEEP_SECONDS="0.1")
+    port = free_port()
+    app = _app(
+        tmp_path,
+        SWEEP_ORPHANS="true",
+        SWEEP_SECONDS="0.1",
+        METRICS_HOST="127.0.0.1",
+        METRICS_PORT=str(port),
+    )
+    executor: Any = app.executor
+    executor.sleep["aneel_news"] = 2.0  # the resumed run lasts four idle limits
     now = dt.datetime.now(dt.UTC)
     orphan = RunJournal(
         run_id=RUN_ID,
@@ -279,12 +293,37 @@ def test_a_sweeping_daemon_finishes_an_orphaned_run(tmp_path: Path) -> None:
         attempts=1,
     )
     app.storage.put(f"runs/{RUN_ID}.json", canonical_bytes(converter.unstructure(orphan)))
+    state = daemon.DaemonState(monitor=LoopMonitor(idle_limit=0.5))
+    codes: list[int] = []
+    runner = threading.Thread(
+        target=lambda: codes.append(daemon.run_daemon(app, until_empty=True, state=state))
+    )
 
-    code = daemon.run_daemon(app, until_empty=True, serve_http=False)
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    runner.start()
+    deadline = time.monotonic() + 10
+    while ("run_source", "aneel_news") not in executor.calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started, answers = time.monotonic(), []
+    while status("/readyz") != 200 and time.monotonic() - started < 1.0:
+        time.sleep(0.02)  # the first round of probes
+    while runner.is_alive() and time.monotonic() - started < 1.8:
+        answers.append((status("/healthz"), status("/readyz")))
+        time.sleep(0.1)
+    runner.join(timeout=30)
 
     journal = read_journal(app.storage, RUN_ID)
     notifier: Any = app.notifier
-    assert 0 == code
+    assert [0] == codes
+    assert time.monotonic() - started > 1.0  # the checks went on past two idle limits
+    assert len(answers) >= 8
+    assert {(200, 200)} == set(answers)
     assert journal is not None
     assert journal.gold is not None
     assert journal.notification is not None

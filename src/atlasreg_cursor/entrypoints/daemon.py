@@ -222,11 +222,27 @@ def sweep_once(
     control: RunControl,
     pump: NotificationPump | None = None,
 ) -> int:
-    """Resume the stranded runs the journals show (at most every ``SWEEP_SECONDS``)."""
+    """
+    Resume the stranded runs the journals show (at most every ``SWEEP_SECONDS``).
+
+    A sweep is work in hand like a delivery (``state.monitor.working()``):
+    a long resumed run keeps ``/healthz`` and ``/readyz`` up.
+    """
     now = time.monotonic()
     if now - state.last_sweep_at < app.settings.sweep_seconds:
         return 0
     state.last_sweep_at = now
+    with state.monitor.working():
+        return _sweep(app, state, sweeper, control, pump)
+
+
+def _sweep(
+    app: App,
+    state: DaemonState,
+    sweeper: Sweeper,
+    control: RunControl,
+    pump: NotificationPump | None,
+) -> int:
     try:
         stranded = sweeper.stranded()
     except CursorError as exc:
