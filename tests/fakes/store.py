@@ -93,6 +93,11 @@ class FakeObjectStore:
             item = self.objects.get(key)
             return None if item is None else item[1]
 
+    def delete(self, key: str) -> None:
+        validate_key(key)
+        with self._lock:
+            self.objects.pop(key, None)
+
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         with self._lock:
             items = sorted((k, v[1]) for k, v in self.objects.items() if k.startswith(prefix))

@@ -182,6 +182,56 @@ def test_a_crash_deferring_a_long_deferred_duplicate_does_not_dead_letter_it(
     assert [] == queue.dead
 
 
+class _WatchedStore(FakeObjectStore):
+    """The fake store, recording the keys each list yields and each get reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def list(self, prefix: str = "") -> Any:
+        for obj in super().list(prefix):
+            self.seen.append(obj.key)
+            yield obj
+
+    def get(self, key: str) -> Any:
+        self.seen.append(key)
+        return super().get(key)
+
+
+def test_the_pumps_scan_no_longer_reads_a_delivered_notification(tmp_path: Path) -> None:
+    """Once delivered, the entry leaves what the background pump lists every scan."""
+    from atlasreg_cursor.domain.ingest import Outbox
+    from atlasreg_cursor.entrypoints.background import NotificationPump
+
+    plain = _app(tmp_path)
+    store = _WatchedStore()
+    app = build(
+        plain.settings,
+        queue=plain.queue,
+        config=plain.config,
+        storage=store,
+        notifier=plain.notifier,
+        executor=plain.executor,
+    )
+    app.queue.send(json.dumps(DAILY).encode())
+    pump = NotificationPump(app, on_event=daemon.log_event).start()
+    try:
+        daemon.process_one(app, daemon.DaemonState(), 0.1, pump=pump)
+        assert pump.drain(10)
+        notifier: Any = app.notifier
+        assert ["ingest_complete"] == [n.event_type for n in notifier.sent]
+        store.seen.clear()
+        pump.nudge()
+        assert pump.drain(10)  # another scan
+    finally:
+        pump.stop()
+
+    assert [] == [key for key in store.seen if key.startswith("outbox/")]
+    entries = Outbox(app.storage, clock=app.clock).entries()  # what hooks list --all reads
+    assert ["delivered"] == [entry.state for _, entry in entries]
+
+
 def test_a_journal_another_version_wrote_is_dead_lettered_saying_so(tmp_path: Path) -> None:
     """The daemon keeps going; after MAX_ATTEMPTS the message is dead-lettered with the reason."""
     app = _app(tmp_path, MAX_ATTEMPTS="2")

@@ -19,9 +19,11 @@ from atlasreg_cursor.domain.ingest import (
     Outcome,
     RunControl,
     Sweeper,
+    outbox_key,
     resume_run,
     run_message,
 )
+from atlasreg_cursor.domain.ingest.outbox import settled_key
 from atlasreg_cursor.domain.messages import MessageType, parse_message
 from atlasreg_cursor.domain.runs import (
     GoldRecord,
@@ -255,6 +257,59 @@ def test_a_receiver_down_past_the_retry_budget_still_gets_every_notification() -
     assert f"{RUN_ID}-ingest-complete" == note.webhook_id
     assert "processing_error" not in [n.event_type for n in world.notifier.sent]
     assert world.journal(RUN_ID).status is RunStatus.SUCCESS
+
+
+def test_a_settled_entry_is_filed_and_resend_brings_it_back() -> None:
+    """Delivered: filed under settled/ (still listed by hooks list); resent: pending, sent again."""
+    world = World()
+    world.send(DAILY)
+    world.handle()
+    world.deliver()
+    webhook_id = f"{RUN_ID}-ingest-complete"
+
+    filed = [(key, entry.state) for key, entry in world.outbox().entries()]
+    key, again = world.outbox().resend(settled_key(RUN_ID, webhook_id)) or ("", None)
+    pending = [k for k in world.store.objects if k.startswith("outbox/")]
+    resent = world.deliver()
+
+    assert [(settled_key(RUN_ID, webhook_id), "delivered")] == filed
+    assert (outbox_key(RUN_ID, webhook_id), "pending") == (key, again.state if again else None)
+    assert [outbox_key(RUN_ID, webhook_id)] == pending
+    assert ["delivered"] == [entry.state for entry in resent]
+    assert [webhook_id] * 2 == [n.webhook_id for n in world.notifier.sent]
+    assert [settled_key(RUN_ID, webhook_id)] == [
+        k for k in world.store.objects if k.startswith("outbox/")
+    ]
+
+
+def test_entries_of_the_earlier_layout_are_delivered_and_filed() -> None:
+    """outbox/<run_id>/…: a pending one is delivered, a settled one filed, then neither is scanned."""
+    world = World()
+    world.send(DAILY)
+    world.handle()
+    (key,) = [k for k in world.store.objects if k.startswith("outbox/")]
+    old_pending = f"outbox/{RUN_ID}/{RUN_ID}-ingest-complete.json"
+    world.store.put(old_pending, world.store.objects.pop(key)[0])
+    other = derive_run_id(MessageType.START_DAILY_INGEST, "m-2")
+    body = json.loads(world.store.objects[old_pending][0])
+    settled = {
+        **body,
+        "run_id": other,
+        "webhook_id": f"{other}-ingest-complete",
+        "state": "delivered",
+    }
+    world.store.put(f"outbox/{other}/{other}-ingest-complete.json", canonical_bytes(settled))
+
+    delivered = world.deliver()
+    again = world.outbox().due()
+
+    assert ["delivered"] == [entry.state for entry in delivered]
+    assert [] == again
+    assert [
+        settled_key(other, f"{other}-ingest-complete"),
+        settled_key(RUN_ID, body["webhook_id"]),
+    ] == [k for k in sorted(world.store.objects) if k.startswith("outbox/")]
+    assert world.journal(RUN_ID).notification.delivered  # type: ignore[union-attr]
 
 
 def test_a_notification_older_than_the_maximum_age_expires() -> None:

@@ -406,15 +406,17 @@ class BreakerStore:
             raise
         self._breaker.record(None)
 
+    def delete(self, key: str) -> None:
+        """``ObjectStore.delete`` through the breaker."""
+        self._breaker.call(self._inner.delete, key)
+
     def presign_get(self, key: str, expires_s: int = 3600) -> str:
         """``ObjectStore.presign_get`` (local computation: no breaker)."""
         return self._inner.presign_get(key, expires_s)
 
     def close(self) -> None:
         """Close the wrapped store."""
-        close = getattr(self._inner, "close", None)
-        if close is not None:
-            close()
+        getattr(self._inner, "close", lambda: None)()
 
 
 class BreakerNotifier:
