@@ -24,7 +24,7 @@ import logging
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pybreaker
 import structlog
@@ -55,6 +55,7 @@ log = structlog.get_logger()
 logging.getLogger("pybreaker").addHandler(logging.NullHandler())
 logging.getLogger("pybreaker").propagate = False
 
+T = TypeVar("T")
 STATE_CODES = {"closed": 0, "half-open": 1, "open": 2}
 SOURCE_HOST_ERRORS = frozenset({"network_error", "timeout"})
 
@@ -153,7 +154,7 @@ class Breaker:
         """Consecutive failures counted."""
         return int(self._cb.fail_counter)
 
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """
         Call *fn* unless the breaker is open; record the outcome.
 
@@ -374,7 +375,7 @@ class BreakerStore:
         sha256: str | None = None,
     ) -> StoredObject:
         """``ObjectStore.put`` through the breaker."""
-        stored: StoredObject = self._breaker.call(
+        return self._breaker.call(
             self._inner.put,
             key,
             body,
@@ -384,17 +385,14 @@ class BreakerStore:
             if_match=if_match,
             sha256=sha256,
         )
-        return stored
 
     def get(self, key: str) -> tuple[bytes, StoredObject]:
         """``ObjectStore.get`` through the breaker."""
-        got: tuple[bytes, StoredObject] = self._breaker.call(self._inner.get, key)
-        return got
+        return self._breaker.call(self._inner.get, key)
 
     def head(self, key: str) -> StoredObject | None:
         """``ObjectStore.head`` through the breaker."""
-        found: StoredObject | None = self._breaker.call(self._inner.head, key)
-        return found
+        return self._breaker.call(self._inner.head, key)
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         """``ObjectStore.list`` through the breaker (admitted once, outcome at the end)."""
@@ -434,8 +432,7 @@ class BreakerNotifier:
 
     def send(self, notification: Notification) -> Receipt:
         """``Notifier.send`` through the breaker."""
-        receipt: Receipt = self._breaker.call(self._inner.send, notification)
-        return receipt
+        return self._breaker.call(self._inner.send, notification)
 
 
 class BreakerExecutor:
@@ -453,8 +450,7 @@ class BreakerExecutor:
         breaker = self._board.breaker_for(
             dependency, counts=_source_host_failure, open_error=SourceCircuitOpen
         )
-        result: SourceResult = breaker.call(self._inner.run_source, source, run)
-        return result
+        return breaker.call(self._inner.run_source, source, run)
 
     def process(
         self, documents: Sequence[Document], run: RunContext, *, timeout_seconds: float
@@ -475,10 +471,12 @@ class BreakerExecutor:
         return self._inner.reprocess(run, sources, timeout_seconds=timeout_seconds)
 
     def close_run(self, run: RunContext) -> None:
-        """``Executor.close_run`` where the wrapped executor has it."""
-        close_run = getattr(self._inner, "close_run", None)
-        if close_run is not None:
-            close_run(run)
+        """``Executor.close_run``, unchanged."""
+        self._inner.close_run(run)
+
+    def cancel_source(self, run: RunContext, source_id: str) -> None:
+        """``Executor.cancel_source``, unchanged."""
+        self._inner.cancel_source(run, source_id)
 
     def close(self) -> None:
         """``Executor.close``."""

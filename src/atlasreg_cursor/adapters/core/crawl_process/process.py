@@ -202,6 +202,18 @@ class CrawlProcess:
             pending.result = event
             pending.done.set()
 
+    def cancel(self, source_id: str) -> int:
+        """Make *source_id*'s waiting crawls (keys ``<source_id>#<n>``) return ``cancelled``."""
+        with self._lock:
+            keys = [k for k in self._pending if k.rpartition("#")[0] == source_id]
+            left = [self._pending.pop(k) for k in keys]
+            if not self._pending:
+                self.idle_since = time.monotonic()
+        for pending in left:
+            pending.cancelled = True
+            pending.done.set()
+        return len(left)
+
     def cancel_all(self) -> None:
         """Mark the process as stopping; every waiting source returns ``cancelled``."""
         with self._lock:
