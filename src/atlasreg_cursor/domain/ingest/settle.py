@@ -410,6 +410,7 @@ def settle_crash(
         QueueError: settling the delivery failed.
     """
     reason = error_text(f"unexpected error: {type(exc).__name__}: {exc}")
+    run_id = job.run_id if isinstance(job, Job) else None
     attempts: int | None = None  # None: not a final failure whatever the count
     if not (isinstance(exc, CursorError) and exc.transient):
         attempts = delivery.attempts
@@ -418,10 +419,12 @@ def settle_crash(
     delay = policy.retry_delay(min(delivery.attempts, policy.max_attempts))
     if attempts is None or attempts < policy.max_attempts:
         queue.retry(delivery, delay)
-        return HandleResult(outcome=Outcome.RETRIED, reason=reason, delay_seconds=delay)
+        return HandleResult(
+            outcome=Outcome.RETRIED, run_id=run_id, reason=reason, delay_seconds=delay
+        )
     reason = f"{reason} (after {attempts} attempts)"
     queue.dead_letter(delivery, reason)
-    return HandleResult(outcome=Outcome.DEAD_LETTERED, reason=reason)
+    return HandleResult(outcome=Outcome.DEAD_LETTERED, run_id=run_id, reason=reason)
 
 
 def _run_attempts(
