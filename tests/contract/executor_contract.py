@@ -1,4 +1,4 @@
-"""The Executor contract (architecture §6, ``run_source`` and ``close_run``), run against every executor.
+"""The Executor contract (architecture §6, ``run_source``, ``close_run``, ``cancel_source``), run against every executor.
 
 A test module plugs an executor in by subclassing :class:`ExecutorContract`
 and overriding two fixtures::
@@ -27,7 +27,8 @@ Capabilities (class attributes; override where the executor differs):
         (``CRAWL_MAX_PER_HOST``).
     CRASH_ERRORS: the ``error_type`` s a crashing source may fail with.
     CUT_GRACE: seconds past a source's timeout within which ``run_source`` returns.
-    CANCEL_GRACE: seconds after ``close_run`` within which running sources return.
+    CANCEL_GRACE: seconds after ``close_run`` (or ``cancel_source``) within which
+        running sources return.
 """
 
 from __future__ import annotations
@@ -260,6 +261,41 @@ class ExecutorContract:
         assert "cancelled" == info.value.error_type
         assert took <= self.CANCEL_GRACE
         assert len(CATALOGUE) == len(later.documents)
+
+    def test_cancel_source_stops_that_source_alone(
+        self, executor: Executor, scenarios: Scenarios
+    ) -> None:
+        """cancel_source makes one running source return cancelled at once; its neighbour
+        in the run goes on until close_run; cancelling again, or what never ran, is a no-op."""
+        run = new_run()
+        stopped = scenarios.hanging("contrato_parado", timeout=120)
+        neighbour = scenarios.hanging("contrato_vizinho", timeout=120)
+        with cf.ThreadPoolExecutor(max_workers=2) as pool:
+            first = pool.submit(executor.run_source, stopped, run)
+            second = pool.submit(executor.run_source, neighbour, run)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (
+                scenarios.started(stopped) and scenarios.started(neighbour)
+            ):
+                time.sleep(0.05)
+            cancelled_at = time.monotonic()
+
+            executor.cancel_source(run, stopped.id)
+
+            with pytest.raises(SourceFailed) as info:
+                first.result(timeout=self.CANCEL_GRACE + 30)
+            took = time.monotonic() - cancelled_at
+            time.sleep(0.3)
+            neighbour_ran_on = not second.done()
+            executor.cancel_source(run, stopped.id)
+            executor.cancel_source(new_run(), "nunca")
+            executor.close_run(run)
+            with pytest.raises(SourceFailed) as closed:
+                second.result(timeout=self.CANCEL_GRACE + 30)
+
+        assert ("cancelled", "cancelled") == (info.value.error_type, closed.value.error_type)
+        assert took <= self.CANCEL_GRACE
+        assert neighbour_ran_on
 
     # --- politeness --------------------------------------------------------------
 

@@ -275,6 +275,30 @@ class StoreContract:
         assert sorted(keys) == everything
         assert [] == list(store.list("nothing/"))
 
+    # --- deleting -------------------------------------------------------------
+
+    def test_delete_removes_the_object_and_is_idempotent(self, store: ObjectStore) -> None:
+        """Gone from get, head and list; deleting again is a no-op; the key can be created anew."""
+        store.put("outbox/pending/run_a/w.json", b"pending")
+        store.put("outbox/pending/run_a/x.json", b"beside")
+
+        store.delete("outbox/pending/run_a/w.json")
+        store.delete("outbox/pending/run_a/w.json")
+        store.delete("outbox/never/written.json")
+
+        with pytest.raises(ObjectNotFound):
+            store.get("outbox/pending/run_a/w.json")
+        assert store.head("outbox/pending/run_a/w.json") is None
+        assert ["outbox/pending/run_a/x.json"] == [o.key for o in store.list("outbox/")]
+        again = store.put("outbox/pending/run_a/w.json", b"again", if_none_match=True)
+        assert (b"again", again.etag) == (
+            store.get("outbox/pending/run_a/w.json")[0],
+            store.get("outbox/pending/run_a/w.json")[1].etag,
+        )
+        store.delete("outbox/pending/run_a/x.json")
+        store.delete("outbox/pending/run_a/w.json")
+        assert [] == list(store.list("outbox/"))
+
     # --- keys -------------------------------------------------------------------
 
     @pytest.mark.parametrize(
@@ -301,6 +325,8 @@ class StoreContract:
             store.get(key)
         with pytest.raises(InvalidKey):
             store.head(key)
+        with pytest.raises(InvalidKey):
+            store.delete(key)
 
     # --- presigned URLs ---------------------------------------------------------
 
@@ -354,6 +380,11 @@ class StoreContract:
                     return
                 obj = store.put(key, body, if_match=etag)
                 self.model[key] = (body, obj.etag)
+
+            @rule(key=keys)
+            def delete(self, key: str) -> None:
+                store.delete(key)
+                self.model.pop(key, None)
 
             @invariant()
             def matches_model(self) -> None:

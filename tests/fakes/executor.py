@@ -1,8 +1,9 @@
 """An Executor whose per-source behaviour is given as data.
 
 Like the real executors it cuts a source at its ``timeout_seconds``
-(``SourceFailed(timeout)``) and :meth:`FakeExecutor.close_run` makes the
-run's sources still running return ``SourceFailed(cancelled)`` at once.
+(``SourceFailed(timeout)``); :meth:`FakeExecutor.close_run` makes the run's
+sources still running return ``SourceFailed(cancelled)`` at once, and
+:meth:`FakeExecutor.cancel_source` one of them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ class FakeExecutor:
     otherwise (a callable, or an exception to raise), or ``pages`` has items
     for their ``url_feed`` (mapped and filtered by ``keywords`` as the real
     executors do). ``sleep`` makes a source take that long (cut at its
-    timeout, or by :meth:`close_run`). Calls are recorded.
+    timeout, or by :meth:`close_run` and :meth:`cancel_source`); a source in
+    ``overrun`` is not cut at its timeout (a misbehaving executor), one in
+    ``deaf`` not even by a cancellation (code nothing can interrupt). Calls
+    are recorded; ``most_running`` is the most sources that ran at once.
     """
 
     def __init__(self, *, docs_per_source: int = 2) -> None:
@@ -44,7 +48,11 @@ class FakeExecutor:
         self.sleep: dict[str, float] = {}
         self.pages: dict[str, list[dict[str, str]]] = {}
         self.closed_runs: list[str] = []
-        self._cancels: dict[str, threading.Event] = {}
+        self.overrun: set[str] = set()
+        self.deaf: set[str] = set()
+        self.running = 0
+        self.most_running = 0
+        self._cancels: dict[str, dict[str, threading.Event]] = {}
         self.process_error: BaseException | None = None
         self.process_sleep = 0.0
         self.gold_error: BaseException | None = None
@@ -53,10 +61,25 @@ class FakeExecutor:
     def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
         with self._lock:
             self.calls.append(("run_source", source.id))
-            cancel = self._cancels.setdefault(run.run_id, threading.Event())
+            cancel = self._cancels.setdefault(run.run_id, {}).setdefault(
+                source.id, threading.Event()
+            )
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            return self._run(source, run, cancel)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def _run(self, source: SourceConfig, run: RunContext, cancel: threading.Event) -> SourceResult:
         if source.id in self.sleep:
             pause = self.sleep[source.id]
-            if cancel.wait(min(pause, source.timeout_seconds)):
+            if source.id in self.deaf:
+                time.sleep(pause)
+            elif cancel.wait(
+                pause if source.id in self.overrun else min(pause, source.timeout_seconds)
+            ):
                 raise SourceFailed(f"{source.id} was cancelled", error_type="cancelled")
             if pause > source.timeout_seconds:
                 raise SourceFailed(
@@ -81,7 +104,14 @@ class FakeExecutor:
     def close_run(self, run: RunContext) -> None:
         with self._lock:
             self.closed_runs.append(run.run_id)
-            cancel = self._cancels.pop(run.run_id, None)
+            cancels = self._cancels.pop(run.run_id, {})
+        for cancel in cancels.values():
+            cancel.set()
+
+    def cancel_source(self, run: RunContext, source_id: str) -> None:
+        with self._lock:
+            self.calls.append(("cancel_source", source_id))
+            cancel = self._cancels.get(run.run_id, {}).pop(source_id, None)
         if cancel is not None:
             cancel.set()
 

@@ -21,7 +21,8 @@ class FakeObjectStore:
     Objects in a dict; ``fail_puts`` makes the next N puts unavailable, and
     ``fail_prefixes[prefix] = N`` the next N puts of keys under *prefix*;
     ``fail_retry_after`` is the ``retry_after_seconds`` those failures carry
-    (as a circuit breaker's fail-fast error does).
+    (as a circuit breaker's fail-fast error does); ``fail_gets`` holds
+    exceptions the next gets raise, one each, in order.
     """
 
     def __init__(self) -> None:
@@ -30,6 +31,7 @@ class FakeObjectStore:
         self.fail_puts = 0
         self.fail_prefixes: dict[str, int] = {}
         self.fail_retry_after: float | None = None
+        self.fail_gets: list[BaseException] = []
         self.put_count = 0
         self.put_keys: list[str] = []
 
@@ -79,6 +81,8 @@ class FakeObjectStore:
     def get(self, key: str) -> tuple[bytes, StoredObject]:
         validate_key(key)
         with self._lock:
+            if self.fail_gets:
+                raise self.fail_gets.pop(0)
             if key not in self.objects:
                 raise ObjectNotFound(key)
             return self.objects[key]
@@ -88,6 +92,11 @@ class FakeObjectStore:
         with self._lock:
             item = self.objects.get(key)
             return None if item is None else item[1]
+
+    def delete(self, key: str) -> None:
+        validate_key(key)
+        with self._lock:
+            self.objects.pop(key, None)
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         with self._lock:

@@ -14,7 +14,6 @@ import pytest
 import structlog
 
 from atlasreg_cursor.adapters import metrics
-from atlasreg_cursor.domain.errors import QueueUnavailable
 from atlasreg_cursor.domain.ingest import Outcome, read_journal
 from atlasreg_cursor.domain.messages import MessageType
 from atlasreg_cursor.domain.runs import derive_run_id
@@ -87,21 +86,150 @@ def test_an_exception_while_settling_is_logged_counted_and_the_delivery_retried(
     assert [] == queue.entries
 
 
-def test_a_failing_stats_call_cannot_orphan_a_delivery(tmp_path: Path) -> None:
-    """Queue depth is exported before the receive, and its failure is only a warning."""
-    app = _app(tmp_path)
+def test_a_crash_between_receive_and_handle_cannot_orphan_a_delivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing the delivery (what runs before handle_delivery) raises: retried, then dead-lettered."""
+    app = _app(tmp_path, MAX_ATTEMPTS="2")
     queue: Any = app.queue
 
-    def down() -> Any:
-        raise QueueUnavailable("stats down")
+    def broken(delivery: Any) -> Any:
+        raise RuntimeError("a bug in parsing")
 
-    queue.stats = down
+    monkeypatch.setattr(daemon, "read_job", broken)
     queue.send(json.dumps(DAILY).encode())
 
-    result = daemon.process_one(app, daemon.DaemonState(), 0.1)
+    first = daemon.process_one(app, daemon.DaemonState(), 0.1)
+    queue.state.clock = lambda: time.monotonic() + 3600  # the retry delay has passed
+    second = daemon.process_one(app, daemon.DaemonState(), 0.1)
 
+    assert first is not None
+    assert second is not None
+    assert (Outcome.RETRIED, Outcome.DEAD_LETTERED) == (first.outcome, second.outcome)
+    [(_, reason)] = queue.dead
+    assert "unexpected error: RuntimeError: a bug in parsing" in reason
+    assert [] == queue.entries
+
+
+def test_two_daemons_without_consumer_id_never_share_a_lease_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same hostname, both pid 1: the second daemon sees the first one's lease as another's."""
+    import socket
+
+    from atlasreg_cursor.domain.ingest import Job, JournalStore
+    from atlasreg_cursor.domain.messages import parse_message
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "cursor")
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    first = _app(tmp_path)
+    second = build(
+        first.settings,
+        queue=first.queue,
+        config=first.config,
+        storage=first.storage,
+        notifier=first.notifier,
+        executor=first.executor,
+    )
+    body = json.dumps(DAILY).encode()
+    journals = JournalStore(
+        first.storage, owner=first.policy.consumer_id, lease_seconds=30, clock=first.clock
+    )
+    journals.open(Job.of(parse_message(body), "m-1"))  # the first daemon works the run
+    first.queue.send(body)  # and a copy of its message comes
+
+    result = daemon.process_one(second, daemon.DaemonState(), 0.1)
+
+    journal = read_journal(first.storage, RUN_ID)
+    assert journal is not None
+    assert journal.lease is not None
+    assert first.policy.consumer_id != second.policy.consumer_id
     assert result is not None
-    assert Outcome.ACKED == result.outcome
+    assert (Outcome.DEFERRED, first.policy.consumer_id) == (result.outcome, journal.lease.owner)
+
+
+def test_a_crash_deferring_a_long_deferred_duplicate_does_not_dead_letter_it(
+    tmp_path: Path,
+) -> None:
+    """A bug escapes handle_delivery past MAX_ATTEMPTS deliveries: the live run's journal decides."""
+    from atlasreg_cursor.domain.ingest import Job, JournalStore
+    from atlasreg_cursor.domain.messages import parse_message
+
+    app = _app(tmp_path, MAX_ATTEMPTS="2")
+    queue: Any = app.queue
+    body = json.dumps(DAILY).encode()
+    live = JournalStore(app.storage, owner="consumer-b", lease_seconds=3600, clock=app.clock)
+    live.open(Job.of(parse_message(body), "m-1"))
+    queue.send(body)
+    outcomes = []
+    for hour in range(1, 4):
+        outcomes.append(daemon.process_one(app, daemon.DaemonState(), 0.1))
+        queue.state.clock = lambda hour=hour: time.monotonic() + 3600 * hour
+    real_retry, calls = queue.retry, []
+
+    def broken_retry(delivery: Any, delay: float) -> None:
+        calls.append(delay)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in retry")
+        real_retry(delivery, delay)
+
+    queue.retry = broken_retry
+    crashed = daemon.process_one(app, daemon.DaemonState(), 0.1)
+
+    assert [Outcome.DEFERRED] * 3 == [r.outcome for r in outcomes if r is not None]
+    assert crashed is not None
+    assert (Outcome.RETRIED, 2) == (crashed.outcome, len(calls))
+    assert [] == queue.dead
+
+
+class _WatchedStore(FakeObjectStore):
+    """The fake store, recording the keys each list yields and each get reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def list(self, prefix: str = "") -> Any:
+        for obj in super().list(prefix):
+            self.seen.append(obj.key)
+            yield obj
+
+    def get(self, key: str) -> Any:
+        self.seen.append(key)
+        return super().get(key)
+
+
+def test_the_pumps_scan_no_longer_reads_a_delivered_notification(tmp_path: Path) -> None:
+    """Once delivered, the entry leaves what the background pump lists every scan."""
+    from atlasreg_cursor.domain.ingest import Outbox
+    from atlasreg_cursor.entrypoints.background import NotificationPump
+
+    plain = _app(tmp_path)
+    store = _WatchedStore()
+    app = build(
+        plain.settings,
+        queue=plain.queue,
+        config=plain.config,
+        storage=store,
+        notifier=plain.notifier,
+        executor=plain.executor,
+    )
+    app.queue.send(json.dumps(DAILY).encode())
+    pump = NotificationPump(app, on_event=daemon.log_event).start()
+    try:
+        daemon.process_one(app, daemon.DaemonState(), 0.1, pump=pump)
+        assert pump.drain(10)
+        notifier: Any = app.notifier
+        assert ["ingest_complete"] == [n.event_type for n in notifier.sent]
+        store.seen.clear()
+        pump.nudge()
+        assert pump.drain(10)  # another scan
+    finally:
+        pump.stop()
+
+    assert [] == [key for key in store.seen if key.startswith("outbox/")]
+    entries = Outbox(app.storage, clock=app.clock).entries()  # what hooks list --all reads
+    assert ["delivered"] == [entry.state for _, entry in entries]
 
 
 def test_a_journal_another_version_wrote_is_dead_lettered_saying_so(tmp_path: Path) -> None:
@@ -180,15 +308,29 @@ def test_stopping_finishes_or_gives_the_run_back(
         assert elapsed < 2.4
 
 
-def test_a_sweeping_daemon_finishes_an_orphaned_run(tmp_path: Path) -> None:
-    """With SWEEP_ORPHANS on, a run whose consumer died is finished without its message."""
+def test_a_sweeping_daemon_finishes_an_orphaned_run_alive_and_ready(tmp_path: Path) -> None:
+    """SWEEP_ORPHANS: a crashed consumer's run is finished without its message; while the
+    resumed run outlasts the loop's idle limit, /healthz and /readyz stay 200."""
     import datetime as dt
+    import urllib.error
+    import urllib.request
 
     from atlasreg_cursor.domain.codec import converter
     from atlasreg_cursor.domain.hashing import canonical_bytes
     from atlasreg_cursor.domain.runs import Lease, RunJournal
+    from atlasreg_cursor.entrypoints.readiness import LoopMonitor
+    from tests.support.services import free_port
 
-    app = _app(tmp_path, SWEEP_ORPHANS="true", SWEEP_SECONDS="0.1")
+    port = free_port()
+    app = _app(
+        tmp_path,
+        SWEEP_ORPHANS="true",
+        SWEEP_SECONDS="0.1",
+        METRICS_HOST="127.0.0.1",
+        METRICS_PORT=str(port),
+    )
+    executor: Any = app.executor
+    executor.sleep["aneel_news"] = 1.6  # the resumed run lasts four idle limits
     now = dt.datetime.now(dt.UTC)
     orphan = RunJournal(
         run_id=RUN_ID,
@@ -201,12 +343,37 @@ def test_a_sweeping_daemon_finishes_an_orphaned_run(tmp_path: Path) -> None:
         attempts=1,
     )
     app.storage.put(f"runs/{RUN_ID}.json", canonical_bytes(converter.unstructure(orphan)))
+    state = daemon.DaemonState(monitor=LoopMonitor(idle_limit=0.4))
+    codes: list[int] = []
+    runner = threading.Thread(
+        target=lambda: codes.append(daemon.run_daemon(app, until_empty=True, state=state))
+    )
 
-    code = daemon.run_daemon(app, until_empty=True, serve_http=False)
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    runner.start()
+    deadline = time.monotonic() + 10
+    while ("run_source", "aneel_news") not in executor.calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started, answers = time.monotonic(), []
+    while status("/readyz") != 200 and time.monotonic() - started < 1.0:
+        time.sleep(0.02)  # the first round of probes
+    while runner.is_alive() and time.monotonic() - started < 1.4:
+        answers.append((status("/healthz"), status("/readyz")))
+        time.sleep(0.1)
+    runner.join(timeout=30)
 
     journal = read_journal(app.storage, RUN_ID)
     notifier: Any = app.notifier
-    assert 0 == code
+    assert [0] == codes
+    assert time.monotonic() - started > 0.9  # the checks went on past two idle limits
+    assert len(answers) >= 6
+    assert {(200, 200)} == set(answers)
     assert journal is not None
     assert journal.gold is not None
     assert journal.notification is not None

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 
+import attrs
 import pytest
 
 from atlasreg_cursor.domain.errors import InvalidGold, LeaseExpired, StorageUnavailable
@@ -133,6 +134,57 @@ def test_hanging_source_is_recorded_as_timeout_stopped_and_not_left_running() ->
     assert elapsed < 10
 
 
+def test_a_source_past_its_deadline_is_stopped_and_never_exceeds_the_limit() -> None:
+    """An executor that does not cut a source: at its deadline it is cancelled, alone, and keeps
+    its slot until its thread ends, so never more than max_concurrent_sources (2) run."""
+    watchlist = json.loads(json.dumps(WATCHLIST))
+    watchlist["sources"][0]["timeout_seconds"] = 0.1
+    world = World(watchlist)
+    world.real_time = True
+    world.executor.sleep.update({"aneel_news": 30.0, "cvm_avisos": 0.8, "ons_csv": 0.2})
+    world.executor.overrun.add("aneel_news")
+    world.send(DAILY)
+
+    started = time.monotonic()
+    result = world.handle()
+    elapsed = time.monotonic() - started
+
+    assert Outcome.ACKED == result.outcome
+    assert 2 == world.executor.most_running
+    calls = world.executor.calls
+    assert [("cancel_source", "aneel_news")] == [c for c in calls if c[0] == "cancel_source"]
+    assert calls.index(("cancel_source", "aneel_news")) < calls.index(("run_source", "ons_csv"))
+    finished = {d["source_id"]: d["error_type"] for n, d in world.events if n == "source.finished"}
+    assert {"aneel_news": "timeout", "cvm_avisos": None, "ons_csv": None} == finished
+    assert "source.abandoned" not in world.event_names()
+    assert elapsed < 10
+
+
+def test_a_source_deaf_to_cancellation_is_given_up_after_a_bounded_grace() -> None:
+    """A stopped source whose thread does not end holds its slot for join_seconds, then is
+    reported (once) and the next source starts."""
+    watchlist = json.loads(json.dumps(WATCHLIST))
+    watchlist["sources"][0]["timeout_seconds"] = 0.1
+    world = World(watchlist)
+    world.real_time = True
+    world.executor.sleep.update({"aneel_news": 1.2, "cvm_avisos": 1.0, "ons_csv": 0.1})
+    world.executor.overrun.add("aneel_news")
+    world.executor.deaf.add("aneel_news")
+    world.send(DAILY)
+    policy = attrs.evolve(world.policy, source_join_seconds=0.3)
+
+    result = world.handle(policy=policy)
+    for thread in threading.enumerate():
+        if thread.name == "source-aneel_news":
+            thread.join(timeout=5)
+
+    assert Outcome.ACKED == result.outcome
+    names = world.event_names()
+    assert 1 == names.count("source.abandoned")
+    ons = next(i for i, (n, d) in enumerate(world.events) if d.get("source_id") == "ons_csv")
+    assert names.index("source.abandoned") < ons
+
+
 def test_all_sources_failing_retries_then_dead_letters_with_processing_error() -> None:
     """Nothing usable: retried with backoff, then dead-lettered with a processing_error."""
     world = World(max_attempts=2)
@@ -241,6 +293,24 @@ def test_poison_is_dead_lettered_with_reason_and_nothing_runs() -> None:
     assert Outcome.DEAD_LETTERED == result.outcome
     assert world.queue.dead[0][1].startswith("invalid message: body is not JSON")
     assert ([], []) == (world.executor.calls, world.notifier.sent)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"1e400", b"-1e400", b"NaN", b"Infinity", b"-Infinity", b'"a\\ud800b"', b'{"\\udfff": 1}'],
+)
+def test_a_body_that_cannot_be_stored_is_poison_at_once(value: bytes) -> None:
+    """A number out of range or a lone surrogate: dead-lettered on the first delivery, no journal."""
+    world = World()
+    world.send(
+        b'{"type": "start_daily_ingest", "date": "2026-11-24", "payload": {"x": ' + value + b"}}"
+    )
+
+    result = world.handle()
+
+    assert Outcome.DEAD_LETTERED == result.outcome
+    assert world.queue.dead[0][1].startswith("invalid message: ")
+    assert ([], {}) == (world.executor.calls, world.store.objects)
 
 
 def test_invalid_gold_fails_the_run_without_publishing() -> None:

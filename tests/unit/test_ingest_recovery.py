@@ -9,18 +9,21 @@ import time
 from typing import Any
 
 import attrs
+import pytest
 
 from atlasreg_cursor.domain.codec import converter
-from atlasreg_cursor.domain.errors import InvalidGold
+from atlasreg_cursor.domain.errors import InvalidGold, StorageUnavailable
 from atlasreg_cursor.domain.hashing import canonical_bytes
 from atlasreg_cursor.domain.ingest import (
     IngestPolicy,
     Outcome,
     RunControl,
     Sweeper,
+    outbox_key,
     resume_run,
     run_message,
 )
+from atlasreg_cursor.domain.ingest.outbox import settled_key
 from atlasreg_cursor.domain.messages import MessageType, parse_message
 from atlasreg_cursor.domain.runs import (
     GoldRecord,
@@ -30,6 +33,7 @@ from atlasreg_cursor.domain.runs import (
     derive_run_id,
     journal_key,
 )
+from tests.fakes.executor import failing
 from tests.unit.world import DAILY, World
 
 RUN_ID = derive_run_id(MessageType.START_DAILY_INGEST, "m-1")
@@ -142,6 +146,73 @@ def test_a_run_whose_lease_expired_is_taken_over() -> None:
     assert 2 == world.journal(RUN_ID).attempts
 
 
+def _deferred(world: World, times: int) -> None:
+    """Deliver the message *times* times while consumer-b's run lives (each one deferred)."""
+    for _ in range(times):
+        _write_journal(world, lease=_lease(world, "consumer-b", 90))  # it renews
+        result = world.handle()
+        assert Outcome.DEFERRED == result.outcome
+        world.advance(result.delay_seconds or 0)
+    _write_journal(world, lease=_lease(world, "consumer-b", 90))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [StorageUnavailable("the store is away"), OverflowError("a crash reading the journal")],
+    ids=["store-away", "crash"],
+)
+def test_a_fault_opening_the_journal_of_a_long_deferred_copy_never_fails_the_live_run(
+    fault: Exception,
+) -> None:
+    """Deferred past MAX_ATTEMPTS, then the journal cannot be opened once: no dead letter."""
+    world = World(max_attempts=2)
+    world.send(DAILY)
+    _deferred(world, 4)
+    world.store.fail_gets.append(fault)
+
+    result = world.handle()
+    world.deliver()
+
+    assert result.outcome in {Outcome.RETRIED, Outcome.DEFERRED}
+    assert ([], [], []) == (world.queue.dead, world.notifier.sent, world.outbox_entries())
+    journal = world.journal(RUN_ID)
+    assert (None, "consumer-b") == (journal.status, journal.lease.owner if journal.lease else None)
+
+
+def test_an_unreadable_journal_whose_gold_is_published_sends_no_processing_error() -> None:
+    """The Gold is in the store: dead-lettered for the journal, but never reported failed."""
+    world = World(max_attempts=2)
+    world.store.put(journal_key(RUN_ID), b"\x00 not a journal")
+    world.store.put(_published().key, b"{}")
+    world.send(DAILY)
+
+    first = world.handle()
+    second = world.handle(advance=first.delay_seconds or 0)
+    world.deliver()
+
+    assert (Outcome.RETRIED, Outcome.DEAD_LETTERED) == (first.outcome, second.outcome)
+    assert "its Gold is published" in world.queue.dead[0][1]
+    assert ([], []) == (world.notifier.sent, world.outbox_entries())
+
+
+def test_a_run_whose_gold_is_in_the_store_is_never_failed() -> None:
+    """The journal lags its Gold (a crash between the two writes): retried, never failed."""
+    world = World(max_attempts=2)
+    for source in ("aneel_news", "cvm_avisos", "ons_csv"):
+        world.executor.behaviours[source] = failing("network_error")
+    world.store.put(_published().key, b"{}")
+    world.send(DAILY)
+
+    first = world.handle()
+    second = world.handle(advance=first.delay_seconds or 0)
+    world.deliver()
+
+    assert (Outcome.RETRIED, Outcome.RETRIED) == (first.outcome, second.outcome)
+    assert ([], [], []) == (world.queue.dead, world.notifier.sent, world.outbox_entries())
+    assert "run.published_not_failed" in world.event_names()
+    assert world.journal(RUN_ID).status is None
+
+
 def test_at_the_queues_last_delivery_the_duplicate_hands_the_run_to_its_journal() -> None:
     """Cloudflare would retire the message at max_retries: the duplicate is acked, not lost."""
     world = World()
@@ -186,6 +257,59 @@ def test_a_receiver_down_past_the_retry_budget_still_gets_every_notification() -
     assert f"{RUN_ID}-ingest-complete" == note.webhook_id
     assert "processing_error" not in [n.event_type for n in world.notifier.sent]
     assert world.journal(RUN_ID).status is RunStatus.SUCCESS
+
+
+def test_a_settled_entry_is_filed_and_resend_brings_it_back() -> None:
+    """Delivered: filed under settled/ (still listed by hooks list); resent: pending, sent again."""
+    world = World()
+    world.send(DAILY)
+    world.handle()
+    world.deliver()
+    webhook_id = f"{RUN_ID}-ingest-complete"
+
+    filed = [(key, entry.state) for key, entry in world.outbox().entries()]
+    key, again = world.outbox().resend(settled_key(RUN_ID, webhook_id)) or ("", None)
+    pending = [k for k in world.store.objects if k.startswith("outbox/")]
+    resent = world.deliver()
+
+    assert [(settled_key(RUN_ID, webhook_id), "delivered")] == filed
+    assert (outbox_key(RUN_ID, webhook_id), "pending") == (key, again.state if again else None)
+    assert [outbox_key(RUN_ID, webhook_id)] == pending
+    assert ["delivered"] == [entry.state for entry in resent]
+    assert [webhook_id] * 2 == [n.webhook_id for n in world.notifier.sent]
+    assert [settled_key(RUN_ID, webhook_id)] == [
+        k for k in world.store.objects if k.startswith("outbox/")
+    ]
+
+
+def test_entries_of_the_earlier_layout_are_delivered_and_filed() -> None:
+    """outbox/<run_id>/…: a pending one is delivered, a settled one filed, then neither is scanned."""
+    world = World()
+    world.send(DAILY)
+    world.handle()
+    (key,) = [k for k in world.store.objects if k.startswith("outbox/")]
+    old_pending = f"outbox/{RUN_ID}/{RUN_ID}-ingest-complete.json"
+    world.store.put(old_pending, world.store.objects.pop(key)[0])
+    other = derive_run_id(MessageType.START_DAILY_INGEST, "m-2")
+    body = json.loads(world.store.objects[old_pending][0])
+    settled = {
+        **body,
+        "run_id": other,
+        "webhook_id": f"{other}-ingest-complete",
+        "state": "delivered",
+    }
+    world.store.put(f"outbox/{other}/{other}-ingest-complete.json", canonical_bytes(settled))
+
+    delivered = world.deliver()
+    again = world.outbox().due()
+
+    assert ["delivered"] == [entry.state for entry in delivered]
+    assert [] == again
+    assert [
+        settled_key(other, f"{other}-ingest-complete"),
+        settled_key(RUN_ID, body["webhook_id"]),
+    ] == [k for k in sorted(world.store.objects) if k.startswith("outbox/")]
+    assert world.journal(RUN_ID).notification.delivered  # type: ignore[union-attr]
 
 
 def test_a_notification_older_than_the_maximum_age_expires() -> None:

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from atlasreg_cursor.domain.errors import InvalidMessage
+from atlasreg_cursor.domain.hashing import canonical_bytes
 from atlasreg_cursor.domain.messages import (
     MAX_MESSAGE_BYTES,
     MessageType,
@@ -51,6 +52,21 @@ def test_near_miss_objects_raise_only_invalid_message(value: dict[str, object]) 
         assert exc.reason
 
 
+_TEXT = st.text(st.characters(categories=("Cs", "Lu", "Nd")), max_size=6)
+
+
+@given(st.dictionaries(_TEXT, st.one_of(_TEXT, st.floats())))
+def test_every_accepted_message_can_be_stored(payload: dict[str, object]) -> None:
+    """Surrogates and non-finite floats in a payload are poison; what parses is storable."""
+    raw = json.dumps({"type": "reprocess", "date": "2026-11-24", "payload": payload}).encode()
+    try:
+        message = parse_message(raw)
+    except InvalidMessage as exc:
+        assert exc.reason
+        return
+    assert canonical_bytes(dict(message.payload))
+
+
 @given(messages)
 def test_parse_inverts_encode(message: object) -> None:
     """parse(encode(m)) == m."""
@@ -84,6 +100,10 @@ def test_seed_format_message_parses() -> None:
         (b'{"type":"reprocess","date":"2026-11-24","payload":{"sources":"x"}}', "payload.sources"),
         (b"\xff\xfe", "not UTF-8"),
         (b'{"type":"reprocess","date":"2026-11-24","x":NaN}', "not JSON"),
+        (b'{"type":"reprocess","date":"2026-11-24","payload":{"n":1e400}}', "out of range"),
+        (b'{"type":"reprocess","date":"2026-11-24","payload":{"n":-Infinity}}', "not JSON"),
+        (b'{"type":"reprocess","date":"2026-11-24","payload":{"s":"\\ud800"}}', "lone surrogate"),
+        (b'{"type":"reprocess","date":"2026-11-24","payload":{"\\udc00":1}}', "lone surrogate"),
     ],
 )
 def test_poison_reasons(raw: bytes, fragment: str) -> None:

@@ -169,3 +169,21 @@ def test_errors_say_what_is_allowed_in_plain_words(env: dict[str, str], expected
     assert expected in str(info.value)
     assert "typing" not in str(info.value)
     assert "Literal" not in str(info.value)
+
+
+def test_the_default_consumer_id_differs_with_a_fixed_hostname_and_pid_1(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two containers (same hostname, both pid 1) still get two consumer ids; CONSUMER_ID wins."""
+    import os
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "cursor")
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    settings = load_settings({}, env_file=None)
+
+    first, second = settings.new_consumer_id(), settings.new_consumer_id()
+
+    assert first != second
+    assert (True, True) == (first.startswith("cursor-1-"), second.startswith("cursor-1-"))
+    assert "me" == load_settings({"CONSUMER_ID": "me"}, env_file=None).new_consumer_id()

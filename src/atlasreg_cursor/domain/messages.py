@@ -2,6 +2,9 @@
 
 Anything that is not a valid message is *poison*: :func:`parse_message`
 raises :class:`InvalidMessage` with a human reason and never anything else.
+A message it accepts can always be stored: no number out of range (``1e400``,
+``NaN``, ``Infinity``), no lone surrogate (a ``\\ud800`` escape), since the
+journal and the Gold are canonical UTF-8 JSON.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,12 +83,34 @@ def parse_message(raw: bytes) -> QueueMessage:
     except UnicodeDecodeError as exc:
         raise InvalidMessage(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
         raise InvalidMessage(f"body is not JSON: {_short(exc)}") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(data).__name__}")
+    _check_storable(data)
     return _from_mapping(data)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidMessage(f"number {_show(text)[1:-1]} is out of range (not a finite number)")
+    return value
+
+
+def _check_storable(data: Mapping[str, Any]) -> None:
+    """Reject what canonical JSON cannot store (a lone surrogate), here rather than mid-run."""
+    try:
+        canonical_bytes(data)
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else ""
+        escape = "".join(f"\\u{ord(c):04x}" for c in bad)
+        raise InvalidMessage(
+            f"body has a lone surrogate ({escape}): not Unicode text, it cannot be stored"
+        ) from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidMessage(f"body cannot be stored as JSON: {_short(exc)}") from None
 
 
 def _from_mapping(data: Mapping[str, Any]) -> QueueMessage:

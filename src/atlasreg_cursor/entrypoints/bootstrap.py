@@ -263,7 +263,7 @@ def build(
 def _policy(settings: Settings) -> IngestPolicy:
     limit = queue_backend(settings).delivery_limit
     return IngestPolicy(
-        consumer_id=settings.worker_id,  # once: it is random per process
+        consumer_id=settings.new_consumer_id(),  # once per App: each is unique
         max_attempts=settings.max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=settings.retry_max_seconds,

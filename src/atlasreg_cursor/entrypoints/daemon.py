@@ -37,11 +37,13 @@ from atlasreg_cursor.domain.ingest import (
     Job,
     JournalStore,
     Outcome,
+    Poison,
     RunControl,
     Sweeper,
     handle_delivery,
     read_job,
     resume_run,
+    settle_crash,
 )
 from atlasreg_cursor.ports.queue import Delivery
 
@@ -89,6 +91,7 @@ _LEVELS: Mapping[str, str] = {
     "source.abandoned": "warning",
     "run.release_failed": "warning",
     "run.journal_unavailable": "warning",
+    "run.published_not_failed": "warning",
 }
 
 
@@ -135,15 +138,15 @@ def process_one(
 
 
 def _handle(app: App, delivery: Delivery, control: RunControl | None) -> HandleResult:
+    """Parse, handle and settle one delivery; nothing here lets an exception escape unsettled."""
     started = time.monotonic()
     structlog.contextvars.clear_contextvars()
-    job = read_job(delivery)
-    run_id = job.run_id if isinstance(job, Job) else None
-    identity = job.identity if isinstance(job, Job) else None
-    with structlog.contextvars.bound_contextvars(
-        queue_message_id=delivery.queue_message_id, run_id=run_id, identity=identity
-    ):
+    job: Job | Poison | None = None
+    with structlog.contextvars.bound_contextvars(queue_message_id=delivery.queue_message_id):
         try:
+            job = read_job(delivery)
+            if isinstance(job, Job):
+                structlog.contextvars.bind_contextvars(run_id=job.run_id, identity=job.identity)
             result = handle_delivery(
                 delivery,
                 job=job,
@@ -161,30 +164,35 @@ def _handle(app: App, delivery: Delivery, control: RunControl | None) -> HandleR
             metrics.ERRORS.labels(error_type=type(exc).__name__).inc()
             log.error("message.settle_failed", error=str(exc), attempts=delivery.attempts)
             result = HandleResult(  # the delivery comes back after its visibility timeout
-                outcome=Outcome.RELEASED, run_id=run_id, reason=f"settling failed: {exc}"
+                outcome=Outcome.RELEASED,
+                run_id=job.run_id if isinstance(job, Job) else None,
+                reason=f"settling failed: {exc}",
             )
         except Exception as exc:  # the daemon survives anything
             metrics.UNEXPECTED_ERRORS.labels(where="handle").inc()
             log.exception("message.crashed", attempts=delivery.attempts)
-            result = _settle_crash(app, delivery, exc)
+            result = _settle_crash(app, delivery, job, exc)
         _log_handled(result, delivery, time.monotonic() - started)
     return result
 
 
-def _settle_crash(app: App, delivery: Delivery, exc: Exception) -> HandleResult:
-    """Retry a delivery whose handling raised, then dead-letter it with the reason."""
-    transient = isinstance(exc, CursorError) and exc.transient
-    reason = f"unexpected error: {type(exc).__name__}: {exc}"
+def _settle_crash(
+    app: App, delivery: Delivery, job: Job | Poison | None, exc: Exception
+) -> HandleResult:
+    """Retry a delivery whose handling raised, then dead-letter it (:func:`settle_crash`)."""
     try:
-        if transient or delivery.attempts < app.policy.max_attempts:
-            delay = app.policy.retry_delay(delivery.attempts)
-            app.queue.retry(delivery, delay)
-            return HandleResult(outcome=Outcome.RETRIED, reason=reason, delay_seconds=delay)
-        app.queue.dead_letter(delivery, f"{reason} (after {delivery.attempts} attempts)")
-        return HandleResult(outcome=Outcome.DEAD_LETTERED, reason=reason)
-    except CursorError as error:
-        log.error("message.settle_failed", error=str(error))
-        return HandleResult(outcome=Outcome.RETRIED, reason=reason)
+        return settle_crash(
+            delivery,
+            job,
+            exc,
+            queue=app.queue,
+            storage=app.storage,
+            policy=app.policy,
+            clock=app.clock,
+        )
+    except Exception as error:  # the delivery comes back after its visibility timeout
+        log.error("message.settle_failed", error=f"{type(error).__name__}: {error}")
+        return HandleResult(outcome=Outcome.RELEASED, reason=f"settling failed: {error}")
 
 
 def _log_handled(result: HandleResult, delivery: Delivery, duration: float) -> None:
@@ -214,11 +222,27 @@ def sweep_once(
     control: RunControl,
     pump: NotificationPump | None = None,
 ) -> int:
-    """Resume the stranded runs the journals show (at most every ``SWEEP_SECONDS``)."""
+    """
+    Resume the stranded runs the journals show (at most every ``SWEEP_SECONDS``).
+
+    A sweep is work in hand like a delivery (``state.monitor.working()``):
+    a long resumed run keeps ``/healthz`` and ``/readyz`` up.
+    """
     now = time.monotonic()
     if now - state.last_sweep_at < app.settings.sweep_seconds:
         return 0
     state.last_sweep_at = now
+    with state.monitor.working():
+        return _sweep(app, state, sweeper, control, pump)
+
+
+def _sweep(
+    app: App,
+    state: DaemonState,
+    sweeper: Sweeper,
+    control: RunControl,
+    pump: NotificationPump | None,
+) -> int:
     try:
         stranded = sweeper.stranded()
     except CursorError as exc:

@@ -130,7 +130,7 @@ def start_operations(app: App, monitor: LoopMonitor, *, serve_http: bool) -> Ope
         stale_after=max(STALE_INTERVALS * settings.probe_interval_seconds, STALE_MIN_SECONDS),
     )
     ops = Operations(monitor=monitor, prober=prober)
-    idle_limit = max(60.0, settings.poll_seconds * 3)
+    idle_limit = monitor.idle_limit or max(60.0, settings.poll_seconds * 3)
     run_limit = max(settings.visibility_seconds + 60.0, WEDGED_RUN_SECONDS)
 
     def health() -> tuple[bool, dict[str, Any]]:

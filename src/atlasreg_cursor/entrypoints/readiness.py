@@ -35,11 +35,17 @@ Check = Callable[[], Any]
 
 @attrs.define
 class LoopMonitor:
-    """The consume loop's heartbeat and whether a message is being handled."""
+    """
+    The consume loop's heartbeat and whether a run is being worked.
+
+    ``idle_limit``: seconds without a beat, while no run is worked, after
+    which the loop counts as wedged (``None``: ``max(60 s, 3 x POLL_SECONDS)``).
+    """
 
     beat_at: float | None = None
     busy_since: float | None = None
     stopping: bool = False
+    idle_limit: float | None = None
 
     def beat(self) -> None:
         """The loop went round."""
@@ -48,7 +54,7 @@ class LoopMonitor:
 
     @contextlib.contextmanager
     def working(self) -> Iterator[None]:
-        """Mark a message in hand for the duration of the block."""
+        """Mark a run in hand (a delivery, a swept run) for the duration of the block."""
         self.busy_since = time.monotonic()
         try:
             yield

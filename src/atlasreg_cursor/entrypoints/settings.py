@@ -11,7 +11,6 @@ appear in reprs, logs or error messages.
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
 import socket
@@ -192,15 +191,18 @@ class Settings:
         primary = (self.hook_hmac_secret,) if self.hook_hmac_secret else ()
         return (*primary, *(s for s in extra if s))
 
-    @property
-    def worker_id(self) -> str:
+    def new_consumer_id(self) -> str:
         """
-        Who this process is, for journal leases: ``CONSUMER_ID``, else unique per process.
+        Who a daemon is, for journal leases: ``CONSUMER_ID``, else a new unique id.
 
-        ``<hostname>-<pid>-<random>``: containers often share a fixed hostname
-        and run as pid 1, so the random part is what tells two daemons apart.
+        ``<hostname>-<pid>-<random>``, with a fresh random part on every call:
+        containers often share a fixed hostname and run as pid 1, and one
+        process may hold two daemons, so the random part is what tells them
+        apart. The composition root calls it once per App.
         """
-        return self.consumer_id or f"{socket.gethostname()}-{os.getpid()}-{_process_token()}"
+        if self.consumer_id:
+            return self.consumer_id
+        return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}"
 
     @property
     def visibility_seconds(self) -> float:
@@ -241,16 +243,6 @@ class Settings:
                 value = redact_url(value)
             out[field.name.upper()] = str(value) if isinstance(value, Path) else value
         return out
-
-
-@functools.cache
-def _token_of(pid: int) -> str:
-    return secrets.token_hex(4)
-
-
-def _process_token() -> str:
-    """A random token made once per process (a forked child makes its own)."""
-    return _token_of(os.getpid())
 
 
 def redact_url(url: str) -> str:

@@ -47,6 +47,16 @@ class Executor(Protocol):
         """
         ...
 
+    def cancel_source(self, run: RunContext, source_id: str) -> None:
+        """
+        Stop one source of *run* that is still running (the service calls it
+        for a source past its deadline). That ``run_source`` call returns
+        promptly with ``SourceFailed(error_type="cancelled")``; the run's
+        other sources go on. Idempotent; nothing happens when the source is
+        not running; never raises.
+        """
+        ...
+
     def process(
         self, documents: Sequence[Document], run: RunContext, *, timeout_seconds: float
     ) -> ProcessingResult:

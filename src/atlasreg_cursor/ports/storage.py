@@ -74,6 +74,16 @@ class ObjectStore(Protocol):
         """Yield the objects whose key starts with *prefix*, in key order."""
         ...
 
+    def delete(self, key: str) -> None:
+        """
+        Remove the object at *key*; nothing happens when there is none.
+
+        Raises:
+            InvalidKey: the key is empty, too long or escapes the root.
+            StorageUnavailable: the backend cannot be reached (transient).
+        """
+        ...
+
     def presign_get(self, key: str, expires_s: int = 3600) -> str:
         """Return a URL that reads *key* without credentials for *expires_s*."""
         ...

@@ -317,6 +317,22 @@ class CoreExecutor:
         except Exception as exc:  # closing must never fail the caller
             log.warning("core.close_run_failed", run_id=run.run_id, error=repr(exc))
 
+    def cancel_source(self, run: RunContext, source_id: str) -> None:
+        """
+        Stop one source of *run*: its Celery or Airflow wait (the task revoked),
+        its wait for a crawl, its local download. Idempotent; never raises.
+        """
+        try:
+            self._core.cancel_source(run, source_id)
+            if self._core.crawls is not None:
+                self._core.crawls.cancel_source(run.run_id, source_id)
+            if self._core.local_fallback is not None:
+                self._core.local_fallback.cancel_source(run, source_id)
+        except Exception as exc:  # cancelling must never fail the caller
+            log.warning(
+                "core.cancel_source_failed", run_id=run.run_id, source_id=source_id, error=repr(exc)
+            )
+
     def close(self) -> None:
         """Close the Celery app, the Airflow pool, the crawls and the local executor."""
         if self._own_crawls and self._core.crawls is not None:

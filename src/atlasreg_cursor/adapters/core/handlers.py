@@ -20,8 +20,10 @@ Built-in handlers (architecture §6 Executor):
 - ``CUSTOM_SCRAPER``: Celery task ``task_name`` (default ``custom_scrape``)
   with ``source_config`` and ``run_id``.
 
-Handlers stop when the run is closed (:meth:`CoreServices.cancel_run`): a
-Celery wait returns and its task is revoked, an Airflow wait stops.
+Handlers stop when the run is closed (:meth:`CoreServices.cancel_run`), or
+their source alone is cancelled (:meth:`CoreServices.cancel_source`): a
+Celery wait returns and its task is revoked, an Airflow wait stops. A
+handler of its own waits on ``core.cancel_event(run, source.id)`` likewise.
 
 A Celery handler task returns ``{"document_ids": [...], "items_count": n,
 "error": "..."}``; a non-empty ``error`` fails the source, and more than the
@@ -114,7 +116,9 @@ class CoreServices:
     allow_private: bool = False
     resolver: Resolver | None = attrs.field(default=None, repr=False)
     crawls: CrawlSessions | None = None
-    _cancels: dict[str, threading.Event] = attrs.field(factory=dict, init=False, repr=False)
+    _cancels: dict[tuple[str, str | None], threading.Event] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
     _spiders: frozenset[str] | None = attrs.field(default=None, init=False, repr=False)
     _listed_at: float = attrs.field(default=0.0, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
@@ -151,15 +155,26 @@ class CoreServices:
                 self._listed_at = now
             return self._spiders
 
-    def cancel_event(self, run: RunContext) -> threading.Event:
-        """The event set when *run* is closed (handlers stop waiting on it)."""
+    def cancel_event(self, run: RunContext, source_id: str | None = None) -> threading.Event:
+        """
+        The event set when *run* is closed, or (given *source_id*) when that
+        source is cancelled too; handlers stop waiting on it.
+        """
         with self._lock:
-            return self._cancels.setdefault(run.run_id, threading.Event())
+            return self._cancels.setdefault((run.run_id, source_id), threading.Event())
 
     def cancel_run(self, run: RunContext) -> None:
-        """Set *run*'s cancel event; its next sources get a fresh one."""
+        """Set every cancel event of *run*; its next sources get fresh ones."""
         with self._lock:
-            event = self._cancels.pop(run.run_id, None)
+            keys = [key for key in self._cancels if key[0] == run.run_id]
+            events = [self._cancels.pop(key) for key in keys]
+        for event in events:
+            event.set()
+
+    def cancel_source(self, run: RunContext, source_id: str) -> None:
+        """Set the cancel event of *source_id* in *run*; its next start gets a fresh one."""
+        with self._lock:
+            event = self._cancels.pop((run.run_id, source_id), None)
         if event is not None:
             event.set()
 
@@ -245,7 +260,10 @@ def _celery_source(
 ) -> SourceResult:
     try:
         result = core.celery.call(
-            name, kwargs=kwargs, timeout=source.timeout_seconds, cancel=core.cancel_event(run)
+            name,
+            kwargs=kwargs,
+            timeout=source.timeout_seconds,
+            cancel=core.cancel_event(run, source.id),
         )
     except TaskError as exc:
         raise as_source_failed(exc) from None
@@ -337,7 +355,8 @@ def airflow_dag_handler(source: SourceConfig, run: RunContext, core: CoreService
     dag_run_id = f"{run.run_id}_{dag_id}"
     conf = {"run_id": run.run_id, "source_config": dict(source.raw)}
     core.airflow.trigger(dag_id, dag_run_id, conf)
-    finished = _wait_dag(core.airflow, dag_id, dag_run_id, source, core.cancel_event(run))
+    cancel = core.cancel_event(run, source.id)
+    finished = _wait_dag(core.airflow, dag_id, dag_run_id, source, cancel)
     if finished.state != "success":
         failed = core.airflow.failed_tasks(dag_id, dag_run_id)
         which = f" (failed tasks: {', '.join(failed)})" if failed else ""

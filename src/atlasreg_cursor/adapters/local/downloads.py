@@ -43,9 +43,10 @@ def precheck_url(url: str, *, allow_private: bool) -> None:
 
 
 class DownloadStop:
-    """Stop one download from another thread; ``reason`` says why."""
+    """Stop one download (of *source_id*) from another thread; ``reason`` says why."""
 
-    def __init__(self) -> None:
+    def __init__(self, source_id: str | None = None) -> None:
+        self.source_id = source_id
         self.event = threading.Event()
         self.reason: str | None = None
 
@@ -81,9 +82,10 @@ class RunDownloads:
                     if not pools:
                         del self._runs[run_id]
 
-    def abort(self, run_id: str | None = None) -> int:
+    def abort(self, run_id: str | None = None, source_id: str | None = None) -> int:
         """
-        Abort the downloads of *run_id* (of every run when ``None``).
+        Abort the downloads of *run_id* (of every run when ``None``), or only
+        its *source_id*'s.
 
         Returns:
             How many downloads were aborted.
@@ -93,6 +95,8 @@ class RunDownloads:
                 pools = [p for group in self._runs.values() for p in group]
             else:
                 pools = list(self._runs.get(run_id, ()))
+        if source_id is not None:
+            pools = [p for p in pools if p.source_id == source_id]
         for pool in pools:
             pool.abort("cancelled")
         return len(pools)

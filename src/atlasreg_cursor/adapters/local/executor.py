@@ -225,7 +225,7 @@ class LocalExecutor:
         deadline = time.monotonic() + source.timeout_seconds
         options = source.crawl or CrawlOptions()
         agent = options.user_agent or self.policy.user_agent
-        stop = DownloadStop()
+        stop = DownloadStop(source.id)
         with (
             self._downloads.track(run.run_id, stop),
             self.crawls.host_turn(
@@ -256,7 +256,8 @@ class LocalExecutor:
             except SourceFailed as exc:
                 if exc.error_type == "cancelled":
                     raise SourceFailed(
-                        "the download was cancelled: its run was closed", error_type="cancelled"
+                        "the download was cancelled (its run was closed, or it ran too long)",
+                        error_type="cancelled",
                     ) from None
                 raise
 
@@ -276,6 +277,24 @@ class LocalExecutor:
             return
         if aborted:
             log.debug("executor.downloads_cancelled", run_id=run.run_id, downloads=aborted)
+
+    def cancel_source(self, run: RunContext, source_id: str) -> None:
+        """
+        Stop one source of *run*: its download is closed, the wait for its crawl
+        ends (the crawl process cuts the crawl itself at its deadline).
+
+        Its ``run_source`` call returns ``SourceFailed(cancelled)``. Idempotent; never raises.
+        """
+        try:
+            self._downloads.abort(run.run_id, source_id)
+            self.crawls.cancel_source(run.run_id, source_id)
+        except Exception as exc:  # cancelling must never fail the caller
+            log.warning(
+                "executor.cancel_source_failed",
+                run_id=run.run_id,
+                source_id=source_id,
+                error=repr(exc),
+            )
 
     # --- processing ----------------------------------------------------------
 

@@ -138,6 +138,24 @@ def _write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def _write_object(path: Path, data: bytes) -> None:
+    """:func:`_write_atomic`, making the directory again if a delete just pruned it."""
+    for attempt in range(3):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _write_atomic(path, data)
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+        else:
+            return
+
+
+def _may_hold(directory: str, prefix: str) -> bool:
+    """Whether keys under *directory* (``a/b/``) can start with *prefix*."""
+    return directory.startswith(prefix) or prefix.startswith(directory)
+
+
 def _strip_quotes(etag: str) -> str:
     return etag.strip().removeprefix("W/").strip('"')
 
@@ -343,7 +361,7 @@ class FileObjectStore:
         paths.pending.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(paths.pending, _description_bytes(stored, None))
         yield "pending"
-        _write_atomic(paths.obj, body)
+        _write_object(paths.obj, body)
         yield "object"
         _write_atomic(paths.meta, _description_bytes(stored, _fingerprint(paths.obj)))
         yield "sidecar"
@@ -376,6 +394,36 @@ class FileObjectStore:
         except OSError as exc:
             raise StorageUnavailable(f"cannot read {key}: {exc}") from exc
 
+    def delete(self, key: str) -> None:
+        """
+        Remove the object at *key*, then its descriptions and empty directories.
+
+        The object goes first: a crash after it leaves only descriptions of
+        nothing, which readers ignore and the next put replaces.
+
+        Raises:
+            StorageUnavailable: the disk refused.
+        """
+        paths = self._paths(key)
+        try:
+            with self._locked(paths, exclusive=True):
+                for path in (paths.obj, paths.meta, paths.pending):
+                    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                        path.unlink()
+                self._prune(paths.obj.parent)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot delete {key}: {exc}") from exc
+        log.debug("store.delete", key=key)
+
+    def _prune(self, directory: Path) -> None:
+        """Remove *directory* and its parents while empty, up to the root."""
+        while directory != self.root and self.root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (or just written to): it stays
+                return
+            directory = directory.parent
+
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         """Yield the objects whose key starts with *prefix*, in key order."""
         for key in self._keys(prefix):
@@ -396,6 +444,8 @@ class FileObjectStore:
             if rel_dir == ".":
                 dirnames[:] = [d for d in dirnames if d not in _RESERVED]
                 rel_dir = ""
+            base = f"{rel_dir}/".replace(os.sep, "/") if rel_dir else ""
+            dirnames[:] = [d for d in dirnames if _may_hold(f"{base}{d}/", prefix)]
             for name in filenames:
                 if name.startswith(_TMP_PREFIX):
                     continue

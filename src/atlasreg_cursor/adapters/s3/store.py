@@ -203,6 +203,24 @@ class S3ObjectStore:
             raise self._translate(exc, "head", key) from exc
         return described(key, response, size=int(response.get("ContentLength", 0)))
 
+    def delete(self, key: str) -> None:
+        """
+        Remove the object at *key* (S3 answers the same whether it was there or not).
+
+        Raises:
+            StorageUnavailable: the endpoint cannot be reached (transient).
+        """
+        key = validate_key(key)
+        self._ensure_bucket()
+        try:
+            self._retrying(lambda: self._client.delete_object(Bucket=self.bucket, Key=key))
+        except ClientError as exc:
+            if error_code(exc) in MISSING_CODES:
+                return
+            raise self._translate(exc, "delete", key) from exc
+        except BotoCoreError as exc:
+            raise self._translate(exc, "delete", key) from exc
+
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         """
         Yield the objects under *prefix* in key order, one page at a time.

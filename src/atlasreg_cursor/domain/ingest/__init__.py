@@ -43,7 +43,7 @@ from .model import (
 )
 from .outbox import Outbox, OutboxEntry, OutboxPolicy, deliver, deliver_due, mirror, outbox_key
 from .runner import RunControl
-from .settle import handle_delivery
+from .settle import handle_delivery, settle_crash
 from .sweep import Sweeper, resume_run
 
 __all__ = [
@@ -80,6 +80,7 @@ __all__ = [
     "read_journal",
     "resume_run",
     "run_message",
+    "settle_crash",
     "summary_of",
     "utc_now",
 ]

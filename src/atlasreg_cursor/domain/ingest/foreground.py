@@ -101,7 +101,10 @@ def run_message(
             clock=clock,
             on_event=on_event,
         )
-        if record is not None and record.outbox_key is not None:
+        if record is None:  # its Gold is in the store after all: the next try adopts it
+            _release(journals, active, exc, on_event)
+            raise
+        if record.outbox_key is not None:
             deliver(outbox, journals, record.outbox_key, notifier, on_event=on_event)
         raise RunFailed(str(exc)) from exc
     record = active.value.notification

@@ -11,9 +11,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from atlasreg_cursor.domain.errors import ConfigError, CursorError, InvalidMessage, SourceFailed
-from atlasreg_cursor.domain.messages import QueueMessage, message_identity, parse_message
+from atlasreg_cursor.domain.messages import (
+    MessageType,
+    QueueMessage,
+    message_identity,
+    parse_message,
+)
 from atlasreg_cursor.domain.redaction import redact_text
-from atlasreg_cursor.domain.runs import RunContext, RunJournal, RunStatus, derive_run_id
+from atlasreg_cursor.domain.runs import RunContext, RunJournal, RunStatus, derive_run_id, gold_key
 
 if TYPE_CHECKING:
     from atlasreg_cursor.ports.queue import Delivery
@@ -126,6 +131,12 @@ class Job:
     def of(cls, message: QueueMessage, identity: str) -> Job:
         """The job of *message* under *identity*."""
         return cls(message=message, identity=identity, run_id=derive_run_id(message.type, identity))
+
+    @property
+    def gold_key(self) -> str:
+        """Where this run's Gold is published."""
+        reprocessed = self.message.type is MessageType.REPROCESS
+        return gold_key(self.run_id, self.message.date, reprocessed=reprocessed)
 
     def run_context(self, attempts: int) -> RunContext:
         """What the executor is told about this run."""

@@ -1,10 +1,16 @@
 """The durable outbox: notifications waiting in the store until delivered.
 
 A run that published its Gold (or failed before publishing) puts its
-notification at ``outbox/<run_id>/<webhook_id>.json`` (create-only: the first
-body written is the one ever sent) and is done; the daemon's deliverer sends
-it in the background with capped exponential backoff until it is delivered,
-rejected (a 4xx: final) or older than the maximum age (``expired``).
+notification at ``outbox/pending/<run_id>/<webhook_id>.json`` (create-only:
+the first body written is the one ever sent) and is done; the daemon's
+deliverer sends it in the background with capped exponential backoff until it
+is delivered, rejected (a 4xx: final) or older than the maximum age
+(``expired``). A settled entry is then *filed*: copied to
+``outbox/settled/<run_id>/<webhook_id>.json`` and removed from ``pending/``,
+so the deliverer's scan lists only what is still pending, however many
+notifications were ever sent. ``hooks list --all`` reads both; ``hooks
+resend`` puts a settled entry back in ``pending/``. Entries of the earlier
+layout (``outbox/<run_id>/…``) are scanned too and filed once settled.
 
 The outbox is in the store beside the journals rather than inside them so
 that delivering never writes a journal another consumer may be working on (a
@@ -44,12 +50,30 @@ if TYPE_CHECKING:
     from atlasreg_cursor.ports.storage import ObjectStore
 
 OUTBOX_PREFIX = "outbox/"
+PENDING_PREFIX = "outbox/pending/"
+SETTLED_PREFIX = "outbox/settled/"
+#: Where the earlier layout kept every entry, ``outbox/<run_id>/…`` (run ids start so).
+LEGACY_PREFIXES = ("outbox/run_", "outbox/reprocess_")
+#: At most this many settled entries are filed per scan (a first scan of a large
+#: outbox of the earlier layout is spread over several).
+FILE_PER_SCAN = 200
 State = Literal["pending", "delivered", "rejected", "expired"]
 
 
 def outbox_key(run_id: str, webhook_id: str) -> str:
-    """``outbox/<run_id>/<webhook_id>.json``: one entry per logical notification."""
-    return f"{OUTBOX_PREFIX}{validate_run_id(run_id)}/{webhook_id}.json"
+    """``outbox/pending/<run_id>/<webhook_id>.json``: one entry per logical notification."""
+    return f"{PENDING_PREFIX}{validate_run_id(run_id)}/{webhook_id}.json"
+
+
+def settled_key(run_id: str, webhook_id: str) -> str:
+    """``outbox/settled/<run_id>/<webhook_id>.json``: where a settled entry is filed."""
+    return f"{SETTLED_PREFIX}{validate_run_id(run_id)}/{webhook_id}.json"
+
+
+def _keys_of(run_id: str, webhook_id: str) -> tuple[str, str, str]:
+    """Where an entry may be: pending, the earlier layout, settled (in that order)."""
+    legacy = f"{OUTBOX_PREFIX}{validate_run_id(run_id)}/{webhook_id}.json"
+    return outbox_key(run_id, webhook_id), legacy, settled_key(run_id, webhook_id)
 
 
 @attrs.frozen(kw_only=True)
@@ -121,11 +145,11 @@ class Outbox:
         self.policy = policy or OutboxPolicy()
         self.pending_count = 0
         self.oldest_pending_at: dt.datetime | None = None
-        self._settled: dict[str, str] = {}
 
     def add(self, run_id: str, record: NotificationRecord) -> str:
         """
-        Queue *record* for delivery (create-only: an entry already there is kept).
+        Queue *record* for delivery (create-only: an entry already there is kept,
+        pending or settled, so a notification is never queued twice).
 
         Returns:
             The entry's key.
@@ -133,7 +157,10 @@ class Outbox:
         Raises:
             StorageError: the store could not be reached.
         """
-        key = outbox_key(run_id, record.webhook_id)
+        key, legacy, settled = _keys_of(run_id, record.webhook_id)
+        for there in (settled, legacy):
+            if self.storage.head(there) is not None:
+                return there
         now = self.clock()
         entry = OutboxEntry(
             run_id=run_id,
@@ -166,52 +193,95 @@ class Outbox:
 
     def entries(self, run_id: str | None = None) -> Iterator[tuple[str, OutboxEntry]]:
         """
-        Every entry (of *run_id*, if given), in key order.
+        Every entry (of *run_id*, if given), pending and settled, by run and ``webhook-id``.
+
+        An entry found twice (a crash while it was filed) is shown where it is pending.
 
         Raises:
             StorageError: the store could not be reached.
         """
-        prefix = OUTBOX_PREFIX if run_id is None else f"{OUTBOX_PREFIX}{validate_run_id(run_id)}/"
-        for obj in self.storage.list(prefix):
-            found = self.read(obj.key)
+        scoped = "" if run_id is None else f"{validate_run_id(run_id)}/"
+        prefixes = (
+            [f"{SETTLED_PREFIX}{scoped}"]
+            + ([f"{OUTBOX_PREFIX}{scoped}"] if scoped else list(LEGACY_PREFIXES))
+            + [f"{PENDING_PREFIX}{scoped}"]
+        )
+        found: dict[tuple[str, str], tuple[str, OutboxEntry]] = {}
+        for prefix in prefixes:  # a later one wins
+            for obj in self.storage.list(prefix):
+                read = self.read(obj.key)
+                if read is not None:
+                    found[(read[0].run_id, read[0].webhook_id)] = (obj.key, read[0])
+        for name in sorted(found):
+            yield found[name]
+
+    def find(self, run_id: str, webhook_id: str) -> tuple[str, OutboxEntry] | None:
+        """
+        An entry by its run and ``webhook-id``, wherever it is, with its key.
+
+        Raises:
+            StorageError: the store could not be reached.
+        """
+        for key in _keys_of(run_id, webhook_id):
+            found = self.read(key)
             if found is not None:
-                yield obj.key, found[0]
+                return key, found[0]
+        return None
 
     def due(self) -> list[str]:
         """
         The keys of pending entries whose next attempt is due, oldest first.
 
-        Settled entries are remembered (by etag), so each is read once;
-        ``pending_count`` is left holding how many entries are still pending
-        (due now or later), ``oldest_pending_at`` since when the oldest of
-        them has waited (made, or resent).
+        Only ``pending/`` (and the earlier layout) is listed; a settled entry
+        found there (a crash while it was filed, or the earlier layout) is
+        filed now. ``pending_count`` is left holding how many entries are
+        still pending (due now or later), ``oldest_pending_at`` since when the
+        oldest of them has waited (made, or resent).
 
         Raises:
             StorageError: the store could not be reached.
         """
         now = self.clock()
         due: list[tuple[dt.datetime, str]] = []
-        pending = 0
+        pending, filed = 0, 0
         oldest: dt.datetime | None = None
-        for obj in self.storage.list(OUTBOX_PREFIX):
-            if self._settled.get(obj.key) == obj.etag:
-                continue
-            found = self.read(obj.key)
-            if found is None:
-                continue
-            entry, etag = found
-            if entry.state != "pending":
-                self._settled[obj.key] = etag
-                continue
-            pending += 1
-            waiting = entry.resent_at or entry.created_at
-            oldest = waiting if oldest is None else min(oldest, waiting)
-            when = entry.next_attempt_at or entry.created_at
-            if when <= now:
-                due.append((when, obj.key))
+        for prefix in (PENDING_PREFIX, *LEGACY_PREFIXES):
+            for obj in self.storage.list(prefix):
+                found = self.read(obj.key)
+                if found is None:
+                    continue
+                entry = found[0]
+                if entry.state != "pending":
+                    if filed < FILE_PER_SCAN:
+                        filed += 1
+                        self._file(obj.key, entry)
+                    continue
+                pending += 1
+                waiting = entry.resent_at or entry.created_at
+                oldest = waiting if oldest is None else min(oldest, waiting)
+                when = entry.next_attempt_at or entry.created_at
+                if when <= now:
+                    due.append((when, obj.key))
         self.pending_count = pending
         self.oldest_pending_at = oldest
         return [key for _, key in sorted(due)]
+
+    def _file(self, key: str, entry: OutboxEntry) -> str | None:
+        """
+        Move a settled entry to ``settled/``, out of the scan; its new key.
+
+        A copy first, then the removal: a crash in between leaves the entry
+        in both places, and the next scan files it again. ``None`` when that
+        failed (the store away): it is left to the next scan.
+        """
+        try:
+            target = settled_key(entry.run_id, entry.webhook_id)
+            if key != target:
+                self.storage.put(target, _entry_bytes(entry))
+                self.storage.delete(key)
+        except CursorError:
+            return None
+        return target
 
     def attempt(self, key: str, notifier: Notifier, *, on_event: EventSink) -> OutboxEntry | None:
         """
@@ -236,6 +306,7 @@ class Outbox:
             expired = attrs.evolve(entry, state="expired")
             if self._write(key, expired, etag) is not None:
                 on_event("notification.expired", _event(expired))
+                self._file(key, expired)
                 return expired
             return None
         attempts = entry.attempts + 1
@@ -245,7 +316,8 @@ class Outbox:
         if claimed_etag is None:
             return None
         result = self._send(claimed, notifier, on_event)
-        self._write(key, result, claimed_etag)
+        if self._write(key, result, claimed_etag) is not None and result.state != "pending":
+            self._file(key, result)
         return result
 
     def _send(self, entry: OutboxEntry, notifier: Notifier, on_event: EventSink) -> OutboxEntry:
@@ -273,12 +345,15 @@ class Outbox:
         on_event("notification.delivered", _event(delivered))
         return delivered
 
-    def resend(self, key: str) -> OutboxEntry | None:
+    def resend(self, key: str) -> tuple[str, OutboxEntry] | None:
         """
         Make an entry pending and due now, whatever its state (``hooks resend``).
 
+        A settled entry goes back to ``pending/`` (written there, then removed
+        from ``settled/``).
+
         Returns:
-            The entry, ``None`` if there is none.
+            The entry's key now and the entry, ``None`` if there is none.
 
         Raises:
             StorageError: the store could not be reached.
@@ -290,8 +365,23 @@ class Outbox:
             entry, etag = found
             now = self.clock()
             again = attrs.evolve(entry, state="pending", next_attempt_at=now, resent_at=now)
-            if self._write(key, again, etag) is not None:
-                return again
+            if not key.startswith(SETTLED_PREFIX):
+                if self._write(key, again, etag) is not None:
+                    return key, again
+                continue
+            pending = outbox_key(entry.run_id, entry.webhook_id)
+            current = self.storage.head(pending)  # left there by a crash while it was filed
+            try:
+                self.storage.put(
+                    pending,
+                    _entry_bytes(again),
+                    if_none_match=current is None,
+                    if_match=None if current is None else current.etag,
+                )
+            except PreconditionFailed:
+                continue
+            self.storage.delete(key)
+            return pending, again
         return None
 
     def _write(self, key: str, entry: OutboxEntry, etag: str) -> str | None:
@@ -300,8 +390,6 @@ class Outbox:
             stored = self.storage.put(key, _entry_bytes(entry), if_match=etag)
         except PreconditionFailed:
             return None
-        if entry.state != "pending":
-            self._settled[key] = stored.etag
         return stored.etag
 
 

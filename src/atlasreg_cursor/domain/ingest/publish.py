@@ -26,11 +26,26 @@ from atlasreg_cursor.domain.runs import (
 from atlasreg_cursor.domain.sources import WatchlistConfig
 
 from .journals import ActiveRun, JournalStore
-from .model import Clock, EventSink
+from .model import Clock, EventSink, Job
 from .outbox import Outbox
 
 if TYPE_CHECKING:
     from atlasreg_cursor.ports.storage import ObjectStore
+
+
+def gold_published(job: Job, active: ActiveRun | None, storage: ObjectStore) -> bool:
+    """
+    Whether the run's Gold is published: its journal says so, or the object is there.
+
+    The store is asked too: a journal may be unreadable, or lag a Gold
+    written just before a crash (the next attempt adopts it).
+
+    Raises:
+        StorageError: the store could not be reached.
+    """
+    if active is not None and active.value.gold is not None:
+        return True
+    return storage.head(job.gold_key) is not None
 
 
 def publish_gold(

@@ -24,6 +24,7 @@ from .heartbeat import Heartbeat, KeepAlive
 from .journals import ActiveRun, JournalStore
 from .model import Clock, EventSink, IngestPolicy, Job, Monotonic, RunCrashed, error_text
 from .outbox import Outbox
+from .publish import gold_published
 from .sources import SourceLimits
 
 if TYPE_CHECKING:
@@ -182,21 +183,18 @@ def fail_run(
     """
     Mark a run failed and queue its ``processing_error``, unless its Gold is published.
 
-    Without *active* the journal is opened here (a run given up before its
-    lease was taken); a journal that cannot be opened is left as it is.
+    The Gold is looked for in the journal and in the store
+    (:func:`~.publish.gold_published`), so a run whose journal is unreadable
+    (``active`` is ``None``) or lags its Gold is never reported failed.
 
     Returns:
-        The queued notification, ``None`` for a published run (never failed).
+        The queued notification; ``None`` for a published run (nothing done).
 
     Raises:
-        StorageError: the notification could not be queued (then nothing is
-            settled, so the failure is tried again).
+        StorageError: the Gold could not be looked for or the notification
+            queued (then nothing is settled, so the failure is tried again).
     """
-    if active is None:
-        active, published = _open_to_fail(job, journals, on_event)
-        if published:
-            return None
-    if active is not None and active.value.gold is not None:
+    if gold_published(job, active, journals.storage):
         return None
     round_ = active.value.round if active is not None else 1
     message = error_text(error_message)
@@ -235,15 +233,3 @@ def fail_run(
         {"run_id": job.run_id, "error_type": error_type, "error": message, "attempts": attempts},
     )
     return record
-
-
-def _open_to_fail(
-    job: Job, journals: JournalStore, on_event: EventSink
-) -> tuple[ActiveRun | None, bool]:
-    """The run's journal taken to mark it failed, and whether its Gold is published."""
-    try:
-        opened = journals.open(job)
-    except CursorError as exc:
-        on_event("run.journal_unavailable", {"run_id": job.run_id, "error": str(exc)})
-        return None, False
-    return opened.active, opened.journal.gold is not None

@@ -8,8 +8,14 @@
 - A transient failure is retried with backoff until the run's attempts (kept
   in its journal) reach ``max_attempts``; then the run is failed, its
   ``processing_error`` queued in the outbox, and the message dead-lettered.
-- A run whose Gold is published is never failed nor dead-lettered: once
-  its notification is in the outbox the message is acked.
+- A transient failure before the journal is open (the store away) is retried
+  with backoff and never made final: the delivery's count grows with every
+  deferral of a duplicate, so it says nothing of the run's attempts. Only an
+  unreadable journal or a crash is made final on that count, and only after
+  the journal was looked at once more (held by another consumer: deferred).
+- A run whose Gold is published (in its journal or in the store) is never
+  failed nor dead-lettered: once its notification is in the outbox the
+  message is acked.
 - An exception of any kind is settled like a transient failure (the daemon
   survives it); nothing is left unsettled but a delivery the queue refuses.
 """
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING
 from atlasreg_cursor.domain.errors import CursorError, LeaseExpired
 from atlasreg_cursor.domain.runs import RunJournal
 
-from .journals import ActiveRun, JournalStore
+from .journals import ActiveRun, JournalStore, Opened, read_journal
 from .model import (
     Clock,
     EventSink,
@@ -36,6 +42,7 @@ from .model import (
     Poison,
     RunAborted,
     RunCrashed,
+    UnreadableJournal,
     error_text,
     error_type,
     read_job,
@@ -96,21 +103,13 @@ def handle_delivery(
     except LeaseHeld as exc:
         return settler.defer(exc.remaining, str(exc))
     except CursorError as exc:
-        return settler.failed(None, exc)
+        return settler.unopened(exc)
     except Exception as exc:  # the daemon survives anything
         on_event("run.crashed", {"run_id": job.run_id, "exc_info": exc})
-        return settler.failed(None, RunCrashed(exc))
-    if opened.state == "complete":
-        on_event("run.duplicate", {"run_id": job.run_id})
-        _queue_unsent(opened.journal, outbox)
-        settler.ack()
-        return HandleResult(
-            outcome=Outcome.DUPLICATE,
-            run_id=job.run_id,
-            summary=summary_of(opened.journal, duplicate=True),
-        )
-    if opened.state == "failed":
-        return settler.dead_letter_failed(opened.journal.error or "the run failed")
+        return settler.unopened(RunCrashed(exc))
+    settled = settler.finished(opened)
+    if settled is not None:
+        return settled
     active = opened.active
     assert active is not None
     if active.value.gold is None:  # a published run is only finished, never given up
@@ -199,13 +198,49 @@ class _Settler:
             outcome=Outcome.DEFERRED, run_id=self.job.run_id, reason=reason, delay_seconds=delay
         )
 
-    def failed(self, active: ActiveRun | None, exc: CursorError) -> HandleResult:
+    def finished(self, opened: Opened) -> HandleResult | None:
+        """Settle the delivery of a run that is over (``None``: the run goes on)."""
+        if opened.state == "complete":
+            self.on_event("run.duplicate", {"run_id": self.job.run_id})
+            _queue_unsent(opened.journal, self.outbox)
+            self.ack()
+            return HandleResult(
+                outcome=Outcome.DUPLICATE,
+                run_id=self.job.run_id,
+                summary=summary_of(opened.journal, duplicate=True),
+            )
+        if opened.state == "failed":
+            return self.dead_letter_failed(opened.journal.error or "the run failed")
+        return None
+
+    def unopened(self, exc: CursorError) -> HandleResult:
+        """
+        The journal could not be opened, so the run's attempts are unknown.
+
+        A fault that a retry mends (the store away, the journal changing) is
+        retried with backoff, never made final. An unreadable journal or a
+        crash is made final once the delivery came ``max_attempts`` times.
+        """
+        kind, attempts = error_type(exc), self.delivery.attempts
+        mends = exc.transient and not isinstance(exc, UnreadableJournal | RunCrashed)
+        if mends or (retryable(exc) and attempts < self.policy.max_attempts):
+            return self._retry(None, exc, kind, attempts)
+        return self._give_up_on(None, exc, kind, attempts)
+
+    def failed(self, active: ActiveRun, exc: CursorError) -> HandleResult:
         """Retry a transient failure with backoff, or make the failure final."""
         kind = error_type(exc)
-        attempts = active.value.attempts if active is not None else self.delivery.attempts
-        published = active is not None and active.value.gold is not None
-        if published or (retryable(exc) and attempts < self.policy.max_attempts):
+        attempts = active.value.attempts
+        if active.value.gold is not None or (
+            retryable(exc) and attempts < self.policy.max_attempts
+        ):
             return self._retry(active, exc, kind, attempts)
+        return self._give_up_on(active, exc, kind, attempts)
+
+    def _give_up_on(
+        self, active: ActiveRun | None, exc: CursorError, kind: str, attempts: int
+    ) -> HandleResult:
+        """Make the failure final, or retry when it cannot be recorded."""
         reason = error_text(f"{kind}: {exc}")
         if retryable(exc):
             reason = f"{reason} (after {attempts} attempts)"
@@ -265,9 +300,18 @@ class _Settler:
 
         In that order a crash in between never loses the failure: a message
         that comes back to a failed journal not yet marked dead-lettered is
-        dead-lettered then (:meth:`dead_letter_failed`).
+        dead-lettered then (:meth:`dead_letter_failed`). Without an open
+        journal it is looked at once more first (:meth:`_look_again`).
+        A published run is not failed: it is retried (its next attempt
+        finishes it), or, when its journal is unreadable, dead-lettered
+        without a ``processing_error``.
         """
-        fail_run(
+        if active is None:
+            looked = self._look_again()
+            if isinstance(looked, HandleResult):
+                return looked
+            active = looked
+        record = fail_run(
             self.job,
             active=active,
             journals=self.journals,
@@ -279,9 +323,42 @@ class _Settler:
             clock=self.clock,
             on_event=self.on_event,
         )
+        if record is None and active is not None:
+            self.on_event("run.published_not_failed", {"run_id": self.job.run_id})
+            return self._retry(active, CursorError(message), kind, attempts)
+        if record is None:
+            reason = f"{reason}; its Gold is published ({self.job.gold_key}): no processing_error"
         self.queue.dead_letter(self.delivery, reason)
         self._mark_dead_lettered()
         return HandleResult(outcome=Outcome.DEAD_LETTERED, run_id=self.job.run_id, reason=reason)
+
+    def _look_again(self) -> ActiveRun | HandleResult | None:
+        """
+        Open the journal once more before failing a run whose journal could not be opened.
+
+        Returns:
+            The run, taken to fail it; ``None`` when its journal still cannot
+            be read; or what was done instead: a run another consumer holds
+            is deferred, a run that is over settled (:meth:`finished`).
+
+        Raises:
+            CursorError: a fault a retry mends (the caller retries).
+        """
+        try:
+            opened = self.journals.open(self.job)
+        except LeaseHeld as exc:
+            return self.defer(exc.remaining, str(exc))
+        except CursorError as exc:
+            if exc.transient and not isinstance(exc, UnreadableJournal):
+                raise
+            self.on_event("run.journal_unavailable", {"run_id": self.job.run_id, "error": str(exc)})
+            return None
+        except Exception as exc:  # reading it crashes: as unreadable
+            self.on_event(
+                "run.journal_unavailable", {"run_id": self.job.run_id, "error": repr(exc)}
+            )
+            return None
+        return self.finished(opened) or opened.active
 
     def dead_letter_failed(self, error: str) -> HandleResult:
         """The run was failed without this message (a sweep, a crash): dead-letter it now."""
@@ -307,3 +384,64 @@ def _queue_unsent(journal: RunJournal, outbox: Outbox) -> None:
     if record is None or record.delivered or record.rejected or record.outbox_key is not None:
         return
     outbox.add(journal.run_id, record)
+
+
+def settle_crash(
+    delivery: Delivery,
+    job: Job | Poison | None,
+    exc: BaseException,
+    *,
+    queue: MessageQueue,
+    storage: ObjectStore,
+    policy: IngestPolicy,
+    clock: Clock,
+) -> HandleResult:
+    """
+    Settle a delivery whose handling raised past :func:`handle_delivery`.
+
+    It is retried with backoff, then dead-lettered with the reason once the
+    run's attempts are spent. The run's journal holds that count (a
+    duplicate's deferrals spend none); the delivery's count stands in only
+    when there is no journal to read. A run another consumer holds, a
+    complete or published run, or a journal the store cannot serve now is
+    never dead-lettered here.
+
+    Raises:
+        QueueError: settling the delivery failed.
+    """
+    reason = error_text(f"unexpected error: {type(exc).__name__}: {exc}")
+    run_id = job.run_id if isinstance(job, Job) else None
+    attempts: int | None = None  # None: not a final failure whatever the count
+    if not (isinstance(exc, CursorError) and exc.transient):
+        attempts = delivery.attempts
+        if isinstance(job, Job):
+            attempts = _run_attempts(job, storage, policy.consumer_id, clock, delivery.attempts)
+    delay = policy.retry_delay(min(delivery.attempts, policy.max_attempts))
+    if attempts is None or attempts < policy.max_attempts:
+        queue.retry(delivery, delay)
+        return HandleResult(
+            outcome=Outcome.RETRIED, run_id=run_id, reason=reason, delay_seconds=delay
+        )
+    reason = f"{reason} (after {attempts} attempts)"
+    queue.dead_letter(delivery, reason)
+    return HandleResult(outcome=Outcome.DEAD_LETTERED, run_id=run_id, reason=reason)
+
+
+def _run_attempts(
+    job: Job, storage: ObjectStore, owner: str, clock: Clock, deliveries: int
+) -> int | None:
+    """The run's attempts from its journal (*deliveries* without one); ``None``: never final."""
+    try:
+        journal = read_journal(storage, job.run_id)
+    except UnreadableJournal:
+        return deliveries
+    except CursorError:
+        return None  # the store is away: the journal decides later
+    except Exception:  # reading it crashes: as unreadable
+        return deliveries
+    if journal is None:
+        return deliveries
+    held = journal.lease is not None and journal.lease.held_by_other(owner, clock())
+    if held or journal.gold is not None or (journal.complete and not journal.failed):
+        return None
+    return journal.attempts

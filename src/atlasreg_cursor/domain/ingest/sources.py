@@ -2,12 +2,17 @@
 
 Each source runs in a thread of its own (at most ``max_concurrent_sources``
 at once) and its outcome is written to the journal as it arrives (the
-outcomes that arrive together in one write, after the next sources started). A source
-past its timeout (plus a grace) is recorded as ``timeout`` and stopped: once
-the source phase is over — normally, on timeouts, on a lost lease or a stop
+outcomes that arrive together in one write, after the next sources started).
+
+A source past its deadline (its timeout plus a grace; the executor should
+have cut it at its timeout) is recorded as ``timeout`` and stopped at once
+with ``executor.cancel_source``. It keeps its slot until its thread ends, so
+no more than ``max_concurrent_sources`` ever run; a thread that has not
+ended ``join_seconds`` later is given up (``source.abandoned``) and its slot
+freed. Once the source phase is over — normally, on a lost lease or a stop
 request — ``executor.close_run(run)`` stops whatever still runs for the run,
-and the threads are joined for a bounded time. A thread that still does not
-end is reported (``source.abandoned``); it is a daemon thread, so it never
+and the threads are joined for a bounded time; one that still does not end
+is reported the same way. Source threads are daemon threads, so none ever
 holds the process up.
 """
 
@@ -84,11 +89,13 @@ def run_sources(
     width = max(1, min(limits.width, len(pending)))
     results: queue_module.Queue[tuple[SourceConfig, SourceResult]] = queue_module.Queue()
     threads: dict[str, threading.Thread] = {}
-    deadlines: dict[str, float] = {}
+    deadlines: dict[str, float] = {}  # running, result awaited: source id → deadline
+    stopping: dict[str, float] = {}  # timed out, thread not ended: source id → give-up time
+    abandoned: set[str] = set()
     waiting = list(pending)
 
     def fill() -> None:
-        while waiting and len(deadlines) < width:
+        while waiting and len(deadlines) + len(stopping) < width:
             source = waiting.pop(0)
             thread = threading.Thread(
                 target=_run_one,
@@ -104,28 +111,42 @@ def run_sources(
         while waiting or deadlines:
             active.check()
             fill()
-            finished = _finished(results, deadlines, _wait(deadlines, monotonic))
-            finished += _timed_out(deadlines, pending, monotonic)
+            finished = _finished(
+                results, deadlines, stopping, _wait(deadlines, stopping, monotonic)
+            )
+            late = _timed_out(deadlines, pending, monotonic)
+            for source, _ in late:
+                _cancel(executor, run, source, on_event)
+                stopping[source.id] = monotonic() + limits.join_seconds
+            _given_up(stopping, threads, abandoned, monotonic, run, on_event)
+            finished += late
             if finished:
                 fill()  # the next sources start before the journal write, not after it
                 _record(journals, active, finished, on_event)
     finally:
         _close_run(executor, run, on_event)
-        _join(threads, limits.join_seconds, monotonic, run, on_event)
+        _join(threads, limits.join_seconds, monotonic, run, on_event, abandoned)
 
 
 def _finished(
     results: queue_module.Queue[tuple[SourceConfig, SourceResult]],
     deadlines: dict[str, float],
+    stopping: dict[str, float],
     wait_seconds: float,
 ) -> list[tuple[SourceConfig, SourceResult]]:
-    """The results in hand: the first waited for, then every one already there."""
+    """
+    The results in hand: the first waited for, then every one already there.
+
+    A timed-out source's late result only frees its slot (its outcome is recorded).
+    """
     finished: list[tuple[SourceConfig, SourceResult]] = []
     try:
         item = results.get(timeout=wait_seconds)
         while True:
-            if deadlines.pop(item[0].id, None) is not None:  # not already timed out
+            if deadlines.pop(item[0].id, None) is not None:
                 finished.append(item)
+            else:
+                stopping.pop(item[0].id, None)
             item = results.get_nowait()
     except queue_module.Empty:
         return finished
@@ -150,11 +171,40 @@ def _timed_out(
     return late
 
 
-def _wait(deadlines: dict[str, float], monotonic: Monotonic) -> float:
+def _wait(deadlines: dict[str, float], stopping: dict[str, float], monotonic: Monotonic) -> float:
     """Seconds to wait for the next result: at most 1 s, at most to the next deadline."""
-    if not deadlines:
+    times = [*deadlines.values(), *stopping.values()]
+    if not times:
         return 0.0
-    return max(0.01, min(1.0, min(deadlines.values()) - monotonic()))
+    return max(0.01, min(1.0, min(times) - monotonic()))
+
+
+def _given_up(
+    stopping: dict[str, float],
+    threads: dict[str, threading.Thread],
+    abandoned: set[str],
+    monotonic: Monotonic,
+    run: RunContext,
+    on_event: EventSink,
+) -> None:
+    """Free the slots of stopped sources whose thread ended, or that were waited for long enough."""
+    for source_id, give_up_at in list(stopping.items()):
+        if not threads[source_id].is_alive():
+            del stopping[source_id]
+        elif monotonic() >= give_up_at:
+            del stopping[source_id]
+            abandoned.add(source_id)
+            on_event("source.abandoned", {"run_id": run.run_id, "source_id": source_id})
+
+
+def _cancel(executor: Executor, run: RunContext, source: SourceConfig, on_event: EventSink) -> None:
+    try:
+        executor.cancel_source(run, source.id)
+    except Exception as exc:  # the port says never; the run goes on without it
+        on_event(
+            "executor.close_failed",
+            {"run_id": run.run_id, "source_id": source.id, "error": repr(exc)},
+        )
 
 
 def _run_one(
@@ -198,11 +248,13 @@ def _join(
     monotonic: Monotonic,
     run: RunContext,
     on_event: EventSink,
+    reported: set[str],
 ) -> None:
+    """Wait (boundedly) for the source threads; report those still alive, once each."""
     deadline = monotonic() + seconds
     for source_id, thread in threads.items():
         thread.join(timeout=max(0.0, deadline - monotonic()))
-        if thread.is_alive():
+        if thread.is_alive() and source_id not in reported:
             on_event("source.abandoned", {"run_id": run.run_id, "source_id": source_id})
 
 

@@ -142,8 +142,9 @@ def resume_run(
     on_event("run.swept", {"run_id": run_id, "attempts": active.value.attempts})
     if active.value.gold is None and active.value.attempts > policy.max_attempts:
         reason = f"gave up after {active.value.attempts - 1} attempts"
-        _fail(job, active, journals, outbox, "max_attempts_exceeded", reason, clock, on_event)
-        return HandleResult(outcome=Outcome.DEAD_LETTERED, run_id=run_id, reason=reason)
+        return _fail(
+            job, active, journals, outbox, "max_attempts_exceeded", reason, policy, on_event
+        )
     if control is not None:
         control.attach(journals, active, None)
     try:
@@ -172,8 +173,7 @@ def resume_run(
             return HandleResult(
                 outcome=Outcome.RETRIED, run_id=run_id, reason=str(exc), delay_seconds=delay
             )
-        _fail(job, active, journals, outbox, error_type(exc), str(exc), clock, on_event)
-        return HandleResult(outcome=Outcome.DEAD_LETTERED, run_id=run_id, reason=str(exc))
+        return _fail(job, active, journals, outbox, error_type(exc), str(exc), policy, on_event)
     finally:
         if control is not None:
             control.detach()
@@ -187,11 +187,11 @@ def _fail(
     outbox: Outbox,
     kind: str,
     message: str,
-    clock: Clock,
+    policy: IngestPolicy,
     on_event: EventSink,
-) -> None:
+) -> HandleResult:
     """Fail a swept run; no message is in hand, so it is not dead-lettered yet."""
-    fail_run(
+    record = fail_run(
         job,
         active=active,
         journals=journals,
@@ -200,6 +200,15 @@ def _fail(
         error_message=message,
         attempts=active.value.attempts,
         dead_lettered=False,
-        clock=clock,
+        clock=journals.clock,
         on_event=on_event,
     )
+    if record is None:  # its Gold is in the store: the next attempt adopts it, never failed
+        delay = policy.retry_delay(1)
+        release_for_retry(
+            journals, active, delay=delay, error=message, clock=journals.clock, on_event=on_event
+        )
+        return HandleResult(
+            outcome=Outcome.RETRIED, run_id=job.run_id, reason=message, delay_seconds=delay
+        )
+    return HandleResult(outcome=Outcome.DEAD_LETTERED, run_id=job.run_id, reason=message)

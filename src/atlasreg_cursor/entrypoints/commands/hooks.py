@@ -10,7 +10,6 @@ from atlasreg_cursor.domain.ingest import (
     Outbox,
     OutboxEntry,
     deliver,
-    outbox_key,
     read_journal,
 )
 from atlasreg_cursor.entrypoints.bootstrap import App, build
@@ -44,10 +43,10 @@ def cmd_hooks_resend(settings: Settings, args: argparse.Namespace) -> int:
     with build(settings) as app:
         outbox = _outbox(app)
         journal = read_journal(app.storage, args.run_id)
-        keys = [key for key, _ in outbox.entries(args.run_id)]
+        keys = {entry.webhook_id: key for key, entry in outbox.entries(args.run_id)}
         for record in (journal.notification, journal.failure) if journal else ():
-            if record is not None and outbox_key(args.run_id, record.webhook_id) not in keys:
-                keys.append(outbox.add(args.run_id, record))  # queued before the outbox
+            if record is not None and record.webhook_id not in keys:
+                keys[record.webhook_id] = outbox.add(args.run_id, record)  # before the outbox
         if not keys:
             return fail(f"no notification of run {args.run_id}")
         journals = JournalStore(
@@ -57,12 +56,13 @@ def cmd_hooks_resend(settings: Settings, args: argparse.Namespace) -> int:
             clock=app.clock,
         )
         results = []
-        for key in keys:
-            outbox.resend(key)
-            deliver(outbox, journals, key, app.notifier, on_event=log_event)
-            found = outbox.read(key)
+        for webhook_id, key in keys.items():
+            again = outbox.resend(key)
+            if again is not None:
+                deliver(outbox, journals, again[0], app.notifier, on_event=log_event)
+            found = outbox.find(args.run_id, webhook_id)
             if found is not None:
-                results.append(_hook_row(key, found[0]))
+                results.append(_hook_row(*found))
         print_json(results)
         return EXIT_OK if all(r["state"] == "delivered" for r in results) else EXIT_FAILED
 

@@ -270,6 +270,18 @@ class CrawlProcess:
         if turn is not None:
             turn.done.set()
 
+    def cancel(self, source_id: str) -> int:
+        """Make *source_id*'s waiting crawls (keys ``<source_id>#<n>``) return ``cancelled``."""
+        with self._lock:
+            keys = [k for k in self._pending if k.rpartition("#")[0] == source_id]
+            left = [self._pending.pop(k) for k in keys]
+            if not self._pending:
+                self.idle_since = time.monotonic()
+        for pending in left:
+            pending.cancelled = True
+            pending.done.set()
+        return len(left)
+
     def cancel_all(self) -> None:
         """Mark the process as stopping; every waiting source and download returns ``cancelled``."""
         with self._lock:

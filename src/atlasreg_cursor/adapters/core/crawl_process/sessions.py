@@ -237,6 +237,19 @@ class CrawlSessions:
             return None
         return process.stop(grace=self.kill_grace)
 
+    def cancel_source(self, run_id: str, source_id: str) -> int:
+        """
+        Stop waiting for *source_id*'s crawl in *run_id*'s process: it returns
+        ``cancelled``. The process goes on for the run's other sources; it
+        cuts the crawl itself at its deadline.
+
+        Returns:
+            How many waiting crawls were cancelled.
+        """
+        with self._lock:
+            process = self._runs.get(run_id)
+        return 0 if process is None else process.cancel(source_id)
+
     def close(self) -> None:
         """Stop every crawl process."""
         self._closed.set()

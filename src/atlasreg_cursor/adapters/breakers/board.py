@@ -23,12 +23,13 @@ import datetime as dt
 import logging
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pybreaker
 import structlog
 
+from atlasreg_cursor.adapters import metrics
 from atlasreg_cursor.domain.errors import (
     CursorError,
     ExecutorUnavailable,
@@ -37,17 +38,8 @@ from atlasreg_cursor.domain.errors import (
     StorageUnavailable,
 )
 
-from . import metrics
-
 if TYPE_CHECKING:
-    from atlasreg_cursor.domain.documents import Document, ProcessingResult, SourceResult
-    from atlasreg_cursor.domain.gold import GoldDocument
-    from atlasreg_cursor.domain.notifications import Notification
-    from atlasreg_cursor.domain.runs import RunContext
     from atlasreg_cursor.domain.sources import SourceConfig
-    from atlasreg_cursor.ports import Executor, Notifier, ObjectStore
-    from atlasreg_cursor.ports.notifier import Receipt
-    from atlasreg_cursor.ports.storage import StoredObject
 
 log = structlog.get_logger()
 # pybreaker logs Redis trouble with tracebacks through stdlib logging; the
@@ -55,6 +47,7 @@ log = structlog.get_logger()
 logging.getLogger("pybreaker").addHandler(logging.NullHandler())
 logging.getLogger("pybreaker").propagate = False
 
+T = TypeVar("T")
 STATE_CODES = {"closed": 0, "half-open": 1, "open": 2}
 SOURCE_HOST_ERRORS = frozenset({"network_error", "timeout"})
 
@@ -153,7 +146,7 @@ class Breaker:
         """Consecutive failures counted."""
         return int(self._cb.fail_counter)
 
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """
         Call *fn* unless the breaker is open; record the outcome.
 
@@ -336,7 +329,7 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, CursorError) and exc.transient and not isinstance(exc, CircuitOpen)
 
 
-def _source_host_failure(exc: BaseException) -> bool:
+def source_host_failure(exc: BaseException) -> bool:
     return isinstance(exc, SourceFailed) and exc.error_type in SOURCE_HOST_ERRORS
 
 
@@ -349,150 +342,3 @@ def source_dependency(source: SourceConfig) -> str | None:
 
 
 # --- wrappers that keep the port types (wired in the composition root) -------
-
-
-class BreakerStore:
-    """An ``ObjectStore`` behind the ``storage`` breaker."""
-
-    def __init__(self, inner: ObjectStore, board: BreakerBoard) -> None:
-        self._inner = inner
-        self._breaker = board.breaker_for(
-            "storage",
-            counts=lambda e: isinstance(e, StorageUnavailable) and not isinstance(e, CircuitOpen),
-            open_error=StorageCircuitOpen,
-        )
-
-    def put(
-        self,
-        key: str,
-        body: bytes,
-        *,
-        content_type: str = "application/json",
-        metadata: Mapping[str, str] | None = None,
-        if_none_match: bool = False,
-        if_match: str | None = None,
-        sha256: str | None = None,
-    ) -> StoredObject:
-        """``ObjectStore.put`` through the breaker."""
-        stored: StoredObject = self._breaker.call(
-            self._inner.put,
-            key,
-            body,
-            content_type=content_type,
-            metadata=metadata,
-            if_none_match=if_none_match,
-            if_match=if_match,
-            sha256=sha256,
-        )
-        return stored
-
-    def get(self, key: str) -> tuple[bytes, StoredObject]:
-        """``ObjectStore.get`` through the breaker."""
-        got: tuple[bytes, StoredObject] = self._breaker.call(self._inner.get, key)
-        return got
-
-    def head(self, key: str) -> StoredObject | None:
-        """``ObjectStore.head`` through the breaker."""
-        found: StoredObject | None = self._breaker.call(self._inner.head, key)
-        return found
-
-    def list(self, prefix: str = "") -> Iterator[StoredObject]:
-        """``ObjectStore.list`` through the breaker (admitted once, outcome at the end)."""
-        self._breaker.admit()
-        try:
-            yield from self._inner.list(prefix)
-        except Exception as exc:
-            self._breaker.record(exc)
-            raise
-        self._breaker.record(None)
-
-    def presign_get(self, key: str, expires_s: int = 3600) -> str:
-        """``ObjectStore.presign_get`` (local computation: no breaker)."""
-        return self._inner.presign_get(key, expires_s)
-
-    def close(self) -> None:
-        """Close the wrapped store (when it holds connections)."""
-        getattr(self._inner, "close", lambda: None)()
-
-
-class BreakerNotifier:
-    """A ``Notifier`` behind the ``webhook`` breaker."""
-
-    def __init__(self, inner: Notifier, board: BreakerBoard) -> None:
-        self._inner = inner
-        self._breaker = board.breaker_for(
-            "webhook",
-            counts=lambda e: (
-                isinstance(e, NotificationUnavailable) and not isinstance(e, CircuitOpen)
-            ),
-            open_error=NotifierCircuitOpen,
-        )
-
-    def send(self, notification: Notification) -> Receipt:
-        """``Notifier.send`` through the breaker."""
-        receipt: Receipt = self._breaker.call(self._inner.send, notification)
-        return receipt
-
-    def close(self) -> None:
-        """Close the wrapped notifier (when it holds connections)."""
-        getattr(self._inner, "close", lambda: None)()
-
-
-class BreakerExecutor:
-    """An ``Executor`` whose ``run_source`` goes through the source host's breaker."""
-
-    def __init__(self, inner: Executor, board: BreakerBoard) -> None:
-        self._inner = inner
-        self._board = board
-
-    def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
-        """``Executor.run_source`` through ``source:<host>`` (network errors and timeouts count)."""
-        dependency = source_dependency(source)
-        if dependency is None:
-            return self._inner.run_source(source, run)
-        breaker = self._board.breaker_for(
-            dependency, counts=_source_host_failure, open_error=SourceCircuitOpen
-        )
-        result: SourceResult = breaker.call(self._inner.run_source, source, run)
-        return result
-
-    def process(
-        self, documents: Sequence[Document], run: RunContext, *, timeout_seconds: float
-    ) -> ProcessingResult:
-        """``Executor.process``, unchanged."""
-        return self._inner.process(documents, run, timeout_seconds=timeout_seconds)
-
-    def build_gold(
-        self, run: RunContext, results: Sequence[SourceResult], processing: ProcessingResult
-    ) -> GoldDocument:
-        """``Executor.build_gold``, unchanged."""
-        return self._inner.build_gold(run, results, processing)
-
-    def reprocess(
-        self, run: RunContext, sources: Sequence[SourceConfig], *, timeout_seconds: float
-    ) -> ProcessingResult:
-        """``Executor.reprocess``, unchanged."""
-        return self._inner.reprocess(run, sources, timeout_seconds=timeout_seconds)
-
-    def close_run(self, run: RunContext) -> None:
-        """``Executor.close_run`` where the wrapped executor has it."""
-        getattr(self._inner, "close_run", lambda run: None)(run)
-
-    def close(self) -> None:
-        """``Executor.close``."""
-        self._inner.close()
-
-
-__all__ = [
-    "Breaker",
-    "BreakerBoard",
-    "BreakerExecutor",
-    "BreakerNotifier",
-    "BreakerStore",
-    "CircuitOpen",
-    "ExecutorCircuitOpen",
-    "NotifierCircuitOpen",
-    "SourceCircuitOpen",
-    "StorageCircuitOpen",
-    "source_dependency",
-]
