@@ -493,6 +493,35 @@ def test_a_stop_request_gives_the_lease_and_the_delivery_back_at_once() -> None:
     assert [] == [t.name for t in threading.enumerate() if t.name.startswith("source-")]
 
 
+def test_a_run_released_at_a_stop_is_swept_if_its_message_is_gone() -> None:
+    """Released by a second signal after its message was acked (handed to its journal):
+    the journal says the run is due again, so a sweep resumes it once overdue."""
+    world = World()
+    world.real_time = True
+    world.executor.sleep["aneel_news"] = 30.0
+    world.send(DAILY)
+    control = RunControl()
+    worker = threading.Thread(target=lambda: world.handle(control=control))
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not any(c == ("run_source", "aneel_news") for c in world.executor.calls):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    control.abort()
+    worker.join(timeout=10)
+    world.queue.entries.clear()  # the message is gone: only the journal carries the run
+    world.now, world.real_time = dt.datetime.now(dt.UTC), False
+    sweeper = Sweeper(world.journals(), overdue_seconds=60, clock=world.clock)
+    world.advance(40)
+    waiting = sweeper.stranded()
+    world.advance(40)
+
+    overdue = sweeper.stranded()
+
+    assert world.journal(RUN_ID).retry_at is not None
+    assert ([], [RUN_ID]) == (waiting, overdue)
+
+
 def test_a_journal_finished_before_the_outbox_gets_its_unsent_notification_queued() -> None:
     """A run completed by an earlier version with its webhook undelivered: a redelivery queues it."""
     from atlasreg_cursor.domain.runs import NotificationRecord

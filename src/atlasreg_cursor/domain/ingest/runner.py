@@ -80,7 +80,9 @@ class RunControl:
         if active.lock.acquire(timeout=_RELEASE_WAIT_SECONDS):
             try:
                 if active.value.lease is not None and not active.value.complete:
-                    journals.release(active)
+                    # Due again now: if its delivery is gone (acked after a hand-off
+                    # to the journal, or give_back fails), a sweep finds it overdue.
+                    journals.release(active, retry_at=journals.clock())
             except CursorError:
                 pass  # the lease then expires on its own
             finally:
