@@ -327,19 +327,21 @@ def test_invalid_gold_fails_the_run_without_publishing() -> None:
     assert ["processing_error"] == [n.event_type for n in world.notifier.sent]
 
 
-def test_too_many_deliveries_without_a_journal_dead_letters_before_running() -> None:
-    """A message redelivered past MAX_ATTEMPTS before any run started (it crashed the process)."""
+def test_deliveries_before_any_journal_are_not_attempts() -> None:
+    """A message delivered past MAX_ATTEMPTS before its run ever started (deliveries a
+    store outage turned back, leases that ran out) starts its run: attempts are the
+    journal's, so nothing is dead-lettered for deliveries that never ran."""
     world = World(max_attempts=2)
     world.send(DAILY)
-    for _ in range(2):
+    for _ in range(3):
         world.queue.receive(1)
         world.advance(61)
 
     result = world.handle()
 
-    assert Outcome.DEAD_LETTERED == result.outcome
-    assert [] == [c for c in world.executor.calls if c[0] == "run_source"]
-    assert "gave up after 2 attempts" in world.queue.dead[0][1]
+    assert Outcome.ACKED == result.outcome
+    assert [] == world.queue.dead
+    assert 1 == world.journal(RUN_ID).attempts
 
 
 def test_a_run_that_keeps_crashing_its_consumer_is_given_up() -> None:

@@ -572,3 +572,25 @@ def test_a_foreground_run_that_fails_for_good_sends_its_processing_error() -> No
     assert (RunStatus.FAILED, None) == (journal.status, journal.gold)
     assert journal.failure is not None
     assert journal.failure.delivered
+
+
+def test_a_store_outage_before_the_first_journal_spends_no_attempt() -> None:
+    """Deliveries the store turned back before any journal existed are not attempts:
+    once it is back, the run starts (attempt 1), no dead letter, no processing_error."""
+    world = World(max_attempts=2)
+    world.send(DAILY)
+    outcomes = []
+    for _ in range(4):  # the store is away: the journal cannot be opened
+        world.store.fail_gets.append(StorageUnavailable("the store is away"))
+        result = world.handle()
+        outcomes.append(result.outcome)
+        world.advance(result.delay_seconds or 0)
+
+    result = world.handle()  # the store is back
+    world.deliver()
+
+    assert [Outcome.RETRIED] * 4 == outcomes
+    assert Outcome.ACKED == result.outcome
+    assert [] == world.queue.dead
+    assert 1 == world.journal(RUN_ID).attempts
+    assert ["ingest_complete"] == [n.event_type for n in world.notifier.sent]

@@ -112,11 +112,11 @@ def handle_delivery(
         return settled
     active = opened.active
     assert active is not None
-    if active.value.gold is None:  # a published run is only finished, never given up
-        if opened.state == "fresh" and delivery.attempts > policy.max_attempts:
-            return settler.give_up(active, delivery.attempts - 1)
-        if active.value.attempts > policy.max_attempts:
-            return settler.give_up(active, active.value.attempts - 1)
+    # Attempts are the journal's: a delivery count also holds deferrals and
+    # deliveries a store outage turned back before any journal could be written.
+    # A published run is only finished, never given up.
+    if active.value.gold is None and active.value.attempts > policy.max_attempts:
+        return settler.give_up(active, active.value.attempts - 1)
     if control is not None:
         control.attach(journals, active, lambda: queue.retry(delivery, 0))
     try:
