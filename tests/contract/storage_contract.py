@@ -50,7 +50,7 @@ from atlasreg_cursor.domain.errors import (
     ObjectNotFound,
     PreconditionFailed,
 )
-from atlasreg_cursor.ports.storage import ObjectStore
+from atlasreg_cursor.ports.storage import ConditionalWriteProbe, ObjectStore
 
 StoreFactory = Callable[[], ObjectStore]
 
@@ -274,6 +274,19 @@ class StoreContract:
         ]
         assert sorted(keys) == everything
         assert [] == list(store.list("nothing/"))
+
+    # --- the start-up probe of create-only writes ---------------------------------
+
+    def test_a_store_that_can_probe_finds_its_conditional_writes_honoured(
+        self, store: ObjectStore
+    ) -> None:
+        """Where the store has the start-up probe (S3 stores, their breaker), an honest
+        backend passes it, twice (its scratch key then exists already)."""
+        if not isinstance(store, ConditionalWriteProbe):
+            assert not hasattr(store, "check_conditional_writes")
+            return
+        store.check_conditional_writes()
+        store.check_conditional_writes()
 
     # --- deleting -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import http.server
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -516,3 +517,39 @@ def test_secret_not_in_repr(s3_server: S3Server, bucket: str) -> None:
 def test_normalize_endpoint(endpoint: str, secure: bool, expected: str) -> None:
     """``MINIO_ENDPOINT`` may be ``host:port`` or a URL."""
     assert expected == normalize_endpoint(endpoint, secure=secure)
+
+
+@pytest.mark.parametrize("careless", [False, True], ids=["honours", "ignores"])
+def test_the_daemon_built_from_settings_refuses_a_store_that_ignores_if_none_match(
+    s3_server: S3Server,
+    proxy: tuple[str, ProxyState],
+    bucket: str,
+    tmp_path: Path,
+    careless: bool,
+) -> None:
+    """The App's store as settings build it (behind its breaker) is probed at start-up:
+    a backend that ignores If-None-Match stops the daemon (exit 2), an honest one does not."""
+    from atlasreg_cursor.entrypoints import daemon
+    from atlasreg_cursor.entrypoints.bootstrap import build
+    from atlasreg_cursor.entrypoints.settings import load_settings
+
+    endpoint, state = proxy
+    state.ignore_if_none_match = careless
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "news_watchlist_config.json").write_text('{"sources": []}')
+    settings = load_settings(
+        {
+            "CURSOR_HOME": str(tmp_path),
+            "STORAGE_BACKEND": "minio",
+            "MINIO_ENDPOINT": endpoint,
+            "MINIO_ACCESS_KEY": s3_server.access_key,
+            "MINIO_SECRET_KEY": s3_server.secret_key,
+            "GOLD_BUCKET": bucket,
+        },
+        env_file=None,
+    )
+
+    with build(settings) as app:
+        code = daemon.run_daemon(app, until_empty=True, serve_http=False)
+
+    assert (2 if careless else 0) == code

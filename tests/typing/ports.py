@@ -42,6 +42,7 @@ from atlasreg_cursor.ports import (
     Notifier,
     ObjectStore,
 )
+from atlasreg_cursor.ports.storage import ConditionalWriteProbe
 
 
 def _ports(signer: WebhookSigner) -> None:
@@ -70,6 +71,10 @@ def _ports(signer: WebhookSigner) -> None:
     handler: Handler = custom_scraper_handler
     board = BreakerBoard()
     guarded_store: ObjectStore = BreakerStore(files, board)
+    s3_probe: ConditionalWriteProbe = S3ObjectStore(
+        endpoint_url="http://127.0.0.1:9000", bucket="b", access_key="a", secret_key="s"
+    )
+    guarded_probe: ConditionalWriteProbe = BreakerStore(s3, board)
     guarded_notifier: Notifier = BreakerNotifier(webhook, board)
     guarded_executor: Executor = BreakerExecutor(local, board)
     fake_queue: MessageQueue = FakeQueue()
@@ -85,6 +90,8 @@ def _ports(signer: WebhookSigner) -> None:
         fake_notifier,
         cached,
         guarded_store,
+        s3_probe,
+        guarded_probe,
         guarded_notifier,
         guarded_executor,
         local,

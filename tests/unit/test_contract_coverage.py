@@ -29,6 +29,7 @@ SUITES = {
     "ConfigSource": "config_contract",
     "Executor": "executor_contract",
     "ObjectStore": "storage_contract",
+    "ConditionalWriteProbe": "storage_contract",  # the storage suite's start-up probe check
     "Notifier": "notifier_contract",
 }
 

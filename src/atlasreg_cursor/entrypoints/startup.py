@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from atlasreg_cursor.domain.errors import CursorError, StorageError
+from atlasreg_cursor.ports.storage import ConditionalWriteProbe
 
 from .backends import queue_backend
 from .bootstrap import App
@@ -124,11 +125,11 @@ def _config_warnings(app: App) -> list[str]:
 
 
 def _check_store(app: App) -> None:
-    check = _method(app.storage, "check_conditional_writes")
-    if check is None:
+    storage = app.storage
+    if not isinstance(storage, ConditionalWriteProbe):
         return
     try:
-        check()
+        storage.check_conditional_writes()
     except StorageError as exc:
         if exc.transient:
             log.warning("startup.check_failed", check="conditional writes", error=str(exc))

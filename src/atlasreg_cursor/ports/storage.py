@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -87,3 +87,21 @@ class ObjectStore(Protocol):
     def presign_get(self, key: str, expires_s: int = 3600) -> str:
         """Return a URL that reads *key* without credentials for *expires_s*."""
         ...
+
+
+@runtime_checkable
+class ConditionalWriteProbe(Protocol):
+    """
+    A store that can show at start-up whether it honours ``If-None-Match: *``.
+
+    Exactly-once publishing depends on create-only writes; a store whose
+    backend may ignore them (an S3 endpoint) proves it before the daemon
+    starts.
+    """
+
+    def check_conditional_writes(self) -> None:
+        """
+        Raises:
+            StorageError: (not transient) the backend ignores ``If-None-Match``;
+                StorageUnavailable when it cannot be reached.
+        """

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from atlasreg_cursor.domain.errors import NotificationUnavailable, StorageUnavailable
+from atlasreg_cursor.ports.storage import ConditionalWriteProbe
 
 from .board import (
     Breaker,
@@ -94,6 +95,11 @@ class BreakerStore:
     def presign_get(self, key: str, expires_s: int = 3600) -> str:
         """``ObjectStore.presign_get`` (local computation: no breaker)."""
         return self._inner.presign_get(key, expires_s)
+
+    def check_conditional_writes(self) -> None:
+        """The wrapped store's start-up probe of create-only writes, when it has one."""
+        if isinstance(self._inner, ConditionalWriteProbe):
+            self._breaker.call(self._inner.check_conditional_writes)
 
     def close(self) -> None:
         """Close the wrapped store."""
