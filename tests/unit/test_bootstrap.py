@@ -223,7 +223,6 @@ def test_a_new_backend_is_one_table_entry(
 
     assert "memory" == settings.backend("notifier")  # its default_when holds
     assert (1800.0, True) == (settings.visibility_seconds, settings.sweeps)
-    assert backends.build_breakers(settings).shared
     monkeypatch.setattr(handlers, "known_handler_ids", lambda: ["PLUGIN_HANDLER"])
     assert frozenset({"PLUGIN_HANDLER"}) == backends.known_handlers(settings)
     app = build(settings)
@@ -232,6 +231,7 @@ def test_a_new_backend_is_one_table_entry(
         assert 2 == app.policy.queue_max_deliveries
         assert any("max_retries=2" in w for w in startup_checks(app))
         assert "FakeNotifier" == type(app.notifier).__name__  # not behind the webhook breaker
+        assert app.breakers.shared
     finally:
         app.close()
 

@@ -2,7 +2,10 @@
 
 A class implements a port when it defines every method of the port's
 Protocol with the same parameter names (read with :mod:`ast`, as mypy's
-structural check would see them in ``tests/typing/ports.py``). A contract
+structural check would see them in ``tests/typing/ports.py``). A class that
+defines at least half of a port's methods but not all (one forgotten when
+the port gained a method, or a parameter renamed) fails the scan, since it
+would otherwise drop out of every check below unnoticed. A contract
 test module runs a port's suite for a class when it subclasses a contract
 class from that port's ``*_contract`` module and names the class. And
 ``tests/typing/ports.py`` assigns an instance of the class to a variable
@@ -53,26 +56,62 @@ def _methods(node: ast.ClassDef) -> set[Signature]:
     return {_signature(m) for m in node.body if isinstance(m, ast.FunctionDef)}
 
 
-def ports() -> dict[str, set[Signature]]:
-    """Each Protocol in ``ports/`` → the signatures of its methods."""
+def ports(root: Path = PACKAGE / "ports") -> dict[str, set[Signature]]:
+    """Each Protocol in *root* (``ports/``) → the signatures of its methods."""
     return {
         node.name: _methods(node)
-        for _, node in _classes(PACKAGE / "ports")
+        for _, node in _classes(root)
         if any(isinstance(base, ast.Name) and base.id == "Protocol" for base in node.bases)
     }
 
 
+SCANNED = (PACKAGE / "adapters", TESTS / "fakes")
+
+
 @cache
-def implementations() -> dict[str, frozenset[str]]:
-    """Each class of the adapters and the fakes that implements a port → those ports."""
-    protocols = ports()
+def implementations(
+    ports_root: Path = PACKAGE / "ports", roots: tuple[Path, ...] = SCANNED
+) -> dict[str, frozenset[str]]:
+    """Each class of *roots* (the adapters and the fakes) that implements a port → those ports."""
+    protocols = ports(ports_root)
     found: dict[str, set[str]] = {}
-    for root in (PACKAGE / "adapters", TESTS / "fakes"):
+    for root in roots:
         for _, node in _classes(root):
             implemented = {p for p, methods in protocols.items() if methods <= _methods(node)}
             if implemented:
                 found.setdefault(node.name, set()).update(implemented)
     return {name: frozenset(implemented) for name, implemented in found.items()}
+
+
+def _show(signature: Signature) -> str:
+    name, positional, keyword = signature
+    return f"{name}({', '.join([*positional, *(['*', *keyword] if keyword else [])])})"
+
+
+def partial_implementations(
+    ports_root: Path = PACKAGE / "ports", roots: tuple[Path, ...] = SCANNED
+) -> list[str]:
+    """
+    One message per class of *roots* that defines at least half of a port's methods, not all.
+
+    Such a class is not found by :func:`implementations`, so neither the
+    contract suites nor the typing checks would see it.
+    """
+    protocols = ports(ports_root)
+    found: list[str] = []
+    for root in roots:
+        for path, node in _classes(root):
+            defined = _methods(node)
+            for port, methods in sorted(protocols.items()):
+                missing = methods - defined
+                if missing and 2 * len(methods & defined) >= len(methods):
+                    found.append(
+                        f"{node.name} ({path.relative_to(root.parent).as_posix()}) defines"
+                        f" {len(methods) - len(missing)} of the {len(methods)} methods of"
+                        f" {port}; missing, or with other parameter names:"
+                        f" {', '.join(sorted(_show(m) for m in missing))}"
+                    )
+    return found
 
 
 def typed_assignments(path: Path = TESTS / "typing" / "ports.py") -> frozenset[tuple[str, str]]:
@@ -165,3 +204,65 @@ def test_the_typing_scan_reads_annotated_assignments(tmp_path: Path) -> None:
     assert {("SqliteQueue", "MessageQueue"), ("FileObjectStore", "object")} == typed_assignments(
         module
     )
+
+
+def test_no_class_implements_a_port_in_part() -> None:
+    """A class with at least half of a port's methods has them all, so the checks above see it."""
+    assert [] == partial_implementations(), "\n".join(partial_implementations())
+
+
+def test_the_scan_fails_a_class_missing_a_port_method(tmp_path: Path) -> None:
+    """Half or more of a port's methods but not all, or one with renamed parameters, is reported."""
+    (tmp_path / "ports").mkdir()
+    (tmp_path / "ports" / "box.py").write_text(
+        "from typing import Protocol\n"
+        "class Box(Protocol):\n"
+        "    def put(self, key, body, *, if_match=None): ...\n"
+        "    def get(self, key): ...\n"
+        "    def delete(self, key): ...\n"
+        "    def close(self): ...\n"
+        "class Bell(Protocol):\n"
+        "    def send(self, notification): ...\n"
+        "class Shape:\n"  # not a Protocol: never a port
+        "    def area(self): ...\n"
+    )
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "adapters" / "boxes.py").write_text(
+        "class Whole:\n"
+        "    def put(self, key, body, *, if_match=None): ...\n"
+        "    def get(self, key): ...\n"
+        "    def delete(self, key): ...\n"
+        "    def close(self): ...\n"
+        "    def extra(self): ...\n"
+        "class NoDelete:\n"
+        "    def put(self, key, body, *, if_match=None): ...\n"
+        "    def get(self, key): ...\n"
+        "    def close(self): ...\n"
+        "class Renamed:\n"
+        "    def put(self, key, body, *, if_none_match=None): ...\n"
+        "    def get(self, key): ...\n"
+        "    def delete(self, key): ...\n"
+        "    def close(self): ...\n"
+        "class Closer:\n"  # one of four: not taken for a Box
+        "    def close(self): ...\n"
+        "    def area(self): ...\n"
+        "class Sender:\n"  # a method of the same name but other parameters
+        "    def send(self, body): ...\n"
+    )
+    (tmp_path / "fakes").mkdir()
+    (tmp_path / "fakes" / "box.py").write_text(
+        "class FakeBox:\n    def get(self, key): ...\n    def delete(self, key): ...\n"
+    )
+    roots = (tmp_path / "adapters", tmp_path / "fakes")
+
+    found = partial_implementations(tmp_path / "ports", roots)
+
+    assert {"Whole": frozenset({"Box"})} == implementations(tmp_path / "ports", roots)
+    assert [
+        "NoDelete (adapters/boxes.py) defines 3 of the 4 methods of Box;"
+        " missing, or with other parameter names: delete(key)",
+        "Renamed (adapters/boxes.py) defines 3 of the 4 methods of Box;"
+        " missing, or with other parameter names: put(key, body, *, if_match)",
+        "FakeBox (fakes/box.py) defines 2 of the 4 methods of Box;"
+        " missing, or with other parameter names: close(), put(key, body, *, if_match)",
+    ] == found

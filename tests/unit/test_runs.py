@@ -9,8 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from atlasreg_cursor.domain.errors import InvalidRunId
-from atlasreg_cursor.domain.messages import MessageType
+from atlasreg_cursor.domain.ingest.model import job_of_journal
+from atlasreg_cursor.domain.messages import (
+    MessageType,
+    encode_message,
+    message_identity,
+    parse_message,
+)
 from atlasreg_cursor.domain.runs import (
+    RunJournal,
     derive_run_id,
     gold_key,
     journal_key,
@@ -75,3 +82,30 @@ def test_keys() -> None:
         "reprocess_0123456789ab", "2026-11-20", reprocessed=True
     )
     assert "runs/run_0123456789ab.json" == journal_key("run_0123456789ab")
+
+
+@pytest.mark.parametrize("queue_message_id", [None, "cf-1"])
+@pytest.mark.parametrize("message_id", [None, "producer-1"])
+def test_a_job_resumed_from_its_journal_re_derives_the_same_run(
+    message_id: str | None, queue_message_id: str | None
+) -> None:
+    """Whatever the identity came from (producer, queue, body), the rebuilt message names the run."""
+    extra = f', "message_id": "{message_id}"' if message_id else ""
+    body = f'{{"type": "start_daily_ingest", "date": "2026-11-24", "payload": {{}}{extra}}}'
+    identity = message_identity(parse_message(body.encode()), body.encode(), queue_message_id)
+    now = dt.datetime(2026, 11, 24, 6, tzinfo=dt.UTC)
+    journal = RunJournal(
+        run_id=derive_run_id(MessageType.START_DAILY_INGEST, identity),
+        date=dt.date(2026, 11, 24),
+        message_type=MessageType.START_DAILY_INGEST,
+        identity=identity,
+        created_at=now,
+        updated_at=now,
+    )
+
+    job = job_of_journal(journal)
+    raw = encode_message(job.message)
+    again = message_identity(parse_message(raw), raw, None)
+
+    assert (journal.run_id, identity) == (job.run_id, job.identity)
+    assert journal.run_id == derive_run_id(job.message.type, again)

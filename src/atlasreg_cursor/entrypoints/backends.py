@@ -7,8 +7,9 @@ visibility timeout, sweeping, the notifier); :mod:`.bootstrap` builds from
 them. A record holds its factory, which takes :class:`~.settings.Settings`
 and the App being built (:class:`Wiring`) and imports its adapter (and the
 adapter's library) inside, so ``local`` mode never imports botocore, redis
-or Celery. To add a backend, add its record to its port's table (README,
-"Adding an adapter").
+or Celery; what factories share besides the ports (the webhook signer, the
+crawl policy, Core's clients) comes from :mod:`.components`. To add a
+backend, add its record to its port's table (README, "Adding an adapter").
 """
 
 from __future__ import annotations
@@ -18,15 +19,12 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import attrs
 
+from .components import build_signer, core_clients, crawl_policy
 from .errors import SettingsError
 
 if TYPE_CHECKING:
-    from atlasreg_cursor.adapters.breakers import Breaker, BreakerBoard
+    from atlasreg_cursor.adapters.breakers import BreakerBoard
     from atlasreg_cursor.adapters.cloudflare._http import CloudflareClient
-    from atlasreg_cursor.adapters.core.airflow import AirflowClient
-    from atlasreg_cursor.adapters.core.celery import CeleryGateway
-    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
-    from atlasreg_cursor.domain.signing import WebhookSigner
     from atlasreg_cursor.ports import ConfigSource, Executor, MessageQueue, Notifier, ObjectStore
 
     from .settings import Settings
@@ -302,23 +300,6 @@ STORAGES: dict[str, StorageBackend] = {
 # --- notifier ------------------------------------------------------------------
 
 
-def build_signer(s: Settings) -> WebhookSigner | None:
-    """The webhook signer, or ``None`` when no secret is configured."""
-    if not s.hook_hmac_secret:
-        return None
-    from atlasreg_cursor.domain.signing import WebhookSigner
-
-    try:
-        return WebhookSigner(
-            s.hook_hmac_secret,
-            additional_secrets=s.hook_secrets[1:],
-            standard=s.hook_standard_signature,
-            legacy=s.hook_legacy_signature,
-        )
-    except ValueError as exc:
-        raise SettingsError(f"HOOK_HMAC_SECRET: {exc}") from None
-
-
 def _webhook(s: Settings, app: Wiring) -> Notifier:
     from atlasreg_cursor.adapters.webhook import WebhookNotifier
 
@@ -351,21 +332,6 @@ NOTIFIERS: dict[str, NotifierBackend] = {
 # --- executor ------------------------------------------------------------------
 
 
-def crawl_policy(s: Settings) -> CrawlPolicy:
-    """The crawl policy of the ``CRAWL_*`` settings."""
-    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
-
-    policy = CrawlPolicy(
-        max_per_host=s.crawl_max_per_host,
-        obey_robots=s.crawl_obey_robots,
-        download_delay=s.crawl_download_delay,
-        autothrottle=s.crawl_autothrottle,
-        concurrent_requests=s.crawl_concurrent_requests,
-        retry_times=s.crawl_retry_times,
-    )
-    return attrs.evolve(policy, user_agent=s.crawl_user_agent) if s.crawl_user_agent else policy
-
-
 def _local_executor(s: Settings, app: Wiring | None = None) -> Executor:
     from atlasreg_cursor.adapters.local.executor import LocalExecutor
 
@@ -379,40 +345,6 @@ def _local_executor(s: Settings, app: Wiring | None = None) -> Executor:
         env_allow=(s.crawl_env_allow or "").split(","),
         idle_seconds=s.crawl_idle_seconds,
     )
-
-
-def core_clients(
-    s: Settings, breakers: BreakerBoard | None = None
-) -> tuple[CeleryGateway, AirflowClient | None]:
-    """Core's Celery gateway and Airflow client (``None`` without ``AIRFLOW_API_URL``)."""
-    from atlasreg_cursor.adapters.core.airflow import AirflowClient
-    from atlasreg_cursor.adapters.core.celery import CeleryGateway
-
-    broker = s.celery_broker_url or s.redis_url
-    celery = CeleryGateway(
-        broker_url=broker,
-        result_backend=s.celery_result_backend or broker,
-        queue=s.celery_queue,
-        breaker=_core_breaker(breakers, "celery"),
-    )
-    airflow = None
-    if s.airflow_api_url:
-        airflow = AirflowClient(
-            base_url=s.airflow_api_url,
-            username=s.airflow_username or "",
-            password=s.airflow_password or "",
-            api_version=s.airflow_api_version,
-            breaker=_core_breaker(breakers, "airflow"),
-        )
-    return celery, airflow
-
-
-def _core_breaker(breakers: BreakerBoard | None, dependency: str) -> Breaker | None:
-    if breakers is None:
-        return None
-    from atlasreg_cursor.adapters.breakers import ExecutorCircuitOpen
-
-    return breakers.breaker_for(dependency, open_error=ExecutorCircuitOpen)
 
 
 def _core_executor(s: Settings, app: Wiring) -> Executor:
@@ -436,19 +368,6 @@ EXECUTORS: dict[str, ExecutorBackend] = {
     "local": ExecutorBackend(build=_local_executor),
     "core": ExecutorBackend(build=_core_executor, handler_plugins=True, probes_core=True),
 }
-
-
-def build_breakers(s: Settings) -> BreakerBoard:
-    """One breaker board per process; shared through Redis when the queue is on Redis."""
-    from atlasreg_cursor.adapters.breakers import BreakerBoard
-
-    shared = queue_backend(s).shares_breakers_through_redis
-    return BreakerBoard(
-        fail_max=s.breaker_fail_max,
-        reset_seconds=s.breaker_reset_seconds,
-        redis_url=s.redis_url if shared else None,
-        namespace=f"cursor:{s.queue_name}:breaker",
-    )
 
 
 BACKENDS: Mapping[str, Mapping[str, Backend[object]]] = {

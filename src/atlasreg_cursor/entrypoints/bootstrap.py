@@ -27,15 +27,12 @@ from .backends import (
     QUEUES,
     STORAGES,
     Backend,
-    build_breakers,
-    build_signer,
     chosen,
-    core_clients,
-    crawl_policy,
     known_handlers,
     notifier_backend,
     queue_backend,
 )
+from .components import build_breakers, build_signer, core_clients, crawl_policy
 from .errors import SettingsError
 
 if TYPE_CHECKING:
@@ -177,7 +174,8 @@ class App:
         """The process's circuit breakers (shared through Redis with the Redis queue)."""
         if self._given.breakers is not None:
             return self._given.breakers
-        return build_breakers(self.settings)
+        shared = queue_backend(self.settings).shares_breakers_through_redis
+        return build_breakers(self.settings, shared=shared)
 
     @property
     def dead_letters(self) -> DeadLetterBox | None:

@@ -36,7 +36,6 @@ MODE_DEFAULTS: dict[str, dict[str, str]] = {
     "standalone": {"queue": "redis", "config": "file", "storage": "minio", "executor": "core"},
     "cloudflare": {"queue": "cloudflare", "config": "kv", "storage": "r2", "executor": "core"},
 }
-
 """The backends each ``MODE`` implies; every name is one of :data:`.backends.BACKENDS`."""
 
 _SECRET = {"secret": True}

@@ -14,10 +14,8 @@ from atlasreg_cursor.domain.errors import NotificationUnavailable, StorageUnavai
 from atlasreg_cursor.ports.storage import ConditionalWriteProbe
 
 from .board import (
-    Breaker,
     BreakerBoard,
     CircuitOpen,
-    ExecutorCircuitOpen,
     NotifierCircuitOpen,
     SourceCircuitOpen,
     StorageCircuitOpen,
@@ -176,16 +174,4 @@ class BreakerExecutor:
         self._inner.close()
 
 
-__all__ = [
-    "Breaker",
-    "BreakerBoard",
-    "BreakerExecutor",
-    "BreakerNotifier",
-    "BreakerStore",
-    "CircuitOpen",
-    "ExecutorCircuitOpen",
-    "NotifierCircuitOpen",
-    "SourceCircuitOpen",
-    "StorageCircuitOpen",
-    "source_dependency",
-]
+__all__ = ["BreakerExecutor", "BreakerNotifier", "BreakerStore"]

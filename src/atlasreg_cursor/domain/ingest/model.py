@@ -172,6 +172,10 @@ def job_of_journal(journal: RunJournal) -> Job:
         type=journal.message_type,
         date=journal.date,
         payload=dict(journal.payload),
+        # Deliberately the run identity, not the producer's id (the journal
+        # keeps only the identity): ``message_identity`` of this message is
+        # then that identity, so it re-derives this very run, whether the
+        # identity was a producer id, a queue id or a body hash.
         message_id=journal.identity,
     )
     return Job(message=message, identity=journal.identity, run_id=journal.run_id)
