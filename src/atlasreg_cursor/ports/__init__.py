@@ -4,9 +4,10 @@ from .config import ConfigSource
 from .executor import Document, Executor, ProcessingResult, RunContext, SourceResult
 from .notifier import Notifier, Receipt
 from .queue import DeadLetter, DeadLetterBox, Delivery, MessageQueue, QueueStats
-from .storage import ObjectStore, StoredObject
+from .storage import ConditionalWriteProbe, ObjectStore, StoredObject
 
 __all__ = [
+    "ConditionalWriteProbe",
     "ConfigSource",
     "DeadLetter",
     "DeadLetterBox",
