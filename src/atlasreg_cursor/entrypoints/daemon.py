@@ -361,7 +361,7 @@ def _supervise(
         if state.signals > seen:
             seen = state.signals
             state.stop.set()
-            state.monitor.stopping = True  # /readyz: 503 "stopping" from now on
+            state.monitor.begin_stopping()  # /readyz: 503 "stopping", cursor_stopping 1
             log.warning("daemon.stopping", count=seen)
             if stopping_since is None:
                 stopping_since = time.monotonic()

@@ -66,7 +66,7 @@ class Operations:
 
     def stop(self) -> None:
         """Stop the schedule, the HTTP server and the prober."""
-        self.monitor.stopping = True
+        self.monitor.begin_stopping()
         metrics.READY.set(0)
         if self.schedule is not None:
             thread, stop = self.schedule
@@ -118,6 +118,7 @@ def start_operations(app: App, monitor: LoopMonitor, *, serve_http: bool) -> Ope
 
     settings = app.settings
     start_metrics(__version__)
+    metrics.STOPPING.set(1 if monitor.stopping else 0)
     seed = _seeder(app)
     prober = ReadinessProber(
         {
