@@ -85,9 +85,9 @@ class CachingConfigSource:
                 )
             return config
 
-    def probe(self) -> None:
+    def probe(self) -> WatchlistConfig:
         """
-        Fetch and parse from the origin now, whatever the cache holds.
+        Fetch and parse from the origin now, whatever the cache holds; return it.
 
         A good result refreshes the cache; a failure leaves it alone (``load``
         still serves the last good config), sets ``cursor_config_stale_seconds``
@@ -108,6 +108,7 @@ class CachingConfigSource:
         with self._lock:
             self._good, self._good_at, self._expired = config, self._clock(), False
         metrics.CONFIG_STALE_SECONDS.set(0)
+        return config
 
     def invalidate(self) -> None:
         """Make the next ``load`` fetch (the last good config stays the fallback)."""
