@@ -297,3 +297,24 @@ def test_the_pump_exports_how_long_the_oldest_webhook_has_waited(tmp_path: Path)
 
     assert 7200 <= age() < 7260
     assert 2 == REGISTRY.get_sample_value("cursor_notifications_pending")
+
+
+def test_the_readme_lists_every_exported_series_with_its_labels() -> None:
+    """README's metrics list names each series of adapters/metrics.py, labels included, and no other."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Metrics, the dashboard and the alerts")[1].split("**Dashboard**")[0]
+    listed = set(re.findall(r"`(cursor_\w+(?:\{[\w,]+\})?)`", section))
+    exported = set()
+    for value in vars(metrics).values():
+        if isinstance(value, type) or not hasattr(value, "describe"):
+            continue
+        labels = getattr(value, "_labelnames", ())
+        for family in value.describe():
+            name = family.name + ("_total" if family.type == "counter" else "")
+            exported.add(name + ("{" + ",".join(labels) + "}" if labels else ""))
+
+    assert len(exported) >= 30
+    assert set() == exported - listed
+    assert set() == listed - exported
