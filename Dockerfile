@@ -35,12 +35,14 @@ RUN apt-get update \
 WORKDIR /app
 # Dependencies first, pinned (deploy/constraints.txt, refreshed by deploy/lock.py):
 # this layer is rebuilt only when the pins change, not on every code change.
+# The pins include the build backend (hatchling), so the package below is built
+# by that version (--no-build-isolation), not by whatever hatchling is newest.
 COPY deploy/constraints.txt deploy/constraints.txt
 RUN pip install -r deploy/constraints.txt
 
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
  && mkdir -p "$CURSOR_HOME" \
  && chown cursor:cursor "$CURSOR_HOME"
 

@@ -45,8 +45,9 @@ def _env(home: Path, sources: list[dict[str, Any]], **extra: str) -> dict[str, s
     )
 
 
-def _stop(daemon: subprocess.Popen[str]) -> int:
-    daemon.send_signal(signal.SIGTERM)
+def _stop(daemon: subprocess.Popen[str], *, signalled: bool = False) -> int:
+    if not signalled:
+        daemon.send_signal(signal.SIGTERM)
     try:
         return daemon.wait(timeout=60)
     except subprocess.TimeoutExpired:
@@ -68,8 +69,16 @@ def test_a_taken_metrics_port_is_exit_2_naming_it(tmp_path: Path) -> None:
     assert "METRICS_PORT" in done.stdout + done.stderr
 
 
+def _sample(body: str, name: str) -> float | None:
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def test_ready_and_alive_during_a_long_run(tmp_path: Path) -> None:
-    """A run in progress keeps /readyz at 200 and /healthz reports it with the loop heartbeat."""
+    """A run in progress keeps /readyz at 200 and /healthz reports it with the loop heartbeat;
+    stopped while the run finishes, /readyz is 503 "stopping" and /metrics says so."""
     port = free_port()
     http = urllib3.PoolManager(timeout=urllib3.Timeout(total=5))
     base = f"http://127.0.0.1:{port}"
@@ -87,6 +96,7 @@ def test_ready_and_alive_during_a_long_run(tmp_path: Path) -> None:
             METRICS_PORT=str(port),
         )
         daemon = start_cli(["run"], env=env, cwd=tmp_path)
+        signalled = False
         try:
             assert wait_until(
                 lambda: http.request("GET", base + "/readyz").status == 200, timeout=30
@@ -106,10 +116,26 @@ def test_ready_and_alive_during_a_long_run(tmp_path: Path) -> None:
             )
             during = [http.request("GET", base + "/readyz") for _ in range(3)]
             busy = json.loads(during[-1].data)
+            scraped = http.request("GET", base + "/metrics").data.decode()
+            daemon.send_signal(signal.SIGTERM)  # the run in hand (6 s) finishes first
+            signalled = True
+            assert wait_until(
+                lambda: http.request("GET", base + "/readyz").status == 503,
+                timeout=5,
+                interval=0.05,
+            )
+            stopping = http.request("GET", base + "/readyz")
+            scraped_stopping = http.request("GET", base + "/metrics").data.decode()
         finally:
-            code = _stop(daemon)
+            code = _stop(daemon, signalled=signalled)
 
     assert 0 == code
+    assert (0.0, 1.0) == (_sample(scraped, "cursor_stopping"), _sample(scraped, "cursor_ready"))
+    assert "stopping" == json.loads(stopping.data)["reason"]
+    assert (1.0, 0.0) == (
+        _sample(scraped_stopping, "cursor_stopping"),
+        _sample(scraped_stopping, "cursor_ready"),
+    )
     assert idle["loop_heartbeat_age_seconds"] is not None
     assert [200, 200, 200] == [r.status for r in during]
     assert busy["run_in_progress_seconds"] is not None

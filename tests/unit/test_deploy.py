@@ -69,7 +69,43 @@ def test_dockerfile_installs_pinned_dependencies_before_the_source() -> None:
     )
 
     assert constraints < install_deps < source
-    assert any(k == "RUN" and "pip install --no-deps ." in v for k, v in steps[source:])
+    assert any(
+        k == "RUN" and "pip install --no-deps --no-build-isolation ." in v
+        for k, v in steps[source:]
+    )
+
+
+def _pins() -> dict[str, str]:
+    return dict(
+        line.split("==")
+        for line in (DEPLOY / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+
+
+def test_the_build_backend_is_pinned_and_the_package_is_built_with_it() -> None:
+    """pyproject asks for a range; constraints pin a version in it; the image builds with it."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    pins = _pins()
+    steps = _instructions()
+    install_deps = next(
+        i for i, (k, v) in enumerate(steps) if k == "RUN" and "-r deploy/constraints.txt" in v
+    )
+    install_package = next(
+        i for i, (k, v) in enumerate(steps) if k == "RUN" and "pip install --no-deps" in v
+    )
+
+    assert "hatchling" in {Requirement(r).name for r in requires}
+    for requirement in map(Requirement, requires):
+        assert requirement.specifier, f"{requirement} is a range in pyproject, not open"
+        assert not any(s.operator in {"==", "==="} for s in requirement.specifier)
+        assert requirement.specifier.contains(pins[requirement.name]), requirement
+    assert install_deps < install_package
+    assert "--no-build-isolation" in steps[install_package][1]
 
 
 def test_dockerfile_has_init_labels_volume_healthcheck_and_a_user() -> None:
@@ -91,11 +127,7 @@ def test_constraints_pin_every_runtime_dependency() -> None:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = dict(
-        line.split("==")
-        for line in (DEPLOY / "constraints.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    )
+    pins = _pins()
     wanted = {
         re.sub(r"[-_.]+", "-", re.split(r"[<>=\[ ;]", dep)[0]).lower()
         for dep in project["dependencies"]
@@ -146,6 +178,11 @@ def test_lock_script_names_the_install_the_dockerfile_does() -> None:
     flag = re.search(r"(-[rc]) deploy/constraints\.txt", install)
     doc = ast.get_docstring(ast.parse((DEPLOY / "lock.py").read_text())) or ""
 
+    (package,) = [v for k, v in _instructions() if k == "RUN" and "pip install --no-deps" in v]
+    package_install = re.search(r"pip install [^&]*?\s\.(?=\s|$)", package)
+
     assert flag is not None
     assert f"pip install {flag.group(1)} deploy/constraints.txt" in doc
     assert f"{'-c' if flag.group(1) == '-r' else '-r'} deploy/constraints.txt" not in doc
+    assert package_install is not None
+    assert package_install.group(0) in " ".join(doc.split())

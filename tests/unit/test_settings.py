@@ -137,6 +137,18 @@ def test_env_file_reads_like_compose(tmp_path: Path) -> None:
     assert Path("/srv/cursor/watchlist.json") == settings.watchlist_path
 
 
+@pytest.mark.parametrize("given", ["info", "Info", " warning ", "ERROR"])
+def test_log_level_is_taken_in_any_case(given: str, tmp_path: Path) -> None:
+    """LOG_LEVEL=info works as INFO does, from the environment and from a .env file."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(f'LOG_LEVEL="{given}"\n')
+
+    from_env = load_settings({"LOG_LEVEL": given}, env_file=None).log_level
+    from_file = load_settings({}, env_file=env_file).log_level
+
+    assert (given.strip().upper(), given.strip().upper()) == (from_env, from_file)
+
+
 def test_a_broken_env_line_names_its_line_not_its_text(tmp_path: Path) -> None:
     """A line that is not KEY=VALUE is refused by number; a secret on it is not echoed."""
     env_file = tmp_path / ".env"
@@ -152,7 +164,7 @@ def test_a_broken_env_line_names_its_line_not_its_text(tmp_path: Path) -> None:
     ("env", "expected"),
     [
         ({"MODE": "cloud"}, "MODE: must be one of: local, standalone, cloudflare"),
-        ({"LOG_LEVEL": "debug"}, "LOG_LEVEL: must be one of: DEBUG, INFO, WARNING, ERROR"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL: must be one of: DEBUG, INFO, WARNING, ERROR"),
         ({"MAX_ATTEMPTS": "many"}, "MAX_ATTEMPTS: must be a whole number"),
         ({"POLL_SECONDS": "soon"}, "POLL_SECONDS: must be a number"),
         ({"MINIO_SECURE": "perhaps"}, "MINIO_SECURE: must be true or false"),

@@ -24,6 +24,7 @@ from atlasreg_cursor.domain.runs import (
     journal_key,
 )
 from atlasreg_cursor.entrypoints import telemetry
+from atlasreg_cursor.ports.storage import ObjectStore
 
 T0 = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
 
@@ -43,7 +44,7 @@ def _streak(source_id: str) -> float:
 
 
 def _write_journal(
-    store: FileObjectStore, n: int, outcomes: dict[str, bool], *, published: bool
+    store: ObjectStore, n: int, outcomes: dict[str, bool], *, published: bool
 ) -> RunJournal:
     """Run *n* (created n hours after T0, finished ten minutes later), written now."""
     created = T0 + dt.timedelta(hours=n)
@@ -110,6 +111,97 @@ def test_failure_streaks_are_restored_from_the_journals(tmp_path: Path) -> None:
         "source.finished", {"run_id": "run_000000000004", "source_id": flaky, "ok": False}
     )
     assert 3.0 == _streak(flaky)  # that run was already counted
+
+
+def test_a_source_the_journals_no_longer_show_loses_its_streak(tmp_path: Path) -> None:
+    """A running daemon's next seed drops the streak series of a source gone from the journals."""
+    store = FileObjectStore(tmp_path / "store")
+    gone, live = f"gone-{uuid.uuid4().hex[:6]}", f"live-{uuid.uuid4().hex[:6]}"
+    for n in range(3):
+        _write_journal(store, n, {gone: False, live: False}, published=True)
+    telemetry.seed_from_store(store, journals=3)
+    before = (_streak(gone), _streak(live))
+    for n in range(3, 6):  # the source was removed from the watchlist
+        _write_journal(store, n, {live: False}, published=True)
+
+    telemetry.seed_from_store(store, journals=3)
+
+    assert (3.0, 3.0) == before
+    assert None is REGISTRY.get_sample_value(
+        "cursor_source_consecutive_failures", {"source_id": gone}
+    )
+    assert 3.0 == _streak(live)
+
+
+def test_a_source_out_of_the_watchlist_loses_its_streak_at_once(tmp_path: Path) -> None:
+    """Disabled or removed, still in the recent journals: no streak series (no alert)."""
+    store = FileObjectStore(tmp_path / "store")
+    disabled, kept = f"off-{uuid.uuid4().hex[:6]}", f"on-{uuid.uuid4().hex[:6]}"
+    for n in range(3):
+        _write_journal(store, n, {disabled: False, kept: False}, published=True)
+    telemetry.record_event(
+        "source.finished", {"run_id": "run_00000000000f", "source_id": disabled, "ok": False}
+    )
+
+    telemetry.seed_from_store(store, sources={kept})
+
+    assert None is REGISTRY.get_sample_value(
+        "cursor_source_consecutive_failures", {"source_id": disabled}
+    )
+    assert 3.0 == _streak(kept)
+
+
+def test_the_daemon_seeds_streaks_for_the_watchlist_it_probed(tmp_path: Path) -> None:
+    """start_operations: the config probe's enabled sources filter the store's streaks."""
+    import json
+
+    from atlasreg_cursor.entrypoints.bootstrap import build
+    from atlasreg_cursor.entrypoints.operations import start_operations
+    from atlasreg_cursor.entrypoints.readiness import LoopMonitor
+    from atlasreg_cursor.entrypoints.settings import load_settings
+    from tests.support.services import wait_until
+
+    disabled, kept = f"off-{uuid.uuid4().hex[:6]}", f"on-{uuid.uuid4().hex[:6]}"
+    watchlist = tmp_path / "watchlist.json"
+    watchlist.write_text(
+        json.dumps(
+            {
+                "sources": [
+                    {"id": kept, "handler_id": "CUSTOM_SCRAPER"},
+                    {"id": disabled, "handler_id": "CUSTOM_SCRAPER", "enabled": False},
+                ]
+            }
+        )
+    )
+    app = build(
+        load_settings(
+            {
+                "CURSOR_HOME": str(tmp_path),
+                "WATCHLIST_FILE": str(watchlist),
+                "PROBE_INTERVAL_SECONDS": "1",
+            },
+            env_file=None,
+        )
+    )
+    for n in range(3):
+        _write_journal(app.storage, n, {disabled: False, kept: False}, published=True)
+
+    ops = start_operations(app, LoopMonitor(), serve_http=False)
+    try:
+        assert wait_until(
+            lambda: (
+                REGISTRY.get_sample_value("cursor_source_consecutive_failures", {"source_id": kept})
+                == 3.0
+            ),
+            timeout=10,
+        )
+    finally:
+        ops.stop()
+        app.close()
+
+    assert None is REGISTRY.get_sample_value(
+        "cursor_source_consecutive_failures", {"source_id": disabled}
+    )
 
 
 def test_the_last_success_is_found_beyond_the_twenty_newest_journals(tmp_path: Path) -> None:
@@ -205,3 +297,24 @@ def test_the_pump_exports_how_long_the_oldest_webhook_has_waited(tmp_path: Path)
 
     assert 7200 <= age() < 7260
     assert 2 == REGISTRY.get_sample_value("cursor_notifications_pending")
+
+
+def test_the_readme_lists_every_exported_series_with_its_labels() -> None:
+    """README's metrics list names each series of adapters/metrics.py, labels included, and no other."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Metrics, the dashboard and the alerts")[1].split("**Dashboard**")[0]
+    listed = set(re.findall(r"`(cursor_\w+(?:\{[\w,]+\})?)`", section))
+    exported = set()
+    for value in vars(metrics).values():
+        if isinstance(value, type) or not hasattr(value, "describe"):
+            continue
+        labels = getattr(value, "_labelnames", ())
+        for family in value.describe():
+            name = family.name + ("_total" if family.type == "counter" else "")
+            exported.add(name + ("{" + ",".join(labels) + "}" if labels else ""))
+
+    assert len(exported) >= 30
+    assert set() == exported - listed
+    assert set() == listed - exported

@@ -53,7 +53,8 @@ class CachingConfigSource:
         self._clock = clock
         self._lock = threading.Lock()
         self._good: WatchlistConfig | None = None
-        self._good_at: float | None = None
+        self._good_at: float | None = None  # when the last good config was fetched
+        self._expired = False  # ``invalidate``: fetch at the next load, whatever the TTL
 
     def load(self) -> WatchlistConfig:
         """Return the watchlist (cached, or the last good one on failure)."""
@@ -62,6 +63,7 @@ class CachingConfigSource:
             if (
                 self._good is not None
                 and self._good_at is not None
+                and not self._expired
                 and now - self._good_at < self._ttl
             ):
                 return self._good
@@ -71,7 +73,7 @@ class CachingConfigSource:
                 return self._fallback(exc, now)
             except InvalidConfig as exc:
                 return self._fallback(exc, now)
-            self._good, self._good_at = config, now
+            self._good, self._good_at, self._expired = config, now, False
             metrics.CONFIG_STALE_SECONDS.set(0)
             for bad in config.invalid:
                 log.warning(
@@ -83,26 +85,35 @@ class CachingConfigSource:
                 )
             return config
 
-    def probe(self) -> None:
+    def probe(self) -> WatchlistConfig:
         """
-        Fetch and parse from the origin now, whatever the cache holds.
+        Fetch and parse from the origin now, whatever the cache holds; return it.
 
         A good result refreshes the cache; a failure leaves it alone (``load``
-        still serves the last good config) and is raised, for readiness.
+        still serves the last good config), sets ``cursor_config_stale_seconds``
+        to the age of that config (so it rises between runs while the origin
+        is down) and is raised, for readiness.
 
         Raises:
             ConfigError: the origin cannot be read.
             InvalidConfig: it holds no usable watchlist.
         """
-        config = parse_watchlist_bytes(self._fetch(), known_handlers=self._handlers)
+        try:
+            config = parse_watchlist_bytes(self._fetch(), known_handlers=self._handlers)
+        except (ConfigError, InvalidConfig):
+            with self._lock:
+                if self._good_at is not None:
+                    metrics.CONFIG_STALE_SECONDS.set(self._clock() - self._good_at)
+            raise
         with self._lock:
-            self._good, self._good_at = config, self._clock()
+            self._good, self._good_at, self._expired = config, self._clock(), False
         metrics.CONFIG_STALE_SECONDS.set(0)
+        return config
 
     def invalidate(self) -> None:
-        """Forget the cache time, so the next ``load`` fetches."""
+        """Make the next ``load`` fetch (the last good config stays the fallback)."""
         with self._lock:
-            self._good_at = None
+            self._expired = True
 
     def _fallback(self, exc: Exception, now: float) -> WatchlistConfig:
         if self._good is None or self._good_at is None:

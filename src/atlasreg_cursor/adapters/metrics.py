@@ -126,6 +126,10 @@ NOTIFICATIONS_OLDEST_PENDING_AGE = Gauge(
 )
 DEAD_LETTERS = Counter("cursor_dead_letters_total", "Messages this process dead-lettered")
 READY = Gauge("cursor_ready", "1 when /readyz answers 200, else 0")
+STOPPING = Gauge(
+    "cursor_stopping",
+    '1 from a stop signal until the daemon exits (/readyz answers 503 "stopping")',
+)
 LOOP_HEARTBEAT = Gauge(
     "cursor_loop_heartbeat_timestamp_seconds", "Unix time the consume loop last went round"
 )

@@ -63,13 +63,15 @@ _STOP_FLUSH_SECONDS = 2.0
 
 @attrs.define
 class DaemonState:
-    """What ``/readyz`` reports and the loop obeys. ``signals`` is the handler's only write."""
+    """
+    What the loop obeys; ``monitor`` feeds ``/healthz`` and ``/readyz``.
+
+    ``signals`` is the signal handler's only write.
+    """
 
     stop: threading.Event = attrs.Factory(threading.Event)
     signals: int = 0
     handled: int = 0
-    last_queue_ok: float | None = None
-    last_error: str | None = None
     last_sweep_at: float = 0.0
     monitor: LoopMonitor = attrs.Factory(LoopMonitor)
 
@@ -124,7 +126,6 @@ def process_one(
 ) -> HandleResult | None:
     """Receive at most one delivery and handle it; ``None`` when nothing came."""
     deliveries = app.queue.receive(1, wait_seconds)
-    state.last_queue_ok, state.last_error = time.monotonic(), None
     if not deliveries:
         return None
     (delivery,) = deliveries
@@ -361,7 +362,7 @@ def _supervise(
         if state.signals > seen:
             seen = state.signals
             state.stop.set()
-            state.monitor.stopping = True  # /readyz: 503 "stopping" from now on
+            state.monitor.begin_stopping()  # /readyz: 503 "stopping", cursor_stopping 1
             log.warning("daemon.stopping", count=seen)
             if stopping_since is None:
                 stopping_since = time.monotonic()
@@ -404,7 +405,6 @@ def _consume(
             result = process_one(app, state, wait, control=control, pump=pump)
             backoff = 1.0
         except QueueError as exc:
-            state.last_error = str(exc)
             metrics.ERRORS.labels(error_type=type(exc).__name__).inc()
             log.error("queue.unavailable", error=str(exc), retry_in=backoff)
             state.stop.wait(backoff)

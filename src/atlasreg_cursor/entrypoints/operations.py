@@ -6,8 +6,11 @@ an :class:`Operations` the daemon stops on its way out. It
 - exports build info and the labelled series the alerts need;
 - starts the readiness prober (queue, store, config; breaker states), whose
   queue probe also refreshes the queue-depth gauges, during runs too;
-- seeds the "last success" gauges and the pending-webhook count from the
-  store, and refreshes that count every few minutes;
+- seeds the "last success" gauges and the failure streaks from the
+  store's recent journals at start and every few minutes (a source no
+  longer in the watchlist, or in those journals, loses its streak series;
+  the pending-webhook gauges are the outbox pump's, set at each scan,
+  every ``NOTIFY_SCAN_SECONDS``);
 - serves ``/healthz``, ``/readyz``, ``/metrics`` (:class:`HttpUnavailable` when
   ``METRICS_PORT`` cannot be bound: the daemon then exits 2);
 - starts the built-in schedule when ``SCHEDULE`` is set.
@@ -25,6 +28,7 @@ import structlog
 
 from atlasreg_cursor.adapters import metrics
 from atlasreg_cursor.domain.errors import CursorError
+from atlasreg_cursor.domain.sources import WatchlistConfig
 
 from .readiness import LoopMonitor, ReadinessProber
 from .telemetry import seed_from_store, start_metrics
@@ -66,7 +70,7 @@ class Operations:
 
     def stop(self) -> None:
         """Stop the schedule, the HTTP server and the prober."""
-        self.monitor.stopping = True
+        self.monitor.begin_stopping()
         metrics.READY.set(0)
         if self.schedule is not None:
             thread, stop = self.schedule
@@ -86,13 +90,24 @@ def export_depth(app: App) -> None:
             metrics.QUEUE_DEPTH.labels(state=name).set(value)
 
 
-def _config_probe(app: App) -> Callable[[], Any]:
-    """Fetch the watchlist from its origin (not the cache), so a missing file shows."""
+def _config_probe(app: App, enabled: list[frozenset[str]]) -> Callable[[], None]:
+    """
+    Fetch the watchlist from its origin (not the cache), so a missing file shows.
+
+    After a good fetch its enabled source ids become ``enabled[0]``, for the
+    seed of the failure streaks.
+    """
     probe = getattr(app.config, "probe", None)
-    return probe if callable(probe) else app.config.load
+
+    def check() -> None:
+        config = probe() if callable(probe) else app.config.load()
+        if isinstance(config, WatchlistConfig):
+            enabled[:] = [frozenset(s.id for s in config.enabled_sources())]
+
+    return check
 
 
-def _seeder(app: App) -> Callable[[], None]:
+def _seeder(app: App, enabled: list[frozenset[str]]) -> Callable[[], None]:
     last = [0.0]
 
     def seed() -> None:
@@ -100,7 +115,7 @@ def _seeder(app: App) -> Callable[[], None]:
             return
         last[0] = time.monotonic()
         try:
-            seed_from_store(app.storage)
+            seed_from_store(app.storage, sources=enabled[0] if enabled else None)
         except CursorError as exc:
             log.warning("metrics.seed_failed", error=str(exc))
 
@@ -118,12 +133,15 @@ def start_operations(app: App, monitor: LoopMonitor, *, serve_http: bool) -> Ope
 
     settings = app.settings
     start_metrics(__version__)
-    seed = _seeder(app)
+    metrics.STOPPING.set(1 if monitor.stopping else 0)
+    enabled: list[frozenset[str]] = []  # the watchlist's enabled sources, once probed
+    seed = _seeder(app, enabled)
     prober = ReadinessProber(
         {
             "queue": lambda: export_depth(app),
+            # config before storage: the seed in the storage probe filters by its sources
+            "config": _config_probe(app, enabled),
             "storage": lambda: (app.storage.head(PROBE_KEY), seed()),
-            "config": _config_probe(app),
         },
         interval=settings.probe_interval_seconds,
         breakers=app.breakers,

@@ -3,7 +3,9 @@
 - ``/healthz`` (liveness): the consume loop is not wedged. It goes round at
   least every ``max(60 s, 3 x POLL_SECONDS)`` while idle; a run in progress
   counts as alive until it has lasted longer than three hours (or its queue lease).
-- ``/readyz`` (readiness): alive, not stopping, and the queue backend, the
+- ``/readyz`` (readiness): alive, not stopping (from the stop signal to the
+  exit ``cursor_stopping`` is 1, so alerts tell a graceful stop, however
+  long its grace, from an outage), and the queue backend, the
   object store and the config source answered their last probe. Probes run
   on a background thread every ``PROBE_INTERVAL_SECONDS``; a request only
   reads the cached results, and a failure clears as soon as a probe passes.
@@ -46,6 +48,11 @@ class LoopMonitor:
     busy_since: float | None = None
     stopping: bool = False
     idle_limit: float | None = None
+
+    def begin_stopping(self) -> None:
+        """A stop was asked for: ``/readyz`` answers 503 "stopping", ``cursor_stopping`` is 1."""
+        self.stopping = True
+        metrics.STOPPING.set(1)
 
     def beat(self) -> None:
         """The loop went round."""

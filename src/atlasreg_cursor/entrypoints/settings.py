@@ -311,6 +311,8 @@ def load_settings(
     data = {
         known[name].name: value for name, value in merged.items() if name in known and value != ""
     }
+    if "log_level" in data:  # any case, as logging itself takes it: info, Info, INFO
+        data["log_level"] = data["log_level"].strip().upper()
     try:
         settings = _converter().structure(data, Settings)
     except cattrs.ClassValidationError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -64,14 +64,21 @@ class _RunBook:
             elif run_id not in runs:
                 runs = (*runs, run_id)[-_MAX_STREAK:]
             self.failed_runs[source_id] = runs
-        metrics.SOURCE_CONSECUTIVE_FAILURES.labels(source_id=source_id).set(len(runs))
+            metrics.SOURCE_CONSECUTIVE_FAILURES.labels(source_id=source_id).set(len(runs))
 
     def restore_streaks(self, streaks: Mapping[str, tuple[str, ...]]) -> None:
-        """Replace the failure streaks of the sources the journals showed."""
+        """
+        Replace every failure streak with *streaks* (what the journals show).
+
+        A source they no longer show (removed, disabled, out of the recent
+        journals) loses its series, so its alert ends without a restart.
+        """
         with self.lock:
-            self.failed_runs.update(streaks)
-        for source_id, runs in streaks.items():
-            metrics.SOURCE_CONSECUTIVE_FAILURES.labels(source_id=source_id).set(len(runs))
+            for gone in set(self.failed_runs) - set(streaks):
+                metrics.SOURCE_CONSECUTIVE_FAILURES.remove(gone)
+            self.failed_runs = dict(streaks)
+            for source_id, runs in streaks.items():
+                metrics.SOURCE_CONSECUTIVE_FAILURES.labels(source_id=source_id).set(len(runs))
 
     def attempt_started(self, run_id: str) -> None:
         """Note when the attempt in hand of *run_id* started (the last few hundred runs)."""
@@ -186,7 +193,11 @@ def _published(journal: RunJournal) -> bool:
 
 
 def seed_from_store(
-    storage: ObjectStore, *, journals: int = SEED_JOURNALS, further: int = SEED_FURTHER
+    storage: ObjectStore,
+    *,
+    sources: Collection[str] | None = None,
+    journals: int = SEED_JOURNALS,
+    further: int = SEED_FURTHER,
 ) -> None:
     """
     Restore the "last success" gauges and the failure streaks from recent journals.
@@ -197,8 +208,10 @@ def seed_from_store(
     first seed of the process reads on, up to *further*, while none of them
     published a Gold. A source's streak is the runs, newest first by
     creation, in which it failed since it last succeeded (one per run,
-    however many attempts). The pending notifications are counted by the
-    outbox's own scan.
+    however many attempts). The streaks replace the ones this process
+    holds: a source not among *sources* (the watchlist's enabled ones, when
+    known) or absent from the journals read loses its series. The pending
+    notifications are counted by the outbox's own scan.
     """
     from .journals import recent_journals
 
@@ -227,5 +240,11 @@ def seed_from_store(
                 ended.add(outcome.source_id)
             else:
                 streak.append(journal.run_id)
-    _book.restore_streaks({sid: tuple(reversed(runs)) for sid, runs in streaks.items()})
+    _book.restore_streaks(
+        {
+            sid: tuple(reversed(runs))
+            for sid, runs in streaks.items()
+            if sources is None or sid in sources
+        }
+    )
     log.debug("metrics.seeded", journals=len(read))

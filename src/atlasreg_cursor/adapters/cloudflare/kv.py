@@ -108,7 +108,7 @@ class KVConfigSource:
         """
         return self._cache.load()
 
-    def probe(self) -> None:
+    def probe(self) -> WatchlistConfig:
         """
         Fetch and parse the watchlist from its origin, bypassing the cache (readiness).
 
@@ -116,7 +116,7 @@ class KVConfigSource:
             ConfigError: the origin cannot be read.
             InvalidConfig: what it holds is not a usable watchlist.
         """
-        self._cache.probe()
+        return self._cache.probe()
 
     def invalidate(self) -> None:
         """Make the next ``load`` fetch again."""

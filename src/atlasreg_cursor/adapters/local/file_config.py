@@ -86,7 +86,7 @@ class FileConfigSource:
         """
         return self._cache.load()
 
-    def probe(self) -> None:
+    def probe(self) -> WatchlistConfig:
         """
         Fetch and parse the watchlist from its origin, bypassing the cache (readiness).
 
@@ -94,7 +94,7 @@ class FileConfigSource:
             ConfigError: the origin cannot be read.
             InvalidConfig: what it holds is not a usable watchlist.
         """
-        self._cache.probe()
+        return self._cache.probe()
 
     def invalidate(self) -> None:
         """Make the next ``load`` reread the file."""
