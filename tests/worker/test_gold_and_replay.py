@@ -271,6 +271,8 @@ def test_r2_failure_is_503_and_the_resend_is_handled_once(
     worker_runtime.delete(marker)
     resent = signed_post(http, url, notification)
     read = logged(worker_runtime, "test.gold_read", run_id=notification.run_id)
+    # logged after test.gold_read: wait for it too before counting it
+    handled(worker_runtime, "hook.ingest_complete", notification.webhook_id, notification.run_id)
 
     assert 503 == failed.status
     assert failed.reason.startswith("R2 is not answering: Error: injected R2")
