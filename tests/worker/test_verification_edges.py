@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import subprocess
 import time
 import tomllib
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import attrs
 import pytest
@@ -16,6 +19,7 @@ from standardwebhooks.webhooks import Webhook
 
 from atlasreg_cursor.domain.errors import NotificationRejected, SignatureMismatch
 from atlasreg_cursor.domain.signing import WebhookSigner, WebhookVerifier
+from tests.support.services import missing_service
 from tests.support.worker_runtime import (
     BROKEN_SECRET,
     CURRENT_SECRET,
@@ -415,3 +419,33 @@ def test_accept_legacy_signature_of_another_value_is_500(
     assert [(500, expected)] * 2 == [(a.status, a.reason) for a in answers]
     assert not any("yes" in a.body.decode() for a in answers)
     assert 0 == count(worker_runtime, "hook.processing_error", notification.run_id)
+
+
+# --- the file teams edit --------------------------------------------------------------
+
+
+def test_hooks_need_only_the_two_handlers_from_handlers_js(tmp_path: Path) -> None:
+    """``src/`` still loads when ``handlers.js`` is replaced by one that exports only
+    ``onIngestComplete`` and ``onProcessingError``, as a team may write it."""
+    node = shutil.which("node")
+    if node is None:
+        missing_service("node (the Worker's modules are loaded by it)")
+    for module in (WORKER_DIR / "src").glob("*.js"):
+        shutil.copy(module, tmp_path / module.name)
+    (tmp_path / "handlers.js").write_text(
+        "export async function onIngestComplete() {}\n"
+        "export async function onProcessingError() {}\n"
+    )
+    (tmp_path / "package.json").write_text('{"type": "module"}')
+    script = "const m = await import('./index.js'); console.log(typeof m.default.fetch);"
+
+    loaded = subprocess.run(
+        [str(node), "--input-type=module", "-e", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert (0, "function") == (loaded.returncode, loaded.stdout.strip()), loaded.stderr

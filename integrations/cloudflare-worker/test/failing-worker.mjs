@@ -25,6 +25,7 @@
 
 import * as handlers from "../src/handlers.js";
 import { createWorker } from "../src/hooks.js";
+import { log } from "../src/log.js";
 
 const FAULTS = "faults/";
 
@@ -45,7 +46,7 @@ const flaky = {
   async onIngestComplete(args) {
     await beforeHandler(args);
     const document = await args.gold.json();
-    handlers.log("test.gold_read", {
+    log("test.gold_read", {
       run_id: args.event.run_id,
       gold_run_id: document.metadata?.run_id ?? null,
       bytes: (await args.gold.bytes()).length,
@@ -101,7 +102,7 @@ function faultyBucket(bucket) {
       const first = !got.has(key);
       got.add(key);
       if (object !== null && first && (await marked(bucket, "r2-buffer", key))) {
-        handlers.log("test.stream_only", { file_path: key });
+        log("test.stream_only", { file_path: key });
         return streamOnly(object);
       }
       if (object === null || !(await marked(bucket, "r2-body", key))) return object;
