@@ -184,7 +184,7 @@ class WorkerRuntime:
         return value
 
     def events(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-        """The Worker's JSON log events (see ``handlers.js``) matching *predicate*."""
+        """The Worker's JSON log events (see ``log.js``) matching *predicate*."""
         with self._cond:
             lines = [m["line"] for m in self._logs if m.get("stream") == "stdout"]
         found = []

@@ -117,6 +117,33 @@ def test_rotation_gives_one_signature_per_secret() -> None:
     assert {} == Webhook(new).verify(b"{}", headers)
 
 
+@pytest.mark.parametrize(("older", "accepted"), [(14, True), (15, False)])
+def test_at_most_16_signatures_are_read(older: int, accepted: bool) -> None:
+    """A header of 17 entries is refused even when its last one matches (as the Worker does)."""
+    rotating = WebhookSigner("sender", additional_secrets=tuple(f"old {i}" for i in range(older)))
+    headers = rotating.headers("many-1", b"{}", timestamp=NOW)
+    headers["webhook-signature"] += (
+        " " + WebhookSigner("receiver").headers("many-1", b"{}", timestamp=NOW)["webhook-signature"]
+    )
+
+    try:
+        verify_standard(b"{}", headers, ["receiver"], now=NOW)
+        verified = True
+    except SignatureMismatch:
+        verified = False
+
+    assert accepted == verified
+
+
+def test_signature_header_over_4096_characters_is_refused() -> None:
+    """A matching entry followed by 5000 characters of junk is refused (as the Worker does)."""
+    headers = WebhookSigner("k", legacy=False).headers("long-1", b"{}", timestamp=NOW)
+    headers["webhook-signature"] += " v1," + "x" * 5000
+
+    with pytest.raises(SignatureMismatch, match="too long"):
+        verify_standard(b"{}", headers, ["k"], now=NOW)
+
+
 def test_package_signature_verifies_with_ours() -> None:
     """Our verifier accepts what the reference implementation signs."""
     secret = "whsec_" + base64.b64encode(b"k" * 32).decode()

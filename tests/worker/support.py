@@ -10,8 +10,11 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import http.client
 import json
+import socket
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -79,6 +82,30 @@ def post(
         chunked=chunked,
     )
     return Answer(response.status, dict(response.headers), response.data)
+
+
+def raw_post(url: str, head: Mapping[str, str], sent: bytes) -> Answer:
+    """
+    Send a request head and then *sent*, the start of its body, over a plain
+    socket, and read the answer without sending anything more.
+
+    A body the Worker refuses part-way is never sent whole: bytes it did not
+    read when it answered and closed could make the kernel reset the
+    connection and drop the answer before it is read.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    lines = [f"POST {parts.path} HTTP/1.1", f"Host: {host}:{port}"]
+    lines += [f"{name}: {value}" for name, value in head.items()]
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + sent)
+        response = http.client.HTTPResponse(sock, method="POST")
+        try:
+            response.begin()
+            body = response.read()
+        finally:
+            response.close()
+    return Answer(response.status, dict(response.getheaders()), body)
 
 
 def signed_post(

@@ -271,6 +271,8 @@ def test_r2_failure_is_503_and_the_resend_is_handled_once(
     worker_runtime.delete(marker)
     resent = signed_post(http, url, notification)
     read = logged(worker_runtime, "test.gold_read", run_id=notification.run_id)
+    # logged after test.gold_read: wait for it too before counting it
+    handled(worker_runtime, "hook.ingest_complete", notification.webhook_id, notification.run_id)
 
     assert 503 == failed.status
     assert failed.reason.startswith("R2 is not answering: Error: injected R2")
@@ -278,6 +280,28 @@ def test_r2_failure_is_503_and_the_resend_is_handled_once(
     assert 204 == resent.status
     assert (notification.run_id, gold.size) == (read["gold_run_id"], read["bytes"])
     assert 1 == count(worker_runtime, "hook.ingest_complete", notification.run_id)
+
+
+def test_gold_is_hashed_as_its_body_streams(
+    worker_runtime: WorkerRuntime, http: urllib3.PoolManager
+) -> None:
+    """The Gold check reads the R2 object's body stream, not a buffered copy: an object whose
+    ``arrayBuffer()`` and ``text()`` throw on the first read is checked and accepted."""
+    notification, gold = published(worker_runtime)
+    key = gold_key(notification.run_id, DAY)
+    fault(worker_runtime, "r2-buffer", key)
+    url = worker_runtime.url(FAILING) + COMPLETE_PATH
+
+    answer = signed_post(http, url, notification)
+    logged(worker_runtime, "test.stream_only", file_path=key)  # the fault was on
+
+    assert 204 == answer.status, answer.body
+    read = logged(worker_runtime, "test.gold_read", run_id=notification.run_id)
+    event = handled(
+        worker_runtime, "hook.ingest_complete", notification.webhook_id, notification.run_id
+    )
+    assert (notification.run_id, gold.size) == (read["gold_run_id"], read["bytes"])
+    assert (gold.sha256, gold.size) == (event["sha256"], event["size"])
 
 
 def test_kv_failure_is_503_and_nothing_is_handled(

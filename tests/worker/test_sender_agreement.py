@@ -374,6 +374,11 @@ def test_any_whsec_spelling_is_read_alike(
         pytest.param("V1,{sig}", False, id="upper-case-version"),
         pytest.param("v1a,{sig}", False, id="v1a"),
         pytest.param("v1,***", False, id="only-malformed"),
+        pytest.param("{others15} {valid}", True, id="16-entries-valid-last"),
+        pytest.param("{others16} {valid}", False, id="17-entries-valid-last"),
+        pytest.param("{valid} v1,{fill}", True, id="4096-characters"),
+        pytest.param("{valid} v1,{fill}x", False, id="4097-characters"),
+        pytest.param("{valid} v1,{junk}", False, id="valid-then-5000-character-entry"),
     ],
 )
 def test_both_verifiers_read_v1_entries_alike(
@@ -387,8 +392,19 @@ def test_both_verifiers_read_v1_entries_alike(
     last = B64_ALPHABET.index(sig[42])  # 32 bytes: its two low bits are padding
     noncanonical = sig[:42] + B64_ALPHABET[last ^ 1] + "="
     longer = base64.b64encode(base64.b64decode(sig) + b"\0").decode()
+    many = tuple(f"an older secret {i}" for i in range(15))  # a sender with 16 secrets
+    rotating = WebhookSigner(OTHER_SECRET, additional_secrets=many, legacy=False)
+    others = rotating.headers("msg_1", body, timestamp=NOW)["webhook-signature"].split(" ")
     headers["webhook-signature"] = shape.format(
-        valid=valid, sig=sig, unpadded=sig.rstrip("="), noncanonical=noncanonical, longer=longer
+        valid=valid,
+        sig=sig,
+        unpadded=sig.rstrip("="),
+        noncanonical=noncanonical,
+        longer=longer,
+        others15=" ".join(others[:15]),
+        others16=" ".join(others),
+        fill="x" * (4096 - len(f"{valid} v1,")),
+        junk="x" * 5000,
     )
     try:
         WebhookVerifier([CURRENT_SECRET]).verify(body, headers, now=NOW)

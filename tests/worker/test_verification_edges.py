@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import subprocess
 import time
 import tomllib
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import attrs
 import pytest
@@ -16,6 +19,7 @@ from standardwebhooks.webhooks import Webhook
 
 from atlasreg_cursor.domain.errors import NotificationRejected, SignatureMismatch
 from atlasreg_cursor.domain.signing import WebhookSigner, WebhookVerifier
+from tests.support.services import missing_service
 from tests.support.worker_runtime import (
     BROKEN_SECRET,
     CURRENT_SECRET,
@@ -32,11 +36,14 @@ from tests.worker.support import (
     notifier,
     post,
     published,
+    raw_post,
     signed_post,
     standard_headers,
 )
 
 pytestmark = pytest.mark.worker
+
+LIMIT = 1024 * 1024  # MAX_BODY_BYTES of hooks.js
 
 
 # --- signatures and timestamps --------------------------------------------------------
@@ -284,19 +291,28 @@ def _chunks(data: bytes, size: int) -> Iterator[bytes]:
         yield data[start : start + size]
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_body_over_one_mib_is_413(
-    worker_runtime: WorkerRuntime, http: urllib3.PoolManager, chunked: bool
-) -> None:
-    """An oversized body is refused before it is verified, whether or not it gives its length."""
-    body = b" " * (1024 * 1024 + 1)
+def test_body_over_one_mib_is_413_from_its_content_length(worker_runtime: WorkerRuntime) -> None:
+    """A ``Content-Length`` over the limit is refused before any of the body is sent."""
+    answer = raw_post(
+        worker_runtime.url("main") + ERROR_PATH, {"Content-Length": str(LIMIT + 1)}, b""
+    )
 
-    answer = post(
-        http,
-        worker_runtime.url("main") + ERROR_PATH,
-        _chunks(body, 64 * 1024) if chunked else body,
-        {},
-        chunked=chunked,
+    assert (413, "the body is larger than 1048576 bytes") == (answer.status, answer.reason)
+
+
+def test_chunked_body_over_one_mib_is_413(worker_runtime: WorkerRuntime) -> None:
+    """
+    A body with no length is refused once it passes the limit, without waiting for its end.
+
+    The chunks total one byte over the limit; neither the line ending of the
+    last one nor the closing chunk is sent, so the Worker reads everything
+    sent before it answers.
+    """
+    frames = [b"%x\r\n%s\r\n" % (len(c), c) for c in _chunks(b" " * LIMIT, 64 * 1024)]
+    sent = b"".join(frames) + b"1\r\n "
+
+    answer = raw_post(
+        worker_runtime.url("main") + ERROR_PATH, {"Transfer-Encoding": "chunked"}, sent
     )
 
     assert (413, "the body is larger than 1048576 bytes") == (answer.status, answer.reason)
@@ -403,3 +419,33 @@ def test_accept_legacy_signature_of_another_value_is_500(
     assert [(500, expected)] * 2 == [(a.status, a.reason) for a in answers]
     assert not any("yes" in a.body.decode() for a in answers)
     assert 0 == count(worker_runtime, "hook.processing_error", notification.run_id)
+
+
+# --- the file teams edit --------------------------------------------------------------
+
+
+def test_hooks_need_only_the_two_handlers_from_handlers_js(tmp_path: Path) -> None:
+    """``src/`` still loads when ``handlers.js`` is replaced by one that exports only
+    ``onIngestComplete`` and ``onProcessingError``, as a team may write it."""
+    node = shutil.which("node")
+    if node is None:
+        missing_service("node (the Worker's modules are loaded by it)")
+    for module in (WORKER_DIR / "src").glob("*.js"):
+        shutil.copy(module, tmp_path / module.name)
+    (tmp_path / "handlers.js").write_text(
+        "export async function onIngestComplete() {}\n"
+        "export async function onProcessingError() {}\n"
+    )
+    (tmp_path / "package.json").write_text('{"type": "module"}')
+    script = "const m = await import('./index.js'); console.log(typeof m.default.fetch);"
+
+    loaded = subprocess.run(
+        [str(node), "--input-type=module", "-e", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert (0, "function") == (loaded.returncode, loaded.stdout.strip()), loaded.stderr

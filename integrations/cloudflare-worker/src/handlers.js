@@ -18,6 +18,8 @@
  * `handleHook(request, env, ctx, handlers)` in `index.js`.
  */
 
+import { log } from "./log.js";
+
 /**
  * An `ingest_complete` webhook whose Gold checked out.
  *
@@ -57,9 +59,4 @@ export async function onProcessingError({ event, webhookId }) {
     run_id: event.run_id,
     error_type: event.error_type,
   });
-}
-
-/** One JSON log line (Workers Logs and `wrangler tail` show it). */
-export function log(name, fields) {
-  console.log(JSON.stringify({ event: name, ...fields }));
 }

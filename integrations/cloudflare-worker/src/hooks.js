@@ -17,7 +17,7 @@
  */
 
 import * as defaultHandlers from "./handlers.js";
-import { log } from "./handlers.js";
+import { log } from "./log.js";
 import { acceptLegacyFromEnv, ConfigError, secretsFromEnv, verifyWebhook } from "./verify.js";
 
 export const HOOK_PATHS = {

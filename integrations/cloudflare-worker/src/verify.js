@@ -6,8 +6,10 @@
  *
  * - Standard Webhooks v1: `webhook-id`, `webhook-timestamp` (unix seconds,
  *   1-12 ASCII digits, within TOLERANCE_SECONDS of now) and
- *   `webhook-signature`, one or more space-separated `v1,<base64>` entries,
- *   each an HMAC-SHA256 of `${id}.${timestamp}.${rawBody}`. The request is
+ *   `webhook-signature`, one or more space-separated `v1,<base64>` entries
+ *   (at most MAX_SIGNATURES entries in at most MAX_SIGNATURE_HEADER
+ *   characters), each an HMAC-SHA256 of `${id}.${timestamp}.${rawBody}`. The
+ *   Cursor's Python verifier has the same limits. The request is
  *   accepted when one entry matches one configured secret; entries of other
  *   versions, or whose signature is not the canonical base64 of 32 bytes,
  *   are skipped. A secret of the form `whsec_<base64>` (padding optional)
@@ -25,6 +27,7 @@
 
 export const TOLERANCE_SECONDS = 300;
 export const MAX_SIGNATURES = 16;
+export const MAX_SIGNATURE_HEADER = 4096;
 export const MAX_WEBHOOK_ID_LENGTH = 256;
 
 const WHSEC = "whsec_";
@@ -148,12 +151,15 @@ async function verifyStandard(headers, body, secrets, now, toleranceSeconds) {
     );
   }
   if (!TIMESTAMP_RE.test(ts)) return fail("webhook-timestamp must be 1-12 ASCII digits");
+  if (signature.length > MAX_SIGNATURE_HEADER) {
+    return fail(`webhook-signature is longer than ${MAX_SIGNATURE_HEADER} characters`);
+  }
+  const entries = signature.split(" ").filter(Boolean);
+  if (entries.length > MAX_SIGNATURES) return fail(`more than ${MAX_SIGNATURES} signatures`);
   const timestamp = Number(ts);
   if (Math.abs(now - timestamp) > toleranceSeconds) {
     return fail(`webhook-timestamp is more than ${toleranceSeconds} s away from now`);
   }
-  const entries = signature.split(" ").filter(Boolean);
-  if (entries.length > MAX_SIGNATURES) return fail(`more than ${MAX_SIGNATURES} signatures`);
   const candidates = [];
   for (const entry of entries) {
     const comma = entry.indexOf(",");

@@ -11,14 +11,21 @@
  *                                 reads it with `gold.json()`
  *   faults/r2-get/<gold key>      `GOLD.get` of that key throws
  *   faults/r2-body/<gold key>     the body of that key fails after 16 bytes
+ *   faults/r2-buffer/<gold key>   the first `GOLD.get` of that key in a request
+ *                                 gives an object whose `arrayBuffer()`,
+ *                                 `bytes()`, `text()`, `json()` and `blob()`
+ *                                 throw: only its `body` stream can be read, so
+ *                                 the Gold check must hash it as it streams
  *   faults/kv/<webhook-id>        `HOOK_SEEN.get` of that id throws
  *
  * Once an `ingest_complete` handler ran, it also logs what `gold.json()`
- * read (`test.gold_read`), so the tests see the Gold reach the handler.
+ * read (`test.gold_read`), so the tests see the Gold reach the handler;
+ * `test.stream_only` says an `r2-buffer` fault was applied.
  */
 
 import * as handlers from "../src/handlers.js";
 import { createWorker } from "../src/hooks.js";
+import { log } from "../src/log.js";
 
 const FAULTS = "faults/";
 
@@ -39,7 +46,7 @@ const flaky = {
   async onIngestComplete(args) {
     await beforeHandler(args);
     const document = await args.gold.json();
-    handlers.log("test.gold_read", {
+    log("test.gold_read", {
       run_id: args.event.run_id,
       gold_run_id: document.metadata?.run_id ?? null,
       bytes: (await args.gold.bytes()).length,
@@ -66,7 +73,25 @@ function breaking(body) {
   );
 }
 
+const BUFFERED_READS = new Set(["arrayBuffer", "bytes", "text", "json", "blob"]);
+
+/** *object* with its buffered reads failing; its `body` and metadata still work. */
+function streamOnly(object) {
+  return new Proxy(object, {
+    get(target, name) {
+      if (BUFFERED_READS.has(name)) {
+        return async () => {
+          throw new Error(`injected: ${String(name)}() of the checked Gold (stream it instead)`);
+        };
+      }
+      const value = Reflect.get(target, name);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 function faultyBucket(bucket) {
+  const got = new Set();
   return {
     head: (key) => bucket.head(key),
     put: (...args) => bucket.put(...args),
@@ -74,6 +99,12 @@ function faultyBucket(bucket) {
     async get(key, options) {
       if (await marked(bucket, "r2-get", key)) throw new Error("injected R2 failure");
       const object = await bucket.get(key, options);
+      const first = !got.has(key);
+      got.add(key);
+      if (object !== null && first && (await marked(bucket, "r2-buffer", key))) {
+        log("test.stream_only", { file_path: key });
+        return streamOnly(object);
+      }
       if (object === null || !(await marked(bucket, "r2-body", key))) return object;
       const body = breaking(object.body);
       return {

@@ -8,10 +8,12 @@ Verification is strict: the Standard Webhooks scheme is required unless a
 receiver opts into legacy-only requests (``accept_legacy=True``: a legacy
 signature carries no timestamp, so it can be replayed forever);
 ``webhook-timestamp`` must be 1-12 ASCII digits within the tolerance; a
-``webhook-id`` is 1-256 printable ASCII characters without ``.``; and
-anything malformed raises :class:`SignatureMismatch`, never another
-exception. An optional :class:`ReplayCache` refuses a ``webhook-id`` seen
-again within the tolerance (:class:`ReplayedWebhook`).
+``webhook-id`` is 1-256 printable ASCII characters without ``.``;
+``webhook-signature`` holds at most 16 entries in at most 4096 characters
+(the Worker's ``verify.js`` has the same limits); and anything malformed
+raises :class:`SignatureMismatch`, never another exception. An optional
+:class:`ReplayCache` refuses a ``webhook-id`` seen again within the
+tolerance (:class:`ReplayedWebhook`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .errors import SignatureMismatch
 
 DEFAULT_TOLERANCE_SECONDS = 300
 MAX_SIGNATURE_HEADER = 4096
+MAX_SIGNATURES = 16
 _WHSEC = "whsec_"
 _TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
 _WEBHOOK_ID_RE = re.compile(r"[\x21-\x2d\x2f-\x7e]{1,256}")
@@ -199,7 +202,8 @@ def verify_standard(
 
     Raises:
         SignatureMismatch: missing or malformed headers (a timestamp that is
-            not 1-12 ASCII digits, an id with ``.``), a stale or future
+            not 1-12 ASCII digits, an id with ``.``, a ``webhook-signature``
+            over 4096 characters or 16 entries), a stale or future
             timestamp (or a *now* that is not a finite number), or no ``v1``
             signature that matches any of *secrets*.
         ValueError: *tolerance_seconds* is not a positive finite number.
@@ -233,13 +237,16 @@ def _verify_standard(
         raise SignatureMismatch("webhook-timestamp must be 1-12 ASCII digits")
     if len(wsig) > MAX_SIGNATURE_HEADER:
         raise SignatureMismatch("webhook-signature is too long")
+    entries = [part for part in wsig.split(" ") if part]
+    if len(entries) > MAX_SIGNATURES:
+        raise SignatureMismatch(f"more than {MAX_SIGNATURES} signatures")
     timestamp = int(wts)
     current = time.time() if now is None else now
     if not abs(current - timestamp) <= tolerance_seconds:  # a NaN never passes
         raise SignatureMismatch("webhook-timestamp is outside the tolerance")
     content = _signed_content(wid, timestamp, bytes(body))
     expected = [_b64_hmac(standard_key(s), content).encode("ascii") for s in secrets]
-    for part in wsig.split(" "):
+    for part in entries:
         version, _, sig = part.partition(",")
         if version != "v1" or not sig:
             continue
