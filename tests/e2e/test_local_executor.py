@@ -9,6 +9,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime as dt
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -304,6 +306,54 @@ def test_reprocess_makes_the_same_events(site: SampleSite, executor: LocalExecut
         (e.source_id, e.error_type) for e in gold.errors
     ]
     assert 3 == gold.metadata.sources_processed
+
+
+STUCK_REPROCESS = """
+import datetime as dt, json, sys, time
+from pathlib import Path
+from atlasreg_cursor.adapters.local.executor import LocalExecutor
+from atlasreg_cursor.domain.messages import MessageType
+from atlasreg_cursor.domain.runs import RunContext
+from atlasreg_cursor.domain.sources import parse_watchlist
+
+class DeafToCancellation(LocalExecutor):
+    def _collect(self, source, run):
+        if source.id == "stuck":
+            time.sleep(60)  # close_run cannot stop this handler
+        return (), 0
+
+csv = {"delimiter": ";", "fields": {"title": "t", "url": "u", "date": "d"}}
+sources = parse_watchlist({"sources": [
+    {"id": i, "handler_id": "DOWNLOAD_CSV", "url_feed": "http://127.0.0.1:9/a.csv", "csv": csv}
+    for i in ("stuck", "quick")
+]}).sources
+run = RunContext(run_id="reprocess_0123456789ab", date=dt.date(2026, 11, 24),
+                 message_type=MessageType.REPROCESS, identity="m-1")
+executor = DeafToCancellation(work_dir=Path(sys.argv[1]), allow_private_sources=True)
+result = executor.reprocess(run, sources, timeout_seconds=0.5)
+executor.close()
+print(json.dumps([[e.source_id, e.error_type] for e in result.errors]), flush=True)
+"""
+
+
+def test_a_stuck_reprocess_source_does_not_keep_the_process_from_exiting(tmp_path: Path) -> None:
+    """A reprocess source that ignores cancellation is recorded ``timeout`` and left behind on a
+    daemon thread: the process exits at once instead of waiting for it."""
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", STUCK_REPROCESS, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the process did not exit: {exc.stdout!r} {exc.stderr!r}")
+    took = time.monotonic() - started
+
+    assert 0 == done.returncode, done.stderr
+    assert [["stuck", "timeout"]] == json.loads(done.stdout.splitlines()[-1])
+    assert took < 15
 
 
 def test_airflow_dag_is_not_available_locally(executor: LocalExecutor) -> None:

@@ -7,7 +7,13 @@ controller merges the parts into one report at ``$FAULT_REPORT`` (default
 ``var/fault-report.json``). Each scenario carries the same figures (``None``
 where one does not apply): faults injected, messages, lost, doubled,
 dead-lettered because of an infrastructure fault, notifications delivered,
-seconds to recover after ``kill -9``.
+seconds to recover after ``kill -9``. "Doubled" counts what a consumer of the
+results would get twice: a Gold written again (``doubled_golds``: writes
+after the first, from the daemons' logs and, where a proxy stands in front
+of S3, the server's answers), a notification doubled
+(``doubled_notifications``: another body under one ``webhook-id``, or
+another ``webhook-id`` for one run), and for the queue alone a message acked
+twice or delivered after its ack.
 
 ``python -m tests.faults.report [REPORT]`` prints a report as the Markdown
 tables of docs/reliability.md.
@@ -42,7 +48,13 @@ FIGURES = (
     "notifications_delivered",
     "recovery_seconds_after_kill_9",
 )
-_COUNTS = FIGURES[:-1]
+#: The parts of ``doubled`` (``None`` where a scenario has no Gold or notification).
+DOUBLED_PARTS = ("doubled_golds", "doubled_notifications")
+_COUNTS = (*FIGURES[:4], *DOUBLED_PARTS, *FIGURES[4:-1])
+_LABELS = {
+    "doubled_golds": "doubled: Golds written again",
+    "doubled_notifications": "doubled: notifications under two bodies or two ids",
+}
 
 
 #: The run's directory of part files, on the controller (or the only process).
@@ -108,7 +120,7 @@ def merge(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for part in parts:
         for name, figures in part["scenarios"].items():
             scenarios[name] = {
-                **{key: figures.get(key) for key in FIGURES},
+                **{key: figures.get(key) for key in (*FIGURES, *DOUBLED_PARTS)},
                 **figures,
                 "worker": part["worker"],
             }
@@ -167,7 +179,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "| figure | value |",
         "|---|---|",
     ]
-    lines += [f"| {key.replace('_', ' ')} | {_cell(totals.get(key))} |" for key in _COUNTS]
+    lines += [
+        f"| {_LABELS.get(key, key.replace('_', ' '))} | {_cell(totals.get(key))} |"
+        for key in _COUNTS
+    ]
     lines.append(
         "| max seconds to recover after kill -9 |"
         f" {_cell(totals.get('max_recovery_seconds_after_kill_9'))} |"

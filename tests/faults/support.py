@@ -4,7 +4,10 @@ Each fault test injects a real fault (a process killed, a server stopped, a
 proxy dropping replies), then checks its invariants after the chaos: no
 message lost, one Gold per run, every published run notified with one
 stable ``webhook-id``, nothing dead-lettered because of an infrastructure
-fault, the daemon alive. Its figures go into the machine-readable report
+fault, the daemon alive. "Doubled" is measured where a double would show:
+each Gold's writes (the daemons' logs, and the S3 server's answers where a
+proxy stands in front of it) and the notifications the receiver got (see
+:class:`Checked`). Its figures go into the machine-readable report
 (:class:`~tests.faults.report.FaultReport`), merged at the end of the
 run into ``$FAULT_REPORT`` (default ``var/fault-report.json``).
 """
@@ -15,6 +18,7 @@ import json
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -24,6 +28,7 @@ import attrs
 from atlasreg_cursor.domain.messages import MessageType
 from atlasreg_cursor.domain.runs import derive_run_id
 from tests.support.cli import CLI, cli_env
+from tests.support.tcp_proxy import Exchange
 from tests.support.webhook_receiver import ReceivedRequest, WebhookReceiver
 
 # --- jobs ----------------------------------------------------------------------------
@@ -127,15 +132,9 @@ class Daemon:
 
     def lines(self) -> list[dict[str, Any]]:
         """The JSON log lines so far."""
-        out: list[dict[str, Any]] = []
         if not self.log_path.exists():
-            return out
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+            return []
+        return log_lines(self.log_path.read_text(errors="replace"))
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """The log lines of event *name*."""
@@ -146,6 +145,19 @@ class Daemon:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-count:])
+
+
+def log_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a daemon's output (other lines left out)."""
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            out.append(parsed)
+    return out
 
 
 def daemon_env(
@@ -174,14 +186,31 @@ def daemon_env(
 
 @attrs.frozen(kw_only=True)
 class Checked:
-    """What the invariants found after the chaos."""
+    """
+    What the invariants found after the chaos.
+
+    ``doubled`` is what a consumer of the results would see twice: a run
+    whose Gold was written more than once (``doubled_golds``: each write
+    after the first), and a notification delivered again as something else
+    (``doubled_notifications``: a second body under one ``webhook-id``, or a
+    second ``webhook-id`` for one run's ``ingest_complete``). The same
+    notification delivered again with the same id and bytes is a retry the
+    receiver deduplicates, not a double.
+    """
 
     messages: int
     lost: int
-    doubled: int
+    doubled_golds: int
+    doubled_notifications: int
     notifications_delivered: int
     webhook_ids_stable: bool
     missing_notifications: tuple[str, ...]
+    golds_never_seen_written: tuple[str, ...]
+
+    @property
+    def doubled(self) -> int:
+        """Golds written again plus notifications doubled."""
+        return self.doubled_golds + self.doubled_notifications
 
     def figures(self) -> dict[str, Any]:
         """For the report."""
@@ -189,6 +218,8 @@ class Checked:
             "messages": self.messages,
             "lost": self.lost,
             "doubled": self.doubled,
+            "doubled_golds": self.doubled_golds,
+            "doubled_notifications": self.doubled_notifications,
             "notifications_delivered": self.notifications_delivered,
         }
 
@@ -203,16 +234,75 @@ def notifications_by_run(requests: Iterable[ReceivedRequest]) -> dict[str, list[
     return out
 
 
-def check(specs: list[JobSpec], golds: Mapping[str, int], receiver: WebhookReceiver) -> Checked:
+def doubled_notifications(requests: Iterable[ReceivedRequest]) -> int:
     """
-    Count what the invariants say: one Gold per run, one stable notification per run.
+    Notifications the receiver would take twice: each further body under one
+    ``webhook-id``, and each further ``webhook-id`` of one run's ``ingest_complete``.
+    """
+    requests = [r for r in requests if r.standard_verified]
+    bodies: dict[str | None, set[bytes]] = {}
+    for request in requests:
+        bodies.setdefault(request.header("webhook-id"), set()).add(request.body)
+    ids = [
+        {r.header("webhook-id") for r in reqs} for reqs in notifications_by_run(requests).values()
+    ]
+    return sum(len(b) - 1 for b in bodies.values()) + sum(len(i) - 1 for i in ids)
+
+
+def _gold_run_id(key: str) -> str:
+    return key.rsplit("/", 1)[-1].removesuffix(".json").removesuffix("_reprocessed")
+
+
+def gold_writes_logged(lines: Iterable[Mapping[str, Any]]) -> Counter[str]:
+    """Golds written per run id, from daemons' log lines (``gold.published`` not adopted)."""
+    return Counter(
+        str(line["run_id"])
+        for line in lines
+        if line.get("event") == "gold.published" and line.get("adopted") is False
+    )
+
+
+def gold_writes_logged_by(daemons: Iterable[Daemon]) -> Counter[str]:
+    """Golds written per run id, from the logs of every daemon (the killed ones too)."""
+    return gold_writes_logged(line for daemon in daemons for line in daemon.lines())
+
+
+def gold_writes_answered(exchanges: Iterable[Exchange], bucket: str) -> Counter[str]:
+    """Gold PUTs the S3 server answered 2xx, per run id, as a proxy in front of it saw them
+    (:attr:`TcpProxy.exchanges <tests.support.tcp_proxy.TcpProxy.exchanges>`)."""
+    return Counter(
+        _gold_run_id(exchange.path)
+        for exchange in list(exchanges)
+        if exchange.method == "PUT"
+        and exchange.path.startswith(f"/{bucket}/gold/")
+        and 200 <= exchange.status < 300
+    )
+
+
+def gold_writes(*seen: Mapping[str, int]) -> dict[str, int]:
+    """The writes of each run's Gold: the most any witness saw (each sees a lower bound)."""
+    out: dict[str, int] = {}
+    for counts in seen:
+        for run_id, count in counts.items():
+            out[run_id] = max(out.get(run_id, 0), count)
+    return out
+
+
+def check(
+    specs: list[JobSpec],
+    golds: Mapping[str, int],
+    receiver: WebhookReceiver,
+    writes: Mapping[str, int],
+) -> Checked:
+    """
+    Count what the invariants say: each Gold written once, one stable notification per run.
 
     Args:
-        golds: Gold objects found per run id.
+        golds: Gold objects found per run id (a run without one is lost).
+        writes: how often each run's Gold was written (:func:`gold_writes`).
     """
     by_run = notifications_by_run(receiver.requests)
     lost = sum(1 for spec in specs if golds.get(spec.run_id, 0) == 0)
-    doubled = sum(max(0, n - 1) for n in golds.values())
     stable = all(
         len({r.header("webhook-id") for r in reqs}) == 1 and len({r.body for r in reqs}) == 1
         for reqs in by_run.values()
@@ -221,10 +311,14 @@ def check(specs: list[JobSpec], golds: Mapping[str, int], receiver: WebhookRecei
     return Checked(
         messages=len(specs),
         lost=lost,
-        doubled=doubled,
+        doubled_golds=sum(max(0, n - 1) for n in writes.values()),
+        doubled_notifications=doubled_notifications(receiver.requests),
         notifications_delivered=sum(1 for spec in specs if spec.run_id in by_run),
         webhook_ids_stable=stable,
         missing_notifications=missing,
+        golds_never_seen_written=tuple(
+            sorted(run_id for run_id, n in golds.items() if n and not writes.get(run_id))
+        ),
     )
 
 
@@ -235,7 +329,7 @@ def golds_on_disk(store_root: Path) -> dict[str, int]:
     if not gold.exists():
         return counts
     for path in gold.rglob("*.json"):
-        run_id = path.name.removesuffix(".json").removesuffix("_reprocessed")
+        run_id = _gold_run_id(path.name)
         counts[run_id] = counts.get(run_id, 0) + 1
     return counts
 
@@ -245,7 +339,7 @@ def golds_in_bucket(client: Any, bucket: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="gold/"):
         for item in page.get("Contents", []):
-            run_id = item["Key"].rsplit("/", 1)[-1].removesuffix(".json")
+            run_id = _gold_run_id(item["Key"])
             counts[run_id] = counts.get(run_id, 0) + 1
     return counts
 

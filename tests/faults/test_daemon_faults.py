@@ -26,9 +26,14 @@ from tests.faults.support import (
     JobSpec,
     check,
     daemon_env,
+    doubled_notifications,
+    gold_writes,
+    gold_writes_logged,
+    gold_writes_logged_by,
     golds_on_disk,
     jobs,
     journals_on_disk,
+    log_lines,
     wait_for,
     write_watchlist,
 )
@@ -85,7 +90,8 @@ def test_a_corrupted_journal_is_dead_lettered_saying_so_and_replayed_once_moved_
     assert wait_for(lambda: queue.stats().ready == 0 and queue.stats().in_flight == 0, timeout=30)
     alive = daemon.alive()
     code = daemon.stop()
-    checked = check(specs, golds_on_disk(store_root), webhook_receiver)
+    writes = gold_writes(gold_writes_logged_by([daemon]))
+    checked = check(specs, golds_on_disk(store_root), webhook_receiver, writes)
     fault_report.record(
         "corrupted_journal",
         invariant=(
@@ -104,15 +110,19 @@ def test_a_corrupted_journal_is_dead_lettered_saying_so_and_replayed_once_moved_
     assert f"runs/{bad.run_id}.json" in letter.reason
     assert 0 == replay.returncode, replay.stderr
     assert replayed, daemon.tail()
-    assert (0, 0) == (checked.lost, checked.doubled)
+    assert (0, 0) == (checked.lost, checked.doubled), checked
+    assert () == checked.golds_never_seen_written
     assert () == checked.missing_notifications
     assert 0 == queue.stats().dead
 
 
 def _fill_then_signal(
     tmp_path: Path, site_url: str, receiver: WebhookReceiver, signals: int
-) -> tuple[int, float, SqliteQueue, list[JobSpec], Path]:
-    """Run a chatty daemon whose stdout nobody reads; signal it once the pipe is full."""
+) -> tuple[int, float, SqliteQueue, list[JobSpec], Path, str]:
+    """Run a chatty daemon whose stdout nobody reads; signal it once the pipe is full.
+
+    Returns its exit code, how long it took to stop once read, its queue, its
+    jobs, its store and its whole output."""
     specs = jobs(f"pipe-{signals}", 12)
     queue = SqliteQueue(tmp_path / "queue.sqlite3")
     for spec in specs:
@@ -159,7 +169,8 @@ def _fill_then_signal(
         code = -9
     stopped_in = time.monotonic() - started
     reader.join(timeout=10)
-    return code, stopped_in, queue, specs, tmp_path / "store"
+    output = b"".join(sink).decode(errors="replace")
+    return code, stopped_in, queue, specs, tmp_path / "store", output
 
 
 @pytest.mark.parametrize(("signals", "expected"), [(1, 0), (2, 130)], ids=["sigterm", "twice"])
@@ -173,9 +184,12 @@ def test_sigterm_while_the_log_pipe_is_full_stops_cleanly(
 ) -> None:
     """Invariant: no deadlock; the daemon stops once the pipe drains (0, or 130 after a second
     signal); no message lost; no run left leased."""
-    code, stopped_in, queue, specs, store_root = _fill_then_signal(
+    code, stopped_in, queue, specs, store_root, output = _fill_then_signal(
         tmp_path, site_url, webhook_receiver, signals
     )
+    writes = gold_writes(gold_writes_logged(log_lines(output)))
+    doubled_golds = sum(n - 1 for n in writes.values())
+    doubled_notes = doubled_notifications(webhook_receiver.requests)
     stats = queue.stats()
     golds = golds_on_disk(store_root)
     waiting = {json.loads(d.body)["message_id"] for d in queue.receive(100)}
@@ -192,7 +206,9 @@ def test_sigterm_while_the_log_pipe_is_full_stops_cleanly(
         faults_injected=signals,
         messages=len(specs),
         lost=len(lost),
-        doubled=sum(n - 1 for n in golds.values()),
+        doubled=doubled_golds + doubled_notes,
+        doubled_golds=doubled_golds,
+        doubled_notifications=doubled_notes,
         exit_code=code,
         seconds_to_stop_after_drain=round(stopped_in, 1),
     )
@@ -201,7 +217,8 @@ def test_sigterm_while_the_log_pipe_is_full_stops_cleanly(
     assert stopped_in < 30
     assert (0, 0) == (stats.in_flight, stats.dead)
     assert [] == lost
-    assert {1} >= set(golds.values())
+    assert (0, 0) == (doubled_golds, doubled_notes)
+    assert [] == [run_id for run_id in golds if not writes.get(run_id)]  # every write seen
     assert [] == leased
 
 

@@ -52,6 +52,9 @@ from tests.faults.support import (
     JobSpec,
     check,
     daemon_env,
+    gold_writes,
+    gold_writes_answered,
+    gold_writes_logged_by,
     golds_in_bucket,
     golds_on_disk,
     jobs,
@@ -96,6 +99,7 @@ class Scenario:
     dead: Callable[[], int]
     phase: str = "sources"
     s3_proxy: TcpProxy | None = None
+    bucket: str = ""
     kill_both: bool = False
     after_runs: Callable[[], None] = lambda: None
     daemons: list[Daemon] = attrs.Factory(list)
@@ -241,7 +245,14 @@ def play(scenario: Scenario, rng: random.Random, cwd: Path) -> None:
     adopted = sum(
         1 for d in survivors for e in d.events("gold.published") if e.get("adopted") is True
     )
-    checked = check(scenario.specs, scenario.golds(), scenario.receiver)
+    # every daemon's log, the killed ones too, and the S3 server's answers
+    answered = (
+        gold_writes_answered(scenario.s3_proxy.exchanges, scenario.bucket)
+        if scenario.s3_proxy is not None
+        else None
+    )
+    writes = gold_writes(gold_writes_logged_by(scenario.daemons), answered or {})
+    checked = check(scenario.specs, scenario.golds(), scenario.receiver, writes)
     scenario.result = {
         "invariant": (
             "the orphaned run is finished, and a notification cut off delivered, by another"
@@ -255,6 +266,8 @@ def play(scenario: Scenario, rng: random.Random, cwd: Path) -> None:
         "orphaned_runs": len(orphans),
         "orphaned_notifications": int(cut_off),
         "golds_adopted_by_survivors": adopted,
+        "gold_puts_answered_2xx": None if answered is None else sum(answered.values()),
+        "golds_never_seen_written": list(checked.golds_never_seen_written),
         "recovery_seconds_after_kill_9": recovery,
         "drained": drained,
         "survivors_alive": alive,
@@ -381,6 +394,7 @@ def test_kill_9_recovery_with_default_settings_on_every_queue(
         dead=lambda: client.llen(key + ":dead"),
         phase=phases["redis"],
         s3_proxy=proxies["redis"],
+        bucket=redis_bucket,
         kill_both=True,
     )
 
@@ -421,6 +435,7 @@ def test_kill_9_recovery_with_default_settings_on_every_queue(
         dead=lambda: len(cloudflare_emulator.messages(dlq)),
         phase=phases["cloudflare"],
         s3_proxy=proxies["cloudflare"],
+        bucket=cf_bucket,
         # the killed daemon's message stays leased for its 30-minute visibility;
         # let it come back now: it must be acked as a duplicate
         after_runs=lambda: _expire_leases(cloudflare_emulator, cf_queue),
@@ -468,6 +483,7 @@ def test_kill_9_recovery_with_default_settings_on_every_queue(
             result["doubled"],
             result["dead_lettered_by_infrastructure_faults"],
         ), result
+        assert [] == result["golds_never_seen_written"], result
         assert ([], True) == (result["missing_notifications"], result["webhook_ids_stable"]), result
         assert (True, True) == (result["drained"], result["survivors_alive"]), result
         assert {0} == set(result["exit_codes"]), result

@@ -22,6 +22,8 @@ from tests.faults.support import (
     Daemon,
     check,
     daemon_env,
+    gold_writes,
+    gold_writes_logged_by,
     golds_on_disk,
     jobs,
     wait_for,
@@ -175,7 +177,8 @@ def test_a_daemon_behind_a_lossy_redis_publishes_each_run_once(
     dead = direct.llen(LIST + ":dead")
     direct.close()
     proxy.stop()
-    checked = check(specs, golds_on_disk(tmp_path / "store"), webhook_receiver)
+    writes = gold_writes(gold_writes_logged_by([daemon]))
+    checked = check(specs, golds_on_disk(tmp_path / "store"), webhook_receiver, writes)
     fault_report.record(
         "lost_replies_daemon",
         invariant="one Gold and one stable notification per run; queue drained; nothing dead",
@@ -188,6 +191,7 @@ def test_a_daemon_behind_a_lossy_redis_publishes_each_run_once(
     assert alive
     assert 0 == code
     assert proxy.dropped >= 5
-    assert (0, 0, 0) == (checked.lost, checked.doubled, dead)
+    assert (0, 0, 0) == (checked.lost, checked.doubled, dead), checked
+    assert () == checked.golds_never_seen_written
     assert () == checked.missing_notifications
     assert checked.webhook_ids_stable

@@ -19,6 +19,9 @@ from tests.faults.support import (
     Daemon,
     check,
     daemon_env,
+    gold_writes,
+    gold_writes_answered,
+    gold_writes_logged_by,
     golds_in_bucket,
     golds_on_disk,
     jobs,
@@ -104,7 +107,8 @@ def test_redis_restarted_mid_run_loses_nothing(
     code = daemon.stop()
     dead = client.llen(LIST + ":dead")
     client.close()
-    checked = check(specs, golds_on_disk(tmp_path / "store"), webhook_receiver)
+    writes = gold_writes(gold_writes_logged_by([daemon]))
+    checked = check(specs, golds_on_disk(tmp_path / "store"), webhook_receiver, writes)
     fault_report.record(
         "redis_restart",
         invariant="every run once, all messages acked, nothing dead, the daemon alive",
@@ -117,7 +121,8 @@ def test_redis_restarted_mid_run_loses_nothing(
     assert drained, daemon.tail()
     assert (True, 0) == (alive, code)
     assert daemon.events("stamina.retry_scheduled")  # the restarts were felt
-    assert (0, 0, 0) == (checked.lost, checked.doubled, dead)
+    assert (0, 0, 0) == (checked.lost, checked.doubled, dead), checked
+    assert () == checked.golds_never_seen_written
     assert () == checked.missing_notifications
     assert checked.webhook_ids_stable
 
@@ -180,7 +185,8 @@ def test_s3_gone_for_30_seconds_mid_run_is_waited_out(
     alive = daemon.alive()
     code = daemon.stop()
     dead = client.llen(key + ":dead")
-    checked = check(specs, golds_in_bucket(s3, bucket), webhook_receiver)
+    writes = gold_writes(gold_writes_logged_by([daemon]), gold_writes_answered(proxy.exchanges, bucket))
+    checked = check(specs, golds_in_bucket(s3, bucket), webhook_receiver, writes)
     proxy.stop()
     fault_report.record(
         "s3_outage_30s",
@@ -196,7 +202,8 @@ def test_s3_gone_for_30_seconds_mid_run_is_waited_out(
     assert drained, daemon.tail()
     assert (True, 0) == (alive, code)
     assert daemon.events("run.retry_scheduled")  # the outage was felt
-    assert (0, 0, 0) == (checked.lost, checked.doubled, dead)
+    assert (0, 0, 0) == (checked.lost, checked.doubled, dead), checked
+    assert () == checked.golds_never_seen_written
     assert () == checked.missing_notifications
     assert checked.webhook_ids_stable
     assert [] == [r for r in webhook_receiver.requests if r.path.endswith("/processing-error")]
@@ -264,7 +271,8 @@ def test_webhook_receiver_down_past_every_retry_budget_gets_every_notification(
     alive = daemon.alive()
     code = daemon.stop()
     dead = client.llen(key + ":dead")
-    checked = check(specs, golds_in_bucket(s3, bucket), webhook_receiver)
+    writes = gold_writes(gold_writes_logged_by([daemon]))
+    checked = check(specs, golds_in_bucket(s3, bucket), webhook_receiver, writes)
     attempts = []
     for item in s3.list_objects_v2(Bucket=bucket, Prefix="outbox/").get("Contents", []):
         entry = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
@@ -291,7 +299,8 @@ def test_webhook_receiver_down_past_every_retry_budget_gets_every_notification(
     assert 0 == requests_while_down
     assert delivered, daemon.tail()
     assert (True, 0) == (alive, code)
-    assert (0, 0, 0) == (checked.lost, checked.doubled, dead)
+    assert (0, 0, 0) == (checked.lost, checked.doubled, dead), checked
+    assert () == checked.golds_never_seen_written
     assert () == checked.missing_notifications
     assert checked.webhook_ids_stable
     assert all(a >= 2 for a in attempts)

@@ -14,6 +14,12 @@ It forwards every connection to a target and can, on demand:
   sender can be killed meanwhile), :meth:`TcpProxy.down_on_request` goes
   down the moment such a request arrives (it is never forwarded).
 
+HTTP traffic is watched too: every request the server answered is kept in
+:attr:`TcpProxy.exchanges` with its final status (the server's own word, so
+a test can count the writes that really landed). A client that goes away
+only half-closes its link: a request already forwarded still gets its answer
+read (and recorded) before the link is closed.
+
 Counters (``commands``, ``dropped``, ``cuts``) tell the test what happened.
 """
 
@@ -26,9 +32,54 @@ import threading
 import time
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+_METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ", b"PATCH ", b"OPTIONS ")
+
+
+@attrs.frozen
+class Exchange:
+    """One HTTP request the server answered: its request line and the final status."""
+
+    request_line: str
+    status: int
+
+    @property
+    def method(self) -> str:
+        """``PUT``, ``GET``, …"""
+        return self.request_line.split(" ", 1)[0]
+
+    @property
+    def path(self) -> str:
+        """The request target without its query."""
+        return self.request_line.split(" ")[1].split("?", 1)[0]
+
+
+def request_line(chunk: bytes) -> str | None:
+    """The request line when *chunk* starts an HTTP request, else ``None``."""
+    if not chunk.startswith(_METHODS):
+        return None
+    end = chunk.find(b"\r\n")
+    return chunk[: end if end >= 0 else 200].decode("latin-1")
+
+
+def final_status(chunk: bytes) -> int | None:
+    """The status of the final response starting *chunk* (``100 Continue`` skipped), or ``None``."""
+    pos = 0
+    while chunk.startswith(b"HTTP/1.", pos):
+        fields = chunk[pos : chunk.find(b"\r\n", pos)].split()
+        if len(fields) < 2 or not fields[1].isdigit():
+            return None
+        status = int(fields[1])
+        if status >= 200:
+            return status
+        head_end = chunk.find(b"\r\n\r\n", pos)
+        if head_end < 0:
+            return None
+        pos = head_end + 4
+    return None
 
 
 def resp_commands(buffer: bytes) -> tuple[list[int], int]:
@@ -78,6 +129,7 @@ class _Link:
         self.server = server
         self.dropping = threading.Event()
         self.answered = threading.Event()
+        self.request: str | None = None  # HTTP: the request waiting for its answer
         self.closed = False
         self.lock = threading.Lock()
 
@@ -119,6 +171,7 @@ class TcpProxy:
         self.commands = 0
         self.dropped = 0
         self.cuts = 0
+        self.exchanges: list[Exchange] = []
         self._every = 0
         self._targets: set[int] = set()
         self._triggers: list[_Trigger] = []
@@ -242,14 +295,22 @@ class TcpProxy:
     def _upstream(self, link: _Link) -> None:
         """Client → server, counting commands; the Nth is run and its reply lost."""
         pending = b""
+        half_closed = False
         try:
             while True:
                 data = link.client.recv(65536)
                 if not data:
+                    if not self.redis:  # let the server answer what it already has
+                        link.server.shutdown(socket.SHUT_WR)
+                        half_closed = True
                     break
                 if not self.redis:
+                    line = request_line(data)
+                    if line is not None:
+                        link.request = line
                     trigger = self._triggered(data) if self._triggers else None
                     if trigger is not None and trigger.action == "down":
+                        link.request = None  # never forwarded
                         self.down()
                         trigger.arrived.set()
                         return
@@ -278,13 +339,17 @@ class TcpProxy:
                     link.server.sendall(pending[sent:end])
                     sent = end
                 pending = pending[sent:]
-        except OSError:
-            pass
+        except OSError:  # the client reset, or the link was cut
+            if not self.redis and not link.closed:
+                with contextlib.suppress(OSError):
+                    link.server.shutdown(socket.SHUT_WR)
+                    half_closed = True
         finally:
-            self._forget(link)
+            if not half_closed:
+                self._forget(link)
 
     def _downstream(self, link: _Link) -> None:
-        """Server → client, unless the current reply is to be lost."""
+        """Server → client, unless the current reply is to be lost; HTTP answers recorded."""
         try:
             while True:
                 data = link.server.recv(65536)
@@ -293,6 +358,12 @@ class TcpProxy:
                 if link.dropping.is_set():
                     link.answered.set()
                     continue
+                if link.request is not None:
+                    status = final_status(data)
+                    if status is not None:
+                        with self._lock:
+                            self.exchanges.append(Exchange(link.request, status))
+                        link.request = None
                 link.client.sendall(data)
         except OSError:
             pass

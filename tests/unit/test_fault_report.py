@@ -18,12 +18,22 @@ def test_parts_of_every_worker_are_merged_with_every_figure(tmp_path: Path) -> N
         messages=4,
         lost=0,
         doubled=0,
+        doubled_golds=0,
+        doubled_notifications=0,
         notifications_delivered=4,
         dead_lettered_by_infrastructure_faults=0,
         recovery_seconds_after_kill_9=[34.5],
     )
     second = FaultReport(parts=parts, worker="gw1", seed=7)
-    second.record("redis_restart", faults_injected=2, messages=6, lost=1, doubled=0)
+    second.record(
+        "redis_restart",
+        faults_injected=2,
+        messages=6,
+        lost=1,
+        doubled=1,
+        doubled_golds=1,
+        doubled_notifications=0,
+    )
     second.record("file_store_writer_killed", faults_injected=12, wedged=0)
     first.write_part()
     second.write_part()
@@ -37,15 +47,23 @@ def test_parts_of_every_worker_are_merged_with_every_figure(tmp_path: Path) -> N
     )
     assert all(set(FIGURES) <= set(s) for s in report["scenarios"].values())
     assert report["scenarios"]["file_store_writer_killed"]["messages"] is None
+    assert report["scenarios"]["file_store_writer_killed"]["doubled_golds"] is None
     assert "gw1" == report["scenarios"]["redis_restart"]["worker"]
     assert (15, 10, 1) == (
         report["totals"]["faults_injected"],
         report["totals"]["messages"],
         report["totals"]["lost"],
     )
+    assert (1, 1, 0) == (
+        report["totals"]["doubled"],
+        report["totals"]["doubled_golds"],
+        report["totals"]["doubled_notifications"],
+    )
     assert 34.5 == report["totals"]["max_recovery_seconds_after_kill_9"]
     assert (7, ["gw0", "gw1"]) == (report["seed"], report["workers"])
-    assert "| kill_9_sqlite | 1 | 4 | 0 | 0 | 0 | 4 | 34.5 |" in render_markdown(report)
+    rendered = render_markdown(report)
+    assert "| kill_9_sqlite | 1 | 4 | 0 | 0 | 0 | 4 | 34.5 |" in rendered
+    assert "| doubled: Golds written again | 1 |" in rendered
 
 
 def test_no_part_no_report(tmp_path: Path) -> None:

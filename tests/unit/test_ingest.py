@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 import time
+from typing import Any
 
 import attrs
 import pytest
@@ -487,6 +489,46 @@ def test_the_delivery_visibility_is_renewed_with_the_lease() -> None:
 
     assert extended
     assert {3.0} == set(extended)
+
+
+def test_a_queue_whose_extend_blocks_never_holds_the_journal_lease_back() -> None:
+    """The journal lease is renewed on time while the queue's extend hangs (its client
+    retrying a lost server), and the run ends without waiting for the hung extend."""
+    world = World()
+    world.real_time = True
+    world.executor.process_sleep = 2.0
+    policy = IngestPolicy(consumer_id="consumer-a", lease_seconds=1.5)  # renewed every 0.5 s
+    release = threading.Event()
+    extends: list[float] = []
+
+    def hang(delivery: object, seconds: float) -> None:
+        extends.append(time.monotonic())
+        release.wait(10)
+
+    writes: list[float] = []
+    original_put = world.store.put
+
+    def timed_put(key: str, body: bytes, **kwargs: Any) -> Any:
+        stored = original_put(key, body, **kwargs)
+        if key.startswith("runs/"):
+            writes.append(time.monotonic())
+        return stored
+
+    world.queue.extend = hang  # type: ignore[method-assign]
+    world.store.put = timed_put  # type: ignore[method-assign]
+    world.send(DAILY)
+    started = time.monotonic()
+    try:
+        result = world.handle(policy=policy)
+    finally:
+        release.set()
+    took = time.monotonic() - started
+
+    gaps = [later - earlier for earlier, later in itertools.pairwise(writes)]
+    assert Outcome.ACKED == result.outcome
+    assert extends  # the extend did hang
+    assert max(gaps) < policy.lease_seconds, gaps
+    assert took < world.executor.process_sleep + policy.lease_seconds, took
 
 
 def test_journal_of_another_version_is_retried_then_dead_lettered_saying_so() -> None:

@@ -27,8 +27,8 @@ lives under it), ``SCRAPY_PROJECT_PATH``, ``ALLOW_PRIVATE_SOURCES``, ``CRAWL_*``
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as dt
+import functools
 import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
@@ -73,6 +73,7 @@ from .csv_download import DEFAULT_MAX_BYTES
 from .downloads import RunDownloads
 from .enrichment import enrich
 from .robots import RobotsRules
+from .threads import run_bounded
 
 log = structlog.get_logger()
 
@@ -351,31 +352,37 @@ class LocalExecutor:
     def reprocess(
         self, run: RunContext, sources: Sequence[SourceConfig], *, timeout_seconds: float
     ) -> ProcessingResult:
-        """Run the sources again and enrich what they yield; failures become errors."""
+        """
+        Run the sources again and enrich what they yield; failures become errors.
+
+        The sources run on daemon threads (``threads.run_bounded``): one
+        still running at *timeout_seconds* is recorded ``timeout``, its run
+        closed, and it never holds up the process's exit.
+        """
         documents: list[Document] = []
         errors: list[GoldErrorEntry] = []
         if sources:
-            pool = cf.ThreadPoolExecutor(
-                max_workers=min(REPROCESS_WORKERS, len(sources)), thread_name_prefix="reprocess"
-            )
+            calls = [functools.partial(self.run_source, source, run) for source in sources]
             try:
-                futures = {pool.submit(self.run_source, s, run): s for s in sources}
-                done, late = cf.wait(futures, timeout=timeout_seconds)
-                for future in done:
-                    source = futures[future]
-                    try:
-                        documents.extend(future.result().documents)
-                    except SourceFailed as exc:
-                        errors.append(_gold_error(source.id, exc.error_type, str(exc)))
-                    except CursorError as exc:
-                        errors.append(_gold_error(source.id, "handler_error", str(exc)))
-                for future in late:
+                done, late = run_bounded(
+                    calls, workers=REPROCESS_WORKERS, timeout=timeout_seconds, name="reprocess"
+                )
+                for index, finished in sorted(done.items()):
+                    source, error = sources[index], finished.error
+                    if isinstance(error, SourceFailed):
+                        errors.append(_gold_error(source.id, error.error_type, str(error)))
+                    elif isinstance(error, CursorError):
+                        errors.append(_gold_error(source.id, "handler_error", str(error)))
+                    elif error is not None:
+                        raise error
+                    elif finished.value is not None:
+                        documents.extend(finished.value.documents)
+                for index in late:
                     errors.append(
-                        _gold_error(futures[future].id, "timeout", "reprocessing ran out of time")
+                        _gold_error(sources[index].id, "timeout", "reprocessing ran out of time")
                     )
             finally:
                 self.close_run(run)
-                pool.shutdown(wait=False, cancel_futures=True)
         processed = self.process(documents, run, timeout_seconds=timeout_seconds)
         return attrs.evolve(processed, errors=(*processed.errors, *errors))
 

@@ -5,6 +5,11 @@ short, so a crashed consumer's run is taken over in seconds, and a live one
 renews it every third of its length. A transient store error does not stop
 the heartbeat: it tries again sooner, and the lease is lost only when
 another consumer actually wrote the journal.
+
+The journal lease and the delivery's visibility are renewed by two threads
+of their own: a queue whose ``extend`` blocks (its client retrying a lost
+server for half a minute) never holds the journal lease back, nor a slow
+store the queue's.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ KeepAlive = Callable[[], None]
 
 class Heartbeat:
     """
-    Renew *active*'s journal lease every *interval* seconds, and call *keep_alive*.
+    Renew *active*'s journal lease every *interval* seconds, and call *keep_alive* as often.
+
+    Each renewal runs in its own daemon thread, so neither can delay the
+    other past its lease.
 
     Args:
         journals: where the journal is written.
@@ -48,29 +56,46 @@ class Heartbeat:
         self._keep_alive = keep_alive
         self._on_event = on_event
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"heartbeat-{active.value.run_id}", daemon=True
+        run_id = active.value.run_id
+        self._journal_thread = threading.Thread(
+            target=self._renew_journal, name=f"heartbeat-{run_id}", daemon=True
         )
+        self._delivery_thread: threading.Thread | None = None
+        if keep_alive is not None:
+            self._delivery_thread = threading.Thread(
+                target=self._renew_delivery,
+                args=(keep_alive,),
+                name=f"heartbeat-queue-{run_id}",
+                daemon=True,
+            )
 
     def __enter__(self) -> Heartbeat:
-        self._thread.start()
+        self._journal_thread.start()
+        if self._delivery_thread is not None:
+            self._delivery_thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def stop(self) -> None:
-        """Stop renewing; return once the thread is gone (or after one interval)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self._interval + 5.0)
+        """
+        Stop renewing; return once the journal's thread is gone (or after one interval).
 
-    def _run(self) -> None:
+        The delivery's thread is not waited for past a moment: an ``extend``
+        still running names the delivery's lease, which the queue refuses
+        once the delivery is settled.
+        """
+        self._stop.set()
+        if self._journal_thread.is_alive():
+            self._journal_thread.join(timeout=self._interval + 5.0)
+        if self._delivery_thread is not None and self._delivery_thread.is_alive():
+            self._delivery_thread.join(timeout=min(self._interval, 1.0))
+
+    def _renew_journal(self) -> None:
         wait = self._interval
         while not self._stop.wait(wait):
             wait = self._interval
-            if self._keep_alive is not None:
-                self._renew_delivery()
             try:
                 self._journals.save(self._active)
             except (LeaseLost, RunAborted):
@@ -84,13 +109,15 @@ class Heartbeat:
                 )
                 wait = max(0.5, self._interval / 3)
 
-    def _renew_delivery(self) -> None:
-        assert self._keep_alive is not None
-        try:
-            self._keep_alive()
-        except CursorError as exc:
-            # Losing the queue lease is not fatal: the journal lease keeps a
-            # redelivered copy from working the run at the same time.
-            self._on_event(
-                "queue.extend_failed", {"run_id": self._active.value.run_id, "error": str(exc)}
-            )
+    def _renew_delivery(self, keep_alive: KeepAlive) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                keep_alive()
+            except CursorError as exc:
+                # Losing the queue lease is not fatal: the journal lease keeps a
+                # redelivered copy from working the run at the same time.
+                if not self._stop.is_set():
+                    self._on_event(
+                        "queue.extend_failed",
+                        {"run_id": self._active.value.run_id, "error": str(exc)},
+                    )
