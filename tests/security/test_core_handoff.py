@@ -181,3 +181,53 @@ def test_gold_errors_from_core_are_redacted_and_bounded(executor: CoreExecutor) 
     assert not [s for s in (*LEAKY_SENTINELS, "OWNPW-SENTINEL-4", "OWNSIG-SENTINEL-5") if s in body]
     assert all(len(e.error_message) <= 2000 for e in gold.errors)
     assert "http://core:***@10.0.0.5/x.csv?api_key=***" in body
+
+
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_dot_segments_never_leave_the_dags_path(celery_worker: CeleryWorker, dots: str) -> None:
+    """
+    ``.`` and ``..`` as a dag_id or task id are refused before any request; as
+    any other path segment they are percent-encoded: the Airflow stand-in sees
+    no request outside ``/api/v1/dags/sigel_daily/``.
+    """
+    airflow_api = RecordingServer()  # 404 for everything
+    airflow = AirflowClient(base_url=airflow_api.url, username="u", password="p", api_version="v1")
+    executor = CoreExecutor(
+        celery=celery_worker.gateway(),
+        airflow=airflow,
+        scrapy_project_path=None,
+        local_fallback=None,
+    )
+    by_dag_id = SourceConfig(id="dag", handler_id="AIRFLOW_DAG", dag_id=dots, timeout_seconds=10)
+    by_task_id = SourceConfig(
+        id="xcom",
+        handler_id="AIRFLOW_DAG",
+        dag_id="sigel_daily",
+        xcom_task_id=dots,
+        timeout_seconds=10,
+    )
+    try:
+        refused = []
+        for source in (by_dag_id, by_task_id):
+            with pytest.raises(SourceFailed) as info:
+                executor.run_source(source, _run())
+            refused.append(info.value.error_type)
+        with pytest.raises(SourceFailed) as info:
+            airflow.xcom_return_value("sigel_daily", "run_x", dots)
+        refused.append(info.value.error_type)
+        assert [] == airflow_api.requests
+        with pytest.raises(SourceFailed) as info:
+            airflow.get_run("sigel_daily", dots)
+        tasks = airflow.failed_tasks("sigel_daily", dots)
+    finally:
+        executor.close()
+        airflow_api.stop()
+
+    encoded = "%2E" * len(dots)
+    assert ["invalid_source"] * 3 == refused
+    assert ("dag_run_not_found", []) == (info.value.error_type, tasks)
+    assert [
+        f"/api/v1/dags/sigel_daily/dagRuns/{encoded}",
+        f"/api/v1/dags/sigel_daily/dagRuns/{encoded}/taskInstances",
+    ] == [seen.path for seen in airflow_api.requests]
+

@@ -16,7 +16,7 @@ Built-in handlers (architecture §6 Executor):
 - ``AIRFLOW_DAG``: triggers ``dag_id`` as run ``<run_id>_<dag_id>`` with
   ``conf={"run_id", "source_config"}`` and waits for it (the source's
   timeout); documents come from the ``return_value`` XCom of
-  ``xcom_task_id`` when set.
+  ``xcom_task_id`` when set (Airflow's id pattern, checked before the trigger).
 - ``CUSTOM_SCRAPER``: Celery task ``task_name`` (default ``custom_scrape``)
   with ``source_config`` and ``run_id``.
 
@@ -348,9 +348,11 @@ def airflow_dag_handler(source: SourceConfig, run: RunContext, core: CoreService
         raise HandlerNotAvailable("AIRFLOW_DAG needs AIRFLOW_API_URL, which is not set")
     if not source.dag_id:
         raise SourceFailed("AIRFLOW_DAG source has no dag_id", error_type="invalid_source")
-    from .airflow import check_dag_id
+    from .airflow import check_dag_id, check_task_id
 
     dag_id = check_dag_id(source.dag_id)
+    if source.xcom_task_id:
+        check_task_id(source.xcom_task_id)
     core.vet_feed(source)
     dag_run_id = f"{run.run_id}_{dag_id}"
     conf = {"run_id": run.run_id, "source_config": dict(source.raw)}
