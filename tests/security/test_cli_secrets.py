@@ -157,6 +157,9 @@ def test_no_command_leaks_a_secret(tmp_path: Path, internal: RecordingServer) ->
         cli("reprocess", "--date", DATE, env=private)
         cli("runs", "list", ok=(0,))
         cli("runs", "show", ingest["run_id"], ok=(0,))
+        hooks = json.loads(cli("hooks", "list", "--all", ok=(0,)))
+        resent = json.loads(cli("hooks", "resend", ingest["run_id"]))
+        cli("schedule", "show", ok=(0,))
         cli("verify", ingest["gold_key"], ok=(0,))
         cli("dlq", "list", ok=(0,))
         cli("dlq", "replay", "no-such-message")
@@ -176,6 +179,8 @@ def test_no_command_leaks_a_secret(tmp_path: Path, internal: RecordingServer) ->
 
     print(timings)
     assert "partial" == ingest["status"]
+    assert ingest["run_id"] in {h["run_id"] for h in hooks}
+    assert {ingest["run_id"]} == {h["run_id"] for h in resent}
     assert any(path.endswith(".json") and "/gold/" in path for path in stored)
     assert receiver.requests
     assert [] == _leaks("\n".join(outputs))

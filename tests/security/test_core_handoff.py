@@ -181,3 +181,149 @@ def test_gold_errors_from_core_are_redacted_and_bounded(executor: CoreExecutor) 
     assert not [s for s in (*LEAKY_SENTINELS, "OWNPW-SENTINEL-4", "OWNSIG-SENTINEL-5") if s in body]
     assert all(len(e.error_message) <= 2000 for e in gold.errors)
     assert "http://core:***@10.0.0.5/x.csv?api_key=***" in body
+
+
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_dot_segments_never_leave_the_dags_path(celery_worker: CeleryWorker, dots: str) -> None:
+    """
+    ``.`` and ``..`` as a dag_id or task id are refused before any request; as
+    any other path segment they are percent-encoded: the Airflow stand-in sees
+    no request outside ``/api/v1/dags/sigel_daily/``.
+    """
+    airflow_api = RecordingServer()  # 404 for everything
+    airflow = AirflowClient(base_url=airflow_api.url, username="u", password="p", api_version="v1")
+    executor = CoreExecutor(
+        celery=celery_worker.gateway(),
+        airflow=airflow,
+        scrapy_project_path=None,
+        local_fallback=None,
+    )
+    by_dag_id = SourceConfig(id="dag", handler_id="AIRFLOW_DAG", dag_id=dots, timeout_seconds=10)
+    by_task_id = SourceConfig(
+        id="xcom",
+        handler_id="AIRFLOW_DAG",
+        dag_id="sigel_daily",
+        xcom_task_id=dots,
+        timeout_seconds=10,
+    )
+    try:
+        refused = []
+        for source in (by_dag_id, by_task_id):
+            with pytest.raises(SourceFailed) as info:
+                executor.run_source(source, _run())
+            refused.append(info.value.error_type)
+        with pytest.raises(SourceFailed) as info:
+            airflow.xcom_return_value("sigel_daily", "run_x", dots)
+        refused.append(info.value.error_type)
+        assert [] == airflow_api.requests
+        with pytest.raises(SourceFailed) as info:
+            airflow.get_run("sigel_daily", dots)
+        tasks = airflow.failed_tasks("sigel_daily", dots)
+    finally:
+        executor.close()
+        airflow_api.stop()
+
+    encoded = "%2E" * len(dots)
+    assert ["invalid_source"] * 3 == refused
+    assert ("dag_run_not_found", []) == (info.value.error_type, tasks)
+    assert [
+        f"/api/v1/dags/sigel_daily/dagRuns/{encoded}",
+        f"/api/v1/dags/sigel_daily/dagRuns/{encoded}/taskInstances",
+    ] == [seen.path for seen in airflow_api.requests]
+
+
+@pytest.mark.parametrize(
+    "task_name", [None, "custom_scrape", "reprocess_date", "atlasreg_test.add"]
+)
+def test_a_task_off_core_tasks_is_never_sent(
+    celery_worker: CeleryWorker, core_calls, task_name: str | None
+) -> None:
+    """
+    With CORE_TASKS set, a CUSTOM_SCRAPER source naming another task (the
+    default ``custom_scrape`` included) fails ``not_allowed``: no task is sent.
+    """
+    executor = CoreExecutor(
+        celery=celery_worker.gateway(),
+        airflow=None,
+        scrapy_project_path=None,
+        local_fallback=None,
+        core_tasks=["sigel_scrape"],
+    )
+    source = SourceConfig(
+        id="custom", handler_id="CUSTOM_SCRAPER", task_name=task_name, timeout_seconds=10
+    )
+    try:
+        with pytest.raises(SourceFailed) as info:
+            executor.run_source(source, _run())
+    finally:
+        executor.close()
+
+    assert "not_allowed" == info.value.error_type
+    assert "CORE_TASKS" in str(info.value)
+    assert [] == core_calls()
+
+
+def test_a_task_in_core_tasks_is_sent(celery_worker: CeleryWorker, core_calls) -> None:
+    """Control: the task the list names is called as before."""
+    executor = CoreExecutor(
+        celery=celery_worker.gateway(),
+        airflow=None,
+        scrapy_project_path=None,
+        local_fallback=None,
+        core_tasks=["sigel_scrape", "custom_scrape"],
+    )
+    source = SourceConfig(
+        id="custom", handler_id="CUSTOM_SCRAPER", task_name="custom_scrape", timeout_seconds=30
+    )
+    run = _run()
+    try:
+        result = executor.run_source(source, run)
+    finally:
+        executor.close()
+
+    assert 2 == len(result.documents)
+    assert [("custom_scrape", run.run_id)] == [
+        (c["task"], c["arguments"]["run_id"]) for c in core_calls()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "error_type"),
+    [
+        ("admin_cleanup", "not_allowed"),
+        ("SIGEL_daily", "not_allowed"),
+        ("sigel", "not_allowed"),
+        ("sigel_daily", "dag_not_found"),
+    ],
+)
+def test_a_dag_off_airflow_dags_is_never_triggered(
+    celery_worker: CeleryWorker, dag_id: str, error_type: str
+) -> None:
+    """
+    With AIRFLOW_DAGS ``sigel_*``, another DAG fails ``not_allowed`` and the
+    Airflow stand-in gets no request; a matching one is looked up (the
+    stand-in knows no DAG: ``dag_not_found``).
+    """
+    airflow_api = RecordingServer()
+    airflow = AirflowClient(base_url=airflow_api.url, username="u", password="p", api_version="v1")
+    executor = CoreExecutor(
+        celery=celery_worker.gateway(),
+        airflow=airflow,
+        scrapy_project_path=None,
+        local_fallback=None,
+        airflow_dags=["sigel_*", "reports_weekly"],
+    )
+    source = SourceConfig(id="dag", handler_id="AIRFLOW_DAG", dag_id=dag_id, timeout_seconds=10)
+    try:
+        with pytest.raises(SourceFailed) as info:
+            executor.run_source(source, _run())
+    finally:
+        executor.close()
+        airflow_api.stop()
+
+    assert error_type == info.value.error_type
+    if error_type == "not_allowed":
+        assert "AIRFLOW_DAGS" in str(info.value)
+        assert [] == airflow_api.requests
+    else:
+        assert ["/api/v1/dags/sigel_daily"] == [seen.path for seen in airflow_api.requests]

@@ -79,15 +79,55 @@ def test_bad_global_numbers_reject_the_document(globals_: str, named: str) -> No
 
 
 @pytest.mark.parametrize(
-    "dag_id", ["../../variables", "sigel daily", "sigel_daily\n", "", "x" * 251, "a/b", "d?x"]
+    "dag_id",
+    ["../../variables", "sigel daily", "sigel_daily\n", "", "x" * 251, "a/b", "d?x", ".", ".."],
 )
 def test_dag_id_must_match_airflows_pattern(dag_id: str) -> None:
-    """dag_id is checked with fullmatch against Airflow's [\\w.-]{1,250}."""
+    """
+    dag_id is checked with fullmatch against Airflow's [\\w.-]{1,250}, and may
+    not be only dots (``..`` would climb out of ``/dags/<dag_id>/`` in the API path).
+    """
     config = parse_watchlist(
         {"sources": [{"id": "s", "handler_id": "AIRFLOW_DAG", "dag_id": dag_id}]}
     )
 
     assert () == config.sources
+    assert "dag_id" in config.invalid[0].reason
+
+
+@pytest.mark.parametrize(
+    ("task_id", "valid"),
+    [
+        ("extract", True),
+        ("group.extract-2", True),
+        ("...x", True),
+        (".", False),
+        ("..", False),
+        ("../variables", False),
+        ("extract\n", False),
+        ("a b", False),
+        ("", False),
+        ("t" * 251, False),
+    ],
+)
+def test_xcom_task_id_must_match_airflows_task_id_pattern(task_id: str, valid: bool) -> None:
+    """xcom_task_id is a path segment of the XCom call: Airflow's id pattern, matched whole."""
+    config = parse_watchlist(
+        {
+            "sources": [
+                {
+                    "id": "s",
+                    "handler_id": "AIRFLOW_DAG",
+                    "dag_id": "sigel_daily",
+                    "xcom_task_id": task_id,
+                }
+            ]
+        }
+    )
+
+    assert valid == bool(config.sources)
+    if not valid:
+        assert config.invalid[0].reason.startswith("xcom_task_id must be")
 
 
 @pytest.mark.parametrize("sid", ["abc\n", "abc\r", "../x", "a b", "", "a" * 129, "ação"])

@@ -429,6 +429,7 @@ def test_cloudflare_max_retries_below_max_attempts_plus_margin_is_a_start_up_war
         CONFIG_BACKEND="file",
         STORAGE_BACKEND="file",
         CF_QUEUE_MAX_RETRIES=max_retries,
+        CORE_TASKS="custom_scrape",
     )
 
     warnings = startup_checks(app)
@@ -439,6 +440,44 @@ def test_cloudflare_max_retries_below_max_attempts_plus_margin_is_a_start_up_war
         assert f"max_retries={max_retries} " in warning
         assert "at least 10" in warning
         assert "CF_QUEUE_MAX_RETRIES" in warning
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"MODE": "standalone"}, ["CORE_TASKS"]),
+        (
+            {"MODE": "standalone", "AIRFLOW_API_URL": "http://af:8080"},
+            ["CORE_TASKS", "AIRFLOW_DAGS"],
+        ),
+        ({"MODE": "standalone", "CORE_TASKS": "custom_scrape"}, []),
+        (
+            {"MODE": "cloudflare", "CORE_TASKS": "x", "AIRFLOW_API_URL": "http://af:8080"},
+            ["AIRFLOW_DAGS"],
+        ),
+        (
+            {
+                "MODE": "standalone",
+                "AIRFLOW_API_URL": "http://af:8080",
+                "CORE_TASKS": "x",
+                "AIRFLOW_DAGS": "sigel_*",
+            },
+            [],
+        ),
+        ({"MODE": "local", "AIRFLOW_API_URL": "http://af:8080"}, []),
+        ({"MODE": "local", "EXECUTOR_BACKEND": "core"}, ["CORE_TASKS"]),
+    ],
+)
+def test_unset_core_allow_lists_are_start_up_warnings(
+    env: dict[str, str], named: list[str]
+) -> None:
+    """With the Core executor, an unset CORE_TASKS / AIRFLOW_DAGS is a warning that says to set it."""
+    from atlasreg_cursor.entrypoints.startup import allow_list_warnings
+
+    warnings = allow_list_warnings(load_settings(env, env_file=None))
+
+    assert named == [w.split(" ", 1)[0] for w in warnings]
+    assert all(f"set {name} to" in w for name, w in zip(named, warnings, strict=True))
 
 
 def test_watchlist_fields_that_do_nothing_are_start_up_warnings(tmp_path: Path) -> None:

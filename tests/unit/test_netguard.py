@@ -27,6 +27,9 @@ from atlasreg_cursor.domain.errors import SourceFailed
         "http://[fc00::1]/",
         "http://[::ffff:127.0.0.1]/",
         "https://[::]/",
+        "http://[fec0::1]/",
+        "http://192.0.0.9/",
+        "http://192.0.0.10/",
     ],
 )
 def test_non_public_addresses_are_refused(url: str) -> None:
@@ -104,8 +107,19 @@ def test_overlong_label_is_an_invalid_url() -> None:
         ("::ffff:8.8.8.8", True),
         ("fe80::1%eth0", False),
         ("not-an-ip", False),
+        ("fec0::1", False),
+        ("feff:ffff::1", False),
+        ("192.0.0.9", False),
+        ("192.0.0.10", False),
+        ("192.0.0.255", False),
+        ("2002:c000:9::1", False),
+        ("192.0.1.1", True),
     ],
 )
 def test_is_public_address(address: str, public: bool) -> None:
-    """Only globally routable addresses are public."""
+    """
+    Only globally routable addresses are public; site-local ``fec0::/10`` and
+    ``192.0.0.0/24`` (IETF protocol assignments, ``.9``/``.10`` global in
+    Python 3.11) are refused too, also inside a 6to4 address.
+    """
     assert public == is_public_address(address)

@@ -199,3 +199,19 @@ def test_the_default_consumer_id_differs_with_a_fixed_hostname_and_pid_1(
     assert first != second
     assert (True, True) == (first.startswith("cursor-1-"), second.startswith("cursor-1-"))
     assert "me" == load_settings({"CONSUMER_ID": "me"}, env_file=None).new_consumer_id()
+
+
+def test_core_allow_lists_are_comma_separated_names() -> None:
+    """CORE_TASKS and AIRFLOW_DAGS: unset allows any (None); a list without a name is refused."""
+    listed = load_settings(
+        {"CORE_TASKS": " custom_scrape, sigel_scrape ,", "AIRFLOW_DAGS": "sigel_*"}, env_file=None
+    )
+    unset = load_settings({}, env_file=None)
+
+    assert ("custom_scrape", "sigel_scrape") == listed.core_task_names
+    assert ("sigel_*",) == listed.airflow_dag_patterns
+    assert (None, None) == (unset.core_task_names, unset.airflow_dag_patterns)
+    with pytest.raises(SettingsError, match="CORE_TASKS: list at least one name"):
+        load_settings({"CORE_TASKS": ","}, env_file=None)
+    with pytest.raises(SettingsError, match="AIRFLOW_DAGS: list at least one name"):
+        load_settings({"AIRFLOW_DAGS": " , "}, env_file=None)

@@ -11,10 +11,11 @@ never disagree about the host — and refuses:
   (``2130706433``, ``0x7f.1``, ``127.1``), a missing host or a bad port;
 - a host that does not resolve (``network_error``);
 - while private sources are not allowed, a host resolving to ANY address
-  that is loopback, private, link-local, multicast, reserved, unspecified or
-  otherwise not globally routable (IPv4-mapped IPv6 addresses are judged by
-  their IPv4 address; 6to4 and Teredo addresses by every IPv4 address they
-  embed too).
+  that is loopback, private, link-local, multicast, reserved, unspecified,
+  deprecated site-local (``fec0::/10``), an IETF protocol assignment
+  (``192.0.0.0/24``, whole) or otherwise not globally routable (IPv4-mapped
+  IPv6 addresses are judged by their IPv4 address; 6to4 and Teredo
+  addresses by every IPv4 address they embed too).
 
 Host names are IDNA-normalised (UTS #46) to their ASCII form. The host is
 resolved exactly once and the answer is returned in :class:`VettedURL`:
@@ -46,6 +47,11 @@ from atlasreg_cursor.domain.errors import SourceFailed
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_URL_LENGTH = 8192
+
+#: Ranges Python 3.11's ``is_global`` passes that are not for fetching from:
+#: IPv6 site-local (deprecated, still routed inside some networks) and the
+#: IETF protocol assignments (``192.0.0.9`` and ``.10`` are global there).
+NOT_PUBLIC_NETWORKS = (ipaddress.ip_network("fec0::/10"), ipaddress.ip_network("192.0.0.0/24"))
 
 #: ``(host, port) -> addresses``; raises ``OSError`` when the name does not resolve.
 Resolver = Callable[[str, int], Sequence[str]]
@@ -196,6 +202,7 @@ def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         or ip.is_multicast
         or ip.is_reserved
         or ip.is_unspecified
+        or any(ip in network for network in NOT_PUBLIC_NETWORKS)
     )
     return ip.is_global and not flagged
 

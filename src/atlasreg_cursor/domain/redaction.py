@@ -13,7 +13,8 @@ journal entries. It hides
   ``signature``, ``credential`` or ``auth``, or has ``sig``, ``pass`` or
   ``pw`` as a whole word (``X-Amz-Signature``, ``access_token``,
   ``client_secret``, ``%74oken``, ``pass``);
-- ``Bearer``/``Basic`` authorization values and ``whsec_`` webhook secrets.
+- ``Bearer``/``Basic``/``Token`` authorization values (any case) and
+  ``whsec_`` webhook secrets.
 
 It is idempotent, never raises, and runs in linear time (a name may start
 only where a name cannot continue, so a long run of letters is scanned
@@ -40,7 +41,9 @@ _JSON_PAIR = re.compile(
     rf"(?P<q>[\"'])(?P<name>{_NAME})(?P=q)(?P<sep>\s*:\s*)(?P<vq>[\"'])(?P<value>.*?)(?<!\\)(?P=vq)"
 )
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
-_AUTH_VALUE = re.compile(r"\b(?P<kind>Bearer|Basic|Token)\s+(?P<value>[A-Za-z0-9._~+/=\-]{6,})")
+_AUTH_VALUE = re.compile(
+    r"\b(?P<kind>Bearer|Basic|Token)\s+(?P<value>[A-Za-z0-9._~+/=\-]{6,})", re.IGNORECASE
+)
 _WHSEC = re.compile(r"\bwhsec_[A-Za-z0-9+/=]+")
 
 

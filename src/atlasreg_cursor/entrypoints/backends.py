@@ -361,6 +361,8 @@ def _core_executor(s: Settings, app: Wiring) -> Executor:
         policy=crawl_policy(s),
         env_allow=(s.crawl_env_allow or "").split(","),
         idle_seconds=s.crawl_idle_seconds,
+        core_tasks=s.core_task_names,
+        airflow_dags=s.airflow_dag_patterns,
     )
 
 

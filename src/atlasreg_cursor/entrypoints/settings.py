@@ -107,6 +107,8 @@ class Settings:
     elasticsearch_url: str | None = _url(None)
     scrapy_project_path: Path | None = None
     allow_private_sources: bool = False
+    core_tasks: str | None = None
+    airflow_dags: str | None = None
     processing_concurrency: int = 16
 
     log_format: LogFormat = "json"
@@ -184,6 +186,16 @@ class Settings:
         return self.gold_bucket or self.r2_bucket_name
 
     @property
+    def core_task_names(self) -> tuple[str, ...] | None:
+        """``CORE_TASKS``: the Celery tasks a source may name; ``None`` (unset) allows any."""
+        return _listed(self.core_tasks)
+
+    @property
+    def airflow_dag_patterns(self) -> tuple[str, ...] | None:
+        """``AIRFLOW_DAGS``: the DAG ids (shell-style patterns) a source may trigger."""
+        return _listed(self.airflow_dags)
+
+    @property
     def hook_secrets(self) -> tuple[str, ...]:
         """The primary secret then the rotation extras."""
         extra = [s.strip() for s in (self.hook_hmac_additional_secrets or "").split(",")]
@@ -247,6 +259,13 @@ class Settings:
 def redact_url(url: str) -> str:
     """Hide the credentials of a URL (``redis://:pw@host`` → ``redis://:***@host``)."""
     return _redact_url(url)
+
+
+def _listed(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated setting as its items; ``None`` when unset."""
+    if value is None:
+        return None
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def _bool(value: Any, _: type) -> bool:
@@ -403,6 +422,14 @@ def _check(settings: Settings) -> None:
         url = getattr(settings, name)
         if url and not url.startswith(("http://", "https://")):
             problems.append(f"{name.upper()}: must be an http(s) URL")
+    problems += [
+        f"{name}: list at least one name, comma-separated (unset allows any)"
+        for name, listed in (
+            ("CORE_TASKS", settings.core_task_names),
+            ("AIRFLOW_DAGS", settings.airflow_dag_patterns),
+        )
+        if listed == ()
+    ]
     agent = settings.crawl_user_agent
     if agent is not None and (len(agent) > 300 or any(not 32 <= ord(c) < 127 for c in agent)):
         problems.append("CRAWL_USER_AGENT: must be one line of printable ASCII (at most 300)")

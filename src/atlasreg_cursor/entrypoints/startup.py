@@ -14,6 +14,9 @@
   and sources with a ``schedule`` while ``SCHEDULE`` is unset (it then means
   nothing): a warning each (:func:`watchlist_warnings`, also printed by
   ``config validate`` and ``config push``).
+- With the Core executor, ``CORE_TASKS`` unset (and ``AIRFLOW_DAGS`` unset
+  while ``AIRFLOW_API_URL`` is set): the watchlist may name any Celery task
+  or DAG; a warning each that says to set it (SECURITY.md §1).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import structlog
 from atlasreg_cursor.domain.errors import CursorError, StorageError
 from atlasreg_cursor.ports.storage import ConditionalWriteProbe
 
-from .backends import queue_backend
+from .backends import executor_backend, queue_backend
 from .bootstrap import App
 
 if TYPE_CHECKING:
@@ -57,7 +60,12 @@ def startup_checks(app: App) -> list[str]:
     Raises:
         StartupRefused: the object store ignores conditional writes.
     """
-    warnings = [*_queue_warnings(app), *_cloudflare_warnings(app), *_config_warnings(app)]
+    warnings = [
+        *_queue_warnings(app),
+        *_cloudflare_warnings(app),
+        *_config_warnings(app),
+        *allow_list_warnings(app.settings),
+    ]
     for warning in warnings:
         log.warning("startup.warning", problem=warning)
     _check_store(app)
@@ -100,6 +108,27 @@ def _cloudflare_warnings(app: App) -> list[str]:
         f" max_retries to at least {wanted} (wrangler.toml [[queues.consumers]] max_retries,"
         " or the dashboard) and CF_QUEUE_MAX_RETRIES to match"
     ]
+
+
+def allow_list_warnings(settings: Settings) -> list[str]:
+    """With the Core executor: ``CORE_TASKS`` / ``AIRFLOW_DAGS`` unset lets the watchlist pick."""
+    if not executor_backend(settings).probes_core:  # the executor does not drive Core
+        return []
+    warnings = []
+    if settings.core_task_names is None:
+        warnings.append(
+            "CORE_TASKS is not set: a CUSTOM_SCRAPER source in the watchlist may call any Celery"
+            " task registered on Core's workers (with its source_config and run_id); set"
+            " CORE_TASKS to the task names it may call, comma-separated"
+            " (e.g. CORE_TASKS=custom_scrape)"
+        )
+    if settings.airflow_api_url and settings.airflow_dag_patterns is None:
+        warnings.append(
+            "AIRFLOW_DAGS is not set: an AIRFLOW_DAG source in the watchlist may trigger any DAG"
+            " the Airflow user may trigger; set AIRFLOW_DAGS to the DAG ids it may trigger,"
+            " comma-separated, shell-style patterns allowed (e.g. AIRFLOW_DAGS=sigel_*)"
+        )
+    return warnings
 
 
 def watchlist_warnings(settings: Settings, watchlist: WatchlistConfig) -> list[str]:

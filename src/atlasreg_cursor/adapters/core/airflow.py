@@ -8,9 +8,11 @@ forever, so ``is_paused`` is read first and a paused DAG fails clearly
 (``dag_paused``); an unknown DAG is ``dag_not_found``. :meth:`AirflowClient.wait`
 polls with backoff until the run is ``success`` or ``failed``, or the deadline
 passes (``timeout``; the run is left alone so a resumed Cursor run can adopt
-it). A ``dag_id`` that does not match Airflow's id pattern is refused before
-any request (``invalid_source``); the other failures are ``SourceFailed``
-with an ``error_type``.
+it). A ``dag_id`` or task id that does not match Airflow's id pattern, or
+is made only of dots, is refused before any request (``invalid_source``);
+every path segment is percent-encoded, dots of a segment made only of dots
+too (``%2E%2E``), so no id can climb out of ``/dags/<dag_id>/``. The other
+failures are ``SourceFailed`` with an ``error_type``.
 
 Versions, authentication, retries and error bodies are the transport's
 (:mod:`.airflow_api`).
@@ -33,7 +35,7 @@ import structlog
 import urllib3
 
 from atlasreg_cursor.domain.errors import SourceFailed
-from atlasreg_cursor.domain.sources import DAG_ID_RE
+from atlasreg_cursor.domain.sources import AIRFLOW_ID_RULE, is_airflow_id
 
 from .airflow_api import AirflowApi, ApiResponse, ApiVersion, error_message
 
@@ -306,10 +308,12 @@ class AirflowClient:
         Return the ``return_value`` XCom of a task of the run, decoded.
 
         Raises:
-            SourceFailed: ``xcom_missing`` when there is none, ``xcom_invalid``
-                when it cannot be decoded.
+            SourceFailed: ``invalid_source`` when *task_id* is not Airflow's
+                id pattern (nothing is sent), ``xcom_missing`` when there is
+                none, ``xcom_invalid`` when it cannot be decoded.
             ExecutorUnavailable: Airflow cannot be reached.
         """
+        check_task_id(task_id)
         path = (
             f"/dags/{_q(dag_id)}/dagRuns/{_q(dag_run_id)}/taskInstances/{_q(task_id)}"
             "/xcomEntries/return_value"
@@ -331,21 +335,43 @@ class AirflowClient:
 
 def check_dag_id(dag_id: object) -> str:
     """
-    Return *dag_id* when it matches Airflow's id pattern (``[\\w.-]``, 1-250).
+    Return *dag_id* when it matches Airflow's id pattern (``[\\w.-]``, 1-250,
+    not only dots).
 
     Raises:
         SourceFailed: ``invalid_source`` otherwise.
     """
-    if not isinstance(dag_id, str) or not DAG_ID_RE.fullmatch(dag_id):
-        raise SourceFailed(
-            "dag_id must be 1-250 letters, digits, '_', '.' or '-' (Airflow's id pattern)",
-            error_type="invalid_source",
-        )
-    return dag_id
+    return _checked_id(dag_id, "dag_id")
+
+
+def check_task_id(task_id: object) -> str:
+    """
+    Return *task_id* when it matches Airflow's id pattern (as :func:`check_dag_id`).
+
+    Raises:
+        SourceFailed: ``invalid_source`` otherwise.
+    """
+    return _checked_id(task_id, "task id")
+
+
+def _checked_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not is_airflow_id(value):
+        raise SourceFailed(f"{what} must be {AIRFLOW_ID_RULE}", error_type="invalid_source")
+    return value
 
 
 def _q(segment: str) -> str:
-    return urllib.parse.quote(segment, safe="")
+    """
+    One path segment, percent-encoded whole: ``/``, ``?``, ``#``, ``%`` and the
+    dots of ``.`` or ``..`` (which clients would remove as dot segments).
+
+    Raises:
+        SourceFailed: ``invalid_source`` for an empty segment.
+    """
+    if not segment:
+        raise SourceFailed("an Airflow id is empty", error_type="invalid_source")
+    quoted = urllib.parse.quote(segment, safe="")
+    return quoted.replace(".", "%2E") if not quoted.strip(".") else quoted
 
 
 def _dag_run(data: Any, dag_id: str) -> DagRun:
@@ -370,6 +396,7 @@ __all__ = [
     "ApiResponse",
     "DagRun",
     "check_dag_id",
+    "check_task_id",
     "error_message",
     "parse_xcom_value",
 ]

@@ -3,7 +3,8 @@
 Implements the ``Executor`` port (architecture §5, §6) on top of Core's Celery
 tasks, Airflow DAGs and Scrapy project:
 
-- ``run_source``: the source's ``url_feed`` through the URL guard, then its
+- ``run_source``: the task or DAG it names checked against ``CORE_TASKS`` /
+  ``AIRFLOW_DAGS``, its ``url_feed`` through the URL guard, then its
   handler from the registry (built-ins and ``atlasreg_cursor.handlers``
   plugins, see :mod:`.handlers`); project
   spiders run in the run's one crawl process, shared with the local
@@ -22,7 +23,8 @@ tasks, Airflow DAGs and Scrapy project:
 Settings read (by the composition root): ``CELERY_BROKER_URL``,
 ``CELERY_RESULT_BACKEND``, ``AIRFLOW_API_URL``, ``AIRFLOW_USERNAME``,
 ``AIRFLOW_PASSWORD``, ``AIRFLOW_API_VERSION``, ``SCRAPY_PROJECT_PATH``,
-``PROCESSING_CONCURRENCY``, ``ALLOW_PRIVATE_SOURCES``, ``CRAWL_*``.
+``PROCESSING_CONCURRENCY``, ``ALLOW_PRIVATE_SOURCES``, ``CORE_TASKS``,
+``AIRFLOW_DAGS``, ``CRAWL_*``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from atlasreg_cursor.domain.gold import (
 from atlasreg_cursor.domain.runs import RunContext
 from atlasreg_cursor.domain.sources import SourceConfig
 
+from .allowed import CoreAllowList
 from .celery import TaskError, as_processing_failed
 from .crawl_process import DEFAULT_IDLE_SECONDS, CrawlPolicy, CrawlSessions
 from .handlers import CoreServices, Handler, registry
@@ -93,6 +96,10 @@ class CoreExecutor:
             here (when neither *crawls* nor the fallback's are used).
         env_allow: more variables those crawl processes may inherit (``CRAWL_ENV_ALLOW``).
         idle_seconds: an idle crawl process of theirs is stopped after this long.
+        core_tasks: the Celery tasks a ``CUSTOM_SCRAPER`` source may name
+            (``CORE_TASKS``); ``None`` allows any.
+        airflow_dags: the DAG ids (shell-style patterns) an ``AIRFLOW_DAG``
+            source may trigger (``AIRFLOW_DAGS``); ``None`` allows any.
     """
 
     def __init__(
@@ -112,6 +119,8 @@ class CoreExecutor:
         policy: CrawlPolicy | None = None,
         env_allow: Iterable[str] = (),
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
+        core_tasks: Iterable[str] | None = None,
+        airflow_dags: Iterable[str] | None = None,
     ) -> None:
         if processing_concurrency < 1:
             raise ValueError("processing_concurrency must be at least 1")
@@ -140,6 +149,7 @@ class CoreExecutor:
             allow_private=allow_private_sources,
             resolver=resolver,
             crawls=crawls,
+            allowed=CoreAllowList(tasks=core_tasks, dags=airflow_dags),
         )
         self._concurrency = processing_concurrency
         self._handlers = dict(registry() if handlers is None else handlers)
@@ -164,13 +174,14 @@ class CoreExecutor:
 
     def run_source(self, source: SourceConfig, run: RunContext) -> SourceResult:
         """
-        Run *source* through its handler, its ``url_feed`` vetted first.
+        Run *source* through its handler, its allow-lists and ``url_feed`` checked first.
 
         The URL guard runs before ANY handler, third-party ones included, so
         no handler is ever given a ``url_feed`` the guard refuses.
 
         Raises:
-            SourceFailed: the source failed, no handler has its id, or the
+            SourceFailed: the source failed, no handler has its id, it names
+                a task or DAG off the allow-lists (``not_allowed``), or the
                 guard refused its ``url_feed`` (``invalid_url``,
                 ``forbidden_address``, ``network_error``).
             ExecutorUnavailable: Core cannot be reached (transient).
@@ -182,6 +193,7 @@ class CoreExecutor:
                 f"known: {', '.join(sorted(self._handlers))}",
                 error_type="unknown_handler",
             )
+        self._core.check_allowed(source)
         self._core.vet_feed(source)
         log.debug("core.source_started", source_id=source.id, handler_id=source.handler_id)
         result = handler(source, run, self._core)

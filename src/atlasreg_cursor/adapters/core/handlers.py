@@ -16,9 +16,14 @@ Built-in handlers (architecture §6 Executor):
 - ``AIRFLOW_DAG``: triggers ``dag_id`` as run ``<run_id>_<dag_id>`` with
   ``conf={"run_id", "source_config"}`` and waits for it (the source's
   timeout); documents come from the ``return_value`` XCom of
-  ``xcom_task_id`` when set.
+  ``xcom_task_id`` when set (Airflow's id pattern, checked before the trigger).
 - ``CUSTOM_SCRAPER``: Celery task ``task_name`` (default ``custom_scrape``)
   with ``source_config`` and ``run_id``.
+
+The task a ``CUSTOM_SCRAPER`` source names and the DAG an ``AIRFLOW_DAG``
+source triggers must be in the allow-lists (``CORE_TASKS``, ``AIRFLOW_DAGS``,
+:mod:`.allowed`) when they are set: else ``not_allowed``, before anything
+is sent.
 
 Handlers stop when the run is closed (:meth:`CoreServices.cancel_run`), or
 their source alone is cancelled (:meth:`CoreServices.cancel_source`): a
@@ -44,7 +49,7 @@ or a class made with no arguments); built-in ids cannot be replaced.
 handler, so a plugin never gets a URL the guard refuses.
 
 Settings read (by the composition root): ``SCRAPY_PROJECT_PATH``,
-``ALLOW_PRIVATE_SOURCES``.
+``ALLOW_PRIVATE_SOURCES``, ``CORE_TASKS``, ``AIRFLOW_DAGS``.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from atlasreg_cursor.domain.errors import HandlerNotAvailable, SourceFailed
 from atlasreg_cursor.domain.runs import RunContext
 from atlasreg_cursor.domain.sources import BUILTIN_HANDLERS, SourceConfig, matches_keywords
 
+from .allowed import CoreAllowList
 from .celery import TaskError, as_source_failed
 
 if TYPE_CHECKING:
@@ -106,7 +112,8 @@ class CoreServices:
     run's crawl process, ``crawls``), local spiders, and each run's cancel event.
 
     ``allow_private`` is ``ALLOW_PRIVATE_SOURCES``; ``resolver`` resolves host
-    names for the URL guard (the system's by default; tests pass their own).
+    names for the URL guard (the system's by default; tests pass their own);
+    ``allowed`` holds ``CORE_TASKS`` and ``AIRFLOW_DAGS``.
     """
 
     celery: CeleryGateway
@@ -116,6 +123,7 @@ class CoreServices:
     allow_private: bool = False
     resolver: Resolver | None = attrs.field(default=None, repr=False)
     crawls: CrawlSessions | None = None
+    allowed: CoreAllowList = attrs.field(factory=CoreAllowList)
     _cancels: dict[tuple[str, str | None], threading.Event] = attrs.field(
         factory=dict, init=False, repr=False
     )
@@ -137,6 +145,18 @@ class CoreServices:
             return None
         vetted = vet_url(source.url_feed, allow_private=self.allow_private, resolver=self.resolver)
         return vetted.url
+
+    def check_allowed(self, source: SourceConfig) -> None:
+        """
+        Refuse a built-in source naming a task or DAG off the allow-lists.
+
+        Raises:
+            SourceFailed: ``not_allowed``.
+        """
+        if source.handler_id == "CUSTOM_SCRAPER":
+            self.allowed.check_task(source.task_name or DEFAULT_CUSTOM_TASK)
+        elif source.handler_id == "AIRFLOW_DAG" and source.dag_id:
+            self.allowed.check_dag(source.dag_id)
 
     def project_spiders(self) -> frozenset[str]:
         """
@@ -334,23 +354,25 @@ def download_csv_handler(source: SourceConfig, run: RunContext, core: CoreServic
 def custom_scraper_handler(
     source: SourceConfig, run: RunContext, core: CoreServices
 ) -> SourceResult:
-    """Celery ``task_name`` (default ``custom_scrape``) with the source's config."""
+    """Celery ``task_name`` (default ``custom_scrape``; in ``CORE_TASKS``) and the source."""
+    name = core.allowed.check_task(source.task_name or DEFAULT_CUSTOM_TASK)
     core.vet_feed(source)
-    name = source.task_name or DEFAULT_CUSTOM_TASK
     return _celery_source(
         core, source, run, name, {"source_config": dict(source.raw), "run_id": run.run_id}
     )
 
 
 def airflow_dag_handler(source: SourceConfig, run: RunContext, core: CoreServices) -> SourceResult:
-    """Trigger ``dag_id`` (idempotently) and wait; documents from its XCom."""
+    """Trigger ``dag_id`` (in ``AIRFLOW_DAGS``; idempotently) and wait; documents from its XCom."""
     if core.airflow is None:
         raise HandlerNotAvailable("AIRFLOW_DAG needs AIRFLOW_API_URL, which is not set")
     if not source.dag_id:
         raise SourceFailed("AIRFLOW_DAG source has no dag_id", error_type="invalid_source")
-    from .airflow import check_dag_id
+    from .airflow import check_dag_id, check_task_id
 
-    dag_id = check_dag_id(source.dag_id)
+    dag_id = core.allowed.check_dag(check_dag_id(source.dag_id))
+    if source.xcom_task_id:
+        check_task_id(source.xcom_task_id)
     core.vet_feed(source)
     dag_run_id = f"{run.run_id}_{dag_id}"
     conf = {"run_id": run.run_id, "source_config": dict(source.raw)}

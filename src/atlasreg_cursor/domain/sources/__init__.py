@@ -22,7 +22,14 @@ from .crawl import (
     CrawlOptions,
     parse_crawl_options,
 )
-from .handlers import BUILTIN_HANDLERS, DAG_HANDLER, DAG_ID_RE, URL_FEED_HANDLERS
+from .handlers import (
+    AIRFLOW_ID_RULE,
+    BUILTIN_HANDLERS,
+    DAG_HANDLER,
+    DAG_ID_RE,
+    URL_FEED_HANDLERS,
+    is_airflow_id,
+)
 from .keywords import fold_text, matches_keywords
 from .model import (
     DEFAULT_MAX_ITEMS,
@@ -40,6 +47,7 @@ from .model import (
 from .watchlist import parse_watchlist, parse_watchlist_bytes, unknown_keys
 
 __all__ = [
+    "AIRFLOW_ID_RULE",
     "BUILTIN_HANDLERS",
     "CRAWL_KEYS",
     "DAG_HANDLER",
@@ -63,6 +71,7 @@ __all__ = [
     "SourceConfig",
     "WatchlistConfig",
     "fold_text",
+    "is_airflow_id",
     "matches_keywords",
     "parse_crawl_options",
     "parse_watchlist",

@@ -4,8 +4,10 @@ The watchlist is untrusted input (in cloudflare mode it is changed remotely,
 in KV): every number must be finite and in its range (``NaN``, ``Infinity``,
 ``1e400`` or a huge integer anywhere in a source rejects that source, in
 ``global_settings`` the whole document, naming the field), every id pattern
-must match whole, and a ``url_feed`` must be a plain http(s) URL (no
-backslash, user-info, whitespace or control characters).
+must match whole (a ``dag_id`` or ``xcom_task_id`` Airflow's, and not only
+dots: ``..`` would be a dot segment in Airflow's API paths), and a
+``url_feed`` must be a plain http(s) URL (no backslash, user-info,
+whitespace or control characters).
 
 Keys the Cursor does not read are kept and ignored (the Worker side may add
 fields), but listed in ``WatchlistConfig.ignored_keys`` with a hint, so a
@@ -34,7 +36,13 @@ from ._fields import (
     show,
 )
 from .crawl import parse_crawl_options
-from .handlers import BUILTIN_HANDLERS, DAG_HANDLER, DAG_ID_RE, URL_FEED_HANDLERS
+from .handlers import (
+    AIRFLOW_ID_RULE,
+    BUILTIN_HANDLERS,
+    DAG_HANDLER,
+    URL_FEED_HANDLERS,
+    is_airflow_id,
+)
 from .model import (
     DEFAULT_MAX_ITEMS,
     DEFAULT_SOURCE_TIMEOUT,
@@ -191,10 +199,11 @@ def _parse_source(item: object, handlers: frozenset[str]) -> SourceConfig:
     if handler == DAG_HANDLER and not opt_str(item, "dag_id"):
         raise ValueError(f"handler {DAG_HANDLER} needs a dag_id")
     dag_id = opt_str(item, "dag_id")
-    if dag_id is not None and not DAG_ID_RE.fullmatch(dag_id):
-        raise ValueError(
-            "dag_id must be 1-250 letters, digits, '_', '.' or '-' (Airflow's id pattern)"
-        )
+    if dag_id is not None and not is_airflow_id(dag_id):
+        raise ValueError(f"dag_id must be {AIRFLOW_ID_RULE}")
+    xcom_task_id = opt_str(item, "xcom_task_id")
+    if xcom_task_id is not None and not is_airflow_id(xcom_task_id):
+        raise ValueError(f"xcom_task_id must be {AIRFLOW_ID_RULE}")
     timeout = read_number(
         item,
         "timeout_seconds",
@@ -229,7 +238,7 @@ def _parse_source(item: object, handlers: frozenset[str]) -> SourceConfig:
         spider_id=opt_str(item, "spider_id"),
         dag_id=dag_id,
         task_name=opt_str(item, "task_name"),
-        xcom_task_id=opt_str(item, "xcom_task_id"),
+        xcom_task_id=xcom_task_id,
         timeout_seconds=float(timeout),
         max_items=int(max_items),
         keywords=tuple(keywords),
