@@ -48,12 +48,12 @@ from .policy import CONTACT_URL, CrawlPolicy, default_user_agent
 from .process import KILL_GRACE_SECONDS, STDERR_TAIL_BYTES, CrawlProcess, stop_process_group
 from .sessions import (
     DEFAULT_IDLE_SECONDS,
-    DEFAULT_REACTOR_LAG_SECONDS,
     REPORT_GRACE_SECONDS,
     STARTUP_SECONDS,
     CrawlSessions,
 )
 from .wire import (
+    DEFAULT_REACTOR_LAG_SECONDS,
     FORBIDDEN_STAT,
     INVALID_URL_STAT,
     MAX_ITEMS,

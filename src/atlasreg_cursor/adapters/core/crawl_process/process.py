@@ -206,9 +206,13 @@ class CrawlProcess:
         """Give the turn back (or stop waiting for it)."""
         with self._lock:
             self._turns.pop(turn.key, None)
-            if not (self._pending or self._turns):
-                self.idle_since = time.monotonic()
+            self._touch()
         self._write(release_command(turn.key))
+
+    def _touch(self) -> None:
+        """Note when the process became idle (call with ``_lock`` held)."""
+        if not (self._pending or self._turns):
+            self.idle_since = time.monotonic()
 
     def _write(self, line: bytes) -> bool:
         try:
@@ -224,8 +228,7 @@ class CrawlProcess:
         """Stop waiting for *pending* (its caller gave up)."""
         with self._lock:
             self._pending.pop(pending.key, None)
-            if not (self._pending or self._turns):
-                self.idle_since = time.monotonic()
+            self._touch()
 
     def _read(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as events:
@@ -256,8 +259,7 @@ class CrawlProcess:
     def _resolve(self, key: str, event: dict[str, Any]) -> None:
         with self._lock:
             pending = self._pending.pop(key, None)
-            if not (self._pending or self._turns):
-                self.idle_since = time.monotonic()
+            self._touch()
         if pending is not None:
             pending.result = event
             pending.done.set()
@@ -275,8 +277,7 @@ class CrawlProcess:
         with self._lock:
             keys = [k for k in self._pending if k.rpartition("#")[0] == source_id]
             left = [self._pending.pop(k) for k in keys]
-            if not self._pending:
-                self.idle_since = time.monotonic()
+            self._touch()
         for pending in left:
             pending.cancelled = True
             pending.done.set()

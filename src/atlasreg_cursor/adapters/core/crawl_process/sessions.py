@@ -31,15 +31,13 @@ from .environment import crawl_environment
 from .outcome import CrawlOutcome
 from .policy import CrawlPolicy
 from .process import KILL_GRACE_SECONDS, CrawlProcess, PendingCrawl, PendingTurn
-from .wire import read_items
+from .wire import DEFAULT_REACTOR_LAG_SECONDS, read_items
 
 log = structlog.get_logger()
 
 REPORT_GRACE_SECONDS = 5.0
 STARTUP_SECONDS = 60.0
 DEFAULT_IDLE_SECONDS = 120.0
-#: Seconds the crawl process's reactor may stall before the spider blocking it is failed.
-DEFAULT_REACTOR_LAG_SECONDS = 2.0
 
 
 class CrawlSessions:

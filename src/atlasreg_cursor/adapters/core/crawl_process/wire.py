@@ -8,7 +8,8 @@ JSON-lines file named by the event. A download of the parent asks for its
 turn on a host with ``turn`` (answered by a ``turn`` event once the host has
 a place under the run's per-host limit) and gives it back with ``release``.
 The names both sides share (the parent pid variable, the stats keys of the
-URL guard and of the item cap, the caps) live here.
+URL guard and of the item cap, the caps, the reactor watchdog's default)
+live here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ TOO_MANY_ITEMS_STAT = "atlasreg/too_many_items"
 #: No source keeps more items than this, whatever its ``max_items`` says.
 MAX_ITEMS = MAX_ITEMS_LIMIT
 SHUTDOWN_COMMAND = b'{"op": "shutdown"}\n'
+#: Seconds the crawl process's reactor may stall before the spider blocking it is failed.
+DEFAULT_REACTOR_LAG_SECONDS = 2.0
 
 
 def item_cap(value: Any) -> int:

@@ -22,7 +22,10 @@ from scrapy.utils.log import configure_logging
 from scrapy.utils.reactor import install_reactor
 from twisted.internet.defer import Deferred, DeferredList
 
-from atlasreg_cursor.adapters.core.crawl_process import PARENT_PID_ENV
+from atlasreg_cursor.adapters.core.crawl_process import (
+    DEFAULT_REACTOR_LAG_SECONDS,
+    PARENT_PID_ENV,
+)
 
 from . import middlewares
 from .crawl_settings import generic_settings, project_settings
@@ -31,7 +34,7 @@ from .middlewares import ROBOTS_REFUSED, is_robots_txt, robots_refusal
 from .report import SourceReport
 from .resolver import AddressBook, StubNetwork, VettingResolver
 from .spiders import GenericSource, SourcesSpider, generic_source
-from .watchdog import DEFAULT_LAG_SECONDS, ReactorWatchdog
+from .watchdog import ReactorWatchdog
 
 ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 SHUTDOWN_GRACE_SECONDS = 2.0
@@ -453,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     VettingResolver(reactor, middlewares.ADDRESS_BOOK).install()
     service = CrawlService(config, emit, reactor)
-    lag = config.get("lag_seconds", DEFAULT_LAG_SECONDS)
+    lag = config.get("lag_seconds", DEFAULT_REACTOR_LAG_SECONDS)
     if lag:
         ReactorWatchdog(reactor, service, lag_seconds=float(lag), kill=_kill_group).start()
     threading.Thread(

@@ -408,12 +408,8 @@ def _record_failure(report: SourceReport, failure: Failure, request: scrapy.Requ
         if text == GATE_DROPPED:
             return
         if "robots.txt" in text:
-            parts = urllib.parse.urlsplit(url)
-            agent = (request.headers.get(b"User-Agent") or b"").decode("latin-1")
             report.count("robotstxt/forbidden")
-            report.robots_refusal(
-                f"robots.txt of {parts.scheme}://{parts.netloc} disallows {url} for {agent!r}"
-            )
+            report.robots_refusal(middlewares.robots_refusal(request))
             return
         if text.startswith(GUARD_PREFIX):
             _record_refusal(report, text.removeprefix(GUARD_PREFIX).strip())
