@@ -31,6 +31,7 @@ from atlasreg_cursor.adapters.core.crawl_process import (
 )
 from atlasreg_cursor.adapters.core.scrapy import judge
 from atlasreg_cursor.domain.errors import SourceFailed
+from tests.support.services import wait_until
 
 pytestmark = pytest.mark.scrapy
 
@@ -496,3 +497,44 @@ def test_a_spider_blocking_the_reactor_is_failed_and_its_neighbour_goes_on(
     assert took < 10
     assert ["vizinho"] == [i["title"] for i in judge(survivor, "vizinho")]
     assert blocked.pid == survivor.pid == alive  # no new crawl process
+
+
+def test_a_cancelled_source_frees_its_host_places_at_once(crawls: CrawlSessions) -> None:
+    """cancel_source ends the source in the crawl process (a generic source, then a project
+    spider): its request in progress is aborted, and the host's one place goes to the next
+    source long before the cancelled source's deadline (60 s; the next one has 15 s)."""
+    run = "run_c0ffee000008"
+    release = threading.Event()
+
+    def hang(_: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        release.wait(30)
+        return 200, {}, json_items("tarde")
+
+    routes: dict[str, Route] = {
+        "/hang": hang,
+        "/api": lambda _: (200, {}, json_items("x")),
+        "/noticias/": lambda _: (200, {}, ARTICLE),
+    }
+    one = {"max_per_host": 1}
+    results = []
+    with site(routes) as s, cf.ThreadPoolExecutor(max_workers=1) as pool:
+        pairs = [
+            (api_spec(s.url("/hang"), crawl=one), news_spec(s.url("/noticias/"), crawl=one)),
+            (news_spec(s.url("/hang"), crawl=one), api_spec(s.url("/api"), crawl=one)),
+        ]
+        for n, (stopped, following) in enumerate(pairs):
+            future = pool.submit(crawls.crawl, run, f"parado{n}", stopped, timeout=60)
+            assert wait_until(lambda n=n: len(s.hits("/hang")) > n, timeout=30)
+
+            crawls.cancel_source(run, f"parado{n}")
+
+            cancelled = future.result(timeout=10)
+            started = time.monotonic()
+            outcome = crawls.crawl(run, f"seguinte{n}", following, timeout=15)
+            results.append((cancelled.cancelled, judge(outcome, "x"), time.monotonic() - started))
+        release.set()
+    crawls.close_run(run)
+
+    assert [True, True] == [cancelled for cancelled, _, _ in results]
+    assert [["noticia"], ["x"]] == [[i["title"] for i in items] for _, items, _ in results]
+    assert all(took < 5 for _, _, took in results), results

@@ -10,6 +10,8 @@ source while the run's other sources go on crawling.
 :meth:`CrawlSessions.host_turn` asks the same process for a turn on a host
 for one of the parent's downloads (a CSV): downloads and crawl requests of a
 run share one per-host budget (``CRAWL_MAX_PER_HOST`` and the delay).
+:meth:`CrawlSessions.cancel_source` ends a source's wait at once and has the
+process end its crawl (requests dropped, transfers aborted, places freed).
 
 Timeouts are enforced inside the crawl: at a source's deadline the process
 drops that source's requests and reports it as timed out. A project spider

@@ -31,7 +31,7 @@ from .environment import crawl_environment
 from .outcome import CrawlOutcome
 from .policy import CrawlPolicy
 from .process import KILL_GRACE_SECONDS, CrawlProcess, PendingCrawl, PendingTurn
-from .wire import DEFAULT_REACTOR_LAG_SECONDS, read_items
+from .wire import DEFAULT_REACTOR_LAG_SECONDS
 
 log = structlog.get_logger()
 
@@ -140,7 +140,9 @@ class CrawlSessions:
                 continue
             answered = pending.done.wait(max(0.0, deadline + self.report_grace - time.monotonic()))
             if pending.result is not None:
-                return self._outcome(pending.result, process, timeout, started)
+                return CrawlOutcome.from_event(
+                    pending.result, timeout=timeout, duration=_since(started), pid=process.pid
+                )
             if pending.cancelled:
                 return self._cancelled(timeout, started, process)
             if answered and pending.died:
@@ -167,7 +169,15 @@ class CrawlSessions:
 
     @contextlib.contextmanager
     def host_turn(
-        self, run_id: str, host: str, *, deadline: float, max_per_host: int, download_delay: float
+        self,
+        run_id: str,
+        host: str,
+        *,
+        source_id: str,
+        deadline: float,
+        max_per_host: int,
+        download_delay: float,
+        cancel: threading.Event | None = None,
     ) -> Iterator[None]:
         """
         Hold one of *host*'s places in *run_id*'s crawl process for the ``with`` block.
@@ -175,38 +185,51 @@ class CrawlSessions:
         The place counts against the run's per-host limit like a crawl
         request (the most polite of *max_per_host* and the crawls' limits
         holds, and *download_delay* spaces it from the host's other requests).
+        :meth:`cancel_source` for *source_id* ends the wait, as does *cancel*
+        (the download's stop event) once set.
 
         Raises:
             SourceFailed: ``timeout`` when no turn came before *deadline*,
-                ``cancelled`` when the run was closed meanwhile,
+                ``cancelled`` when the source or the run was stopped meanwhile,
                 ``spider_error`` when no crawl process can be started.
         """
-        process, turn = self._wait_turn(run_id, host, deadline, max_per_host, download_delay)
+        process, turn = self._wait_turn(
+            run_id, source_id, host, deadline, max_per_host, download_delay, cancel
+        )
         try:
             yield
         finally:
             process.release_turn(turn)
 
     def _wait_turn(
-        self, run_id: str, host: str, deadline: float, max_per_host: int, download_delay: float
+        self,
+        run_id: str,
+        source_id: str,
+        host: str,
+        deadline: float,
+        max_per_host: int,
+        download_delay: float,
+        cancel: threading.Event | None,
     ) -> tuple[CrawlProcess, PendingTurn]:
         """Ask *run_id*'s process for a turn on *host* (again in a new one if it dies)."""
         for attempt in (1, 2):
             process = self._process_for(run_id)
             turn = PendingTurn(
-                key=f"turn:{host}#{next(self._keys)}",
+                key=f"{source_id}#{next(self._keys)}",
                 host=host,
                 max_per_host=max_per_host,
                 download_delay=download_delay,
             )
+            stopped = cancel.is_set if cancel is not None else lambda: False
             gone = True
             if process.request_turn(turn):
-                turn.done.wait(max(0.0, deadline - time.monotonic()))
-                if turn.granted and not turn.died:
+                if not stopped():  # else stopped before cancel_source could see this turn
+                    turn.done.wait(max(0.0, deadline - time.monotonic()))
+                if turn.granted and not turn.died and not stopped():
                     return process, turn
                 process.release_turn(turn)
                 gone = turn.died
-            if turn.cancelled or process.closing:
+            if turn.cancelled or process.closing or stopped():
                 break
             if not gone or time.monotonic() >= deadline:
                 raise SourceFailed(
@@ -220,7 +243,11 @@ class CrawlSessions:
                     f"with code {process.returncode}",
                     error_type="spider_error",
                 )
-        raise SourceFailed("the download was cancelled: its run was closed", error_type="cancelled")
+        raise SourceFailed(
+            f"the download was cancelled while waiting for its turn on host {host} "
+            "(its source or its run was stopped)",
+            error_type="cancelled",
+        )
 
     def close_run(self, run_id: str) -> int | None:
         """
@@ -237,12 +264,13 @@ class CrawlSessions:
 
     def cancel_source(self, run_id: str, source_id: str) -> int:
         """
-        Stop waiting for *source_id*'s crawl in *run_id*'s process: it returns
-        ``cancelled``. The process goes on for the run's other sources; it
-        cuts the crawl itself at its deadline.
+        Stop waiting for *source_id*'s crawl, or for its download's turn, in
+        *run_id*'s process: it returns ``cancelled``. The process ends that
+        crawl at once (its requests dropped, its host places freed) and goes
+        on for the run's other sources.
 
         Returns:
-            How many waiting crawls were cancelled.
+            How many waiting crawls and turns were cancelled.
         """
         with self._lock:
             process = self._runs.get(run_id)
@@ -262,23 +290,29 @@ class CrawlSessions:
     # --- internals ----------------------------------------------------------
 
     def _process_for(self, run_id: str) -> CrawlProcess:
+        """*run_id*'s live process: its own, else a new one."""
         with self._lock:
             process = self._runs.get(run_id)
             if process is not None and process.alive:
                 return process
             stale = process
-            process = CrawlProcess(
-                run_id=run_id,
-                config=self._config(),
-                cwd=self.project_path,
-                env=self.environment(),
-                scratch=Path(tempfile.mkdtemp(prefix=f"crawl-{run_id}-", dir=self._scratch_root())),
-            )
-            process.start()
+            process = self._new_process(run_id)
             self._runs[run_id] = process
             self._start_reaper()
         if stale is not None:
             stale.stop(grace=0.1)
+        return process
+
+    def _new_process(self, run_id: str) -> CrawlProcess:
+        """Start a crawl process (call with ``_lock`` held)."""
+        process = CrawlProcess(
+            run_id=run_id,
+            config=self._config(),
+            cwd=self.project_path,
+            env=self.environment(),
+            scratch=Path(tempfile.mkdtemp(prefix=f"crawl-{run_id}-", dir=self._scratch_root())),
+        )
+        process.start()
         return process
 
     def _scratch_root(self) -> Path:
@@ -314,12 +348,7 @@ class CrawlSessions:
         while not self._closed.wait(interval):
             now = time.monotonic()
             with self._lock:
-                idle = [
-                    (run, p)
-                    for run, p in self._runs.items()
-                    if (not p.busy and (not p.alive or now - p.idle_since >= self.idle_seconds))
-                    or (not p.ready.is_set() and now - p.started_at >= STARTUP_SECONDS)
-                ]
+                idle = [(run, p) for run, p in self._runs.items() if self._idle(p, now)]
                 for run, _ in idle:
                     del self._runs[run]
                 if not self._runs:
@@ -330,24 +359,12 @@ class CrawlSessions:
             if self._reaper is None:
                 return
 
-    def _outcome(
-        self, result: Mapping[str, Any], process: CrawlProcess, timeout: float, started: float
-    ) -> CrawlOutcome:
-        items_file = result.get("items_file")
-        items = read_items(Path(items_file)) if isinstance(items_file, str) else ()
-        return CrawlOutcome(
-            items=items,
-            stats=dict(result.get("stats") or {}),
-            timed_out=bool(result.get("timed_out")),
-            spider=result.get("spider"),
-            errors=tuple(str(e) for e in result.get("errors") or ()),
-            http_errors=tuple(str(e) for e in result.get("http_errors") or ()),
-            robots=tuple(str(e) for e in result.get("robots") or ()),
-            runner_error=result.get("runner_error"),
-            timeout_seconds=timeout,
-            duration_seconds=_since(started),
-            pid=process.pid,
-        )
+    def _idle(self, process: CrawlProcess, now: float) -> bool:
+        """Tell whether *process* is to be reaped: dead, idle too long, or never started."""
+        return (
+            not process.busy
+            and (not process.alive or now - process.idle_since >= self.idle_seconds)
+        ) or (not process.ready.is_set() and now - process.started_at >= STARTUP_SECONDS)
 
     def _cancelled(self, timeout: float, started: float, process: CrawlProcess) -> CrawlOutcome:
         return CrawlOutcome(
@@ -358,22 +375,13 @@ class CrawlSessions:
         )
 
     def _died(self, process: CrawlProcess, timeout: float, started: float) -> CrawlOutcome:
-        return CrawlOutcome(
-            runner_error=(
-                f"the crawl process exited with code {process.returncode}"
-                + (f": {tail}" if (tail := _last_line(process.stderr_tail())) else "")
-            ),
+        return CrawlOutcome.died(
             returncode=process.returncode,
             stderr_tail=process.stderr_tail(),
-            timeout_seconds=timeout,
-            duration_seconds=_since(started),
+            timeout=timeout,
+            duration=_since(started),
             pid=process.pid,
         )
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
 
 
 def _since(started: float) -> float:

@@ -4,12 +4,13 @@ The crawler (``atlasreg_cursor.adapters.local.spider_runner``, started as
 ``python -m``) reads commands as JSON lines on its stdin — one ``crawl`` per
 source, then ``shutdown`` — and answers with JSON-line events on a pipe of
 its own: ``ready`` once, then one ``done`` per source, whose items are in a
-JSON-lines file named by the event. A download of the parent asks for its
-turn on a host with ``turn`` (answered by a ``turn`` event once the host has
-a place under the run's per-host limit) and gives it back with ``release``.
-The names both sides share (the parent pid variable, the stats keys of the
-URL guard and of the item cap, the caps, the reactor watchdog's default)
-live here.
+JSON-lines file named by the event; ``cancel`` ends a source the parent
+gave up on (its requests are dropped, its places freed). A download of the
+parent asks for its turn on a host with ``turn`` (answered by a ``turn``
+event once the host has a place under the run's per-host limit) and gives it
+back with ``release``. The names both sides share (the
+parent pid variable, the stats keys of the URL guard and of the item cap,
+the caps, the reactor watchdog's default) live here.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def turn_command(key: str, host: str, *, max_per_host: int, download_delay: floa
         "download_delay": download_delay,
     }
     return json.dumps(command, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def cancel_command(key: str) -> bytes:
+    """The ``cancel`` command: the parent no longer waits for *key*; end it now."""
+    return json.dumps({"op": "cancel", "key": key}).encode("utf-8") + b"\n"
 
 
 def release_command(key: str) -> bytes:

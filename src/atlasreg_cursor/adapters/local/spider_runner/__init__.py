@@ -17,6 +17,8 @@ Commands arrive as JSON lines on stdin:
   place on ``host`` for one of the parent's downloads, granted (a ``turn``
   event) when the host's per-host limit and delay allow;
 - ``{"op": "release", "key"}`` — that download is over (or gave up waiting);
+- ``{"op": "cancel", "key"}`` — the parent gave up on that source (or turn):
+  it ends now, as at its deadline, its transfers in progress aborted;
 - ``{"op": "shutdown"}`` — stop (project spiders gracefully) and exit.
 
 Events go out as JSON lines on ``EVENTS_FD``: ``{"event": "ready", "pid"}``,

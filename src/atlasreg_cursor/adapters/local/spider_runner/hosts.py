@@ -8,7 +8,7 @@ polite limit and delay anyone asked for (``CRAWL_MAX_PER_HOST`` and the
 per-host delay, lowered / raised by a source's ``crawl`` block). A downloader
 asks :meth:`HostTable.admit` before letting a request out and calls
 :meth:`HostTable.release` when it is done; the parent's CSV downloads take a
-turn the same way (a ``turn`` command). Whoever finds a host full parks a
+turn the same way (``turns.py``). Whoever finds a host full parks a
 callback, called when a request of that host ends.
 
 The delay a request waits for is the larger of the host's floor (the most
