@@ -15,6 +15,8 @@ import concurrent.futures as cf
 import contextlib
 import itertools
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -538,3 +540,36 @@ def test_a_cancelled_source_frees_its_host_places_at_once(crawls: CrawlSessions)
     assert [True, True] == [cancelled for cancelled, _, _ in results]
     assert [["noticia"], ["x"]] == [[i["title"] for i in items] for _, items, _ in results]
     assert all(took < 5 for _, _, took in results), results
+
+
+def test_turns_held_when_the_crawl_process_dies_are_counted_by_the_next(
+    crawls: CrawlSessions,
+) -> None:
+    """A download holds the host's one place when the run's crawl process dies (killed as
+    wedged, or by its watchdog): the run's next process counts that place as taken, and
+    gives it to another only once the download gives it back."""
+    run = "run_c0ffee000009"
+
+    def turn(source_id: str, host: str, seconds: float) -> contextlib.AbstractContextManager[None]:
+        deadline = time.monotonic() + seconds
+        return crawls.host_turn(
+            run, host, source_id=source_id, deadline=deadline, max_per_host=1, download_delay=0.0
+        )
+
+    with turn("baixando", "h.example", 60):
+        first = crawls.running()[run]
+        assert first is not None
+        os.killpg(first, signal.SIGKILL)
+        assert wait_until(lambda: run not in crawls.running(), timeout=10)
+        with turn("outro_host", "outro.example", 60):  # the new process is up
+            second = crawls.running()[run]
+        with pytest.raises(SourceFailed) as info, turn("concorrente", "h.example", 0.5):
+            pass
+    started = time.monotonic()
+    with turn("depois", "h.example", 10):
+        granted_in = time.monotonic() - started
+    crawls.close_run(run)
+
+    assert second != first
+    assert "timeout" == info.value.error_type
+    assert granted_in < 2

@@ -9,7 +9,8 @@ that source's result comes back on the events pipe, so results stream per
 source while the run's other sources go on crawling.
 :meth:`CrawlSessions.host_turn` asks the same process for a turn on a host
 for one of the parent's downloads (a CSV): downloads and crawl requests of a
-run share one per-host budget (``CRAWL_MAX_PER_HOST`` and the delay).
+run share one per-host budget (``CRAWL_MAX_PER_HOST`` and the delay); the
+turns still held when the process dies are counted by the run's next one.
 :meth:`CrawlSessions.cancel_source` ends a source's wait at once and has the
 process end its crawl (requests dropped, transfers aborted, places freed).
 

@@ -36,6 +36,7 @@ from .wire import (
     SHUTDOWN_COMMAND,
     cancel_command,
     crawl_command,
+    hold_command,
     parse_event,
     release_command,
     turn_command,
@@ -204,6 +205,23 @@ class CrawlProcess:
                 self._turns.pop(turn.key, None)
             return False
         return True
+
+    def hold(self, turn: PendingTurn) -> bool:
+        """
+        Count *turn* (granted by an earlier process of the run, its download
+        still going) as a place taken on its host; ``False`` when the crawler is gone.
+        """
+        line = hold_command(
+            turn.key,
+            turn.host,
+            max_per_host=turn.max_per_host,
+            download_delay=turn.download_delay,
+        )
+        with self._lock:
+            if self._exited.is_set():
+                return False
+            self._turns[turn.key] = turn
+        return self._write(line)
 
     def release_turn(self, turn: PendingTurn) -> None:
         """Give the turn back (or stop waiting for it)."""

@@ -6,7 +6,9 @@ source's crawl spec and blocks until that source's result comes back, so
 results stream per source while the run's other sources go on crawling.
 :meth:`CrawlSessions.host_turn` gives a download of the parent (a CSV) its
 turn on a host from the same process, so downloads and crawl requests share
-one per-host budget.
+one per-host budget. The turns granted are remembered per run
+until given back: when the process that granted them dies, the run's next
+one counts them as taken (``hold``) before it grants anything.
 When the parent kills a process (wedged, idle, run closed) is told in the
 package docstring (:mod:`atlasreg_cursor.adapters.core.crawl_process`).
 """
@@ -92,6 +94,7 @@ class CrawlSessions:
         self._stub_network = dict(stub_network) if stub_network is not None else None
         self.reactor_lag = reactor_lag
         self._runs: dict[str, CrawlProcess] = {}
+        self._held: dict[str, dict[str, PendingTurn]] = {}
         self._lock = threading.Lock()
         self._keys = itertools.count(1)
         self._reaper: threading.Thread | None = None
@@ -199,7 +202,7 @@ class CrawlSessions:
         try:
             yield
         finally:
-            process.release_turn(turn)
+            self._release(run_id, process, turn)
 
     def _wait_turn(
         self,
@@ -225,7 +228,7 @@ class CrawlSessions:
             if process.request_turn(turn):
                 if not stopped():  # else stopped before cancel_source could see this turn
                     turn.done.wait(max(0.0, deadline - time.monotonic()))
-                if turn.granted and not turn.died and not stopped():
+                if turn.granted and not stopped() and self._hold(run_id, process, turn):
                     return process, turn
                 process.release_turn(turn)
                 gone = turn.died
@@ -249,6 +252,32 @@ class CrawlSessions:
             error_type="cancelled",
         )
 
+    def _hold(self, run_id: str, process: CrawlProcess, turn: PendingTurn) -> bool:
+        """
+        Remember *turn*, granted by *process*, until it is released; ``False``
+        when that process died meanwhile (the turn is asked for again).
+        """
+        with self._lock:
+            if turn.died:
+                return False
+            self._held.setdefault(run_id, {})[turn.key] = turn
+            current = self._runs.get(run_id)
+            if current is not None and current is not process:
+                current.hold(turn)  # the run's process was replaced after the grant
+        return True
+
+    def _release(self, run_id: str, process: CrawlProcess, turn: PendingTurn) -> None:
+        """Give *turn* back, to the process that granted it and to the run's current one."""
+        with self._lock:
+            held = self._held.get(run_id, {})
+            held.pop(turn.key, None)
+            if not held:
+                self._held.pop(run_id, None)
+            current = self._runs.get(run_id)
+        process.release_turn(turn)
+        if current is not None and current is not process:
+            current.release_turn(turn)
+
     def close_run(self, run_id: str) -> int | None:
         """
         Stop *run_id*'s crawl process; its waiting sources return ``cancelled``.
@@ -258,6 +287,7 @@ class CrawlSessions:
         """
         with self._lock:
             process = self._runs.pop(run_id, None)
+            self._held.pop(run_id, None)
         if process is None:
             return None
         return process.stop(grace=self.kill_grace)
@@ -282,6 +312,7 @@ class CrawlSessions:
         with self._lock:
             processes = list(self._runs.values())
             self._runs.clear()
+            self._held.clear()
         for process in processes:
             process.cancel_all()
         for process in processes:
@@ -297,6 +328,8 @@ class CrawlSessions:
                 return process
             stale = process
             process = self._new_process(run_id)
+            for turn in self._held.get(run_id, {}).values():
+                process.hold(turn)  # still downloading: counted before anything is granted
             self._runs[run_id] = process
             self._start_reaper()
         if stale is not None:

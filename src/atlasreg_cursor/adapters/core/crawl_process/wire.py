@@ -8,7 +8,8 @@ JSON-lines file named by the event; ``cancel`` ends a source the parent
 gave up on (its requests are dropped, its places freed). A download of the
 parent asks for its turn on a host with ``turn`` (answered by a ``turn``
 event once the host has a place under the run's per-host limit) and gives it
-back with ``release``. The names both sides share (the
+back with ``release``; ``hold`` tells a new process of the run about a place
+a download still holds from the one before. The names both sides share (the
 parent pid variable, the stats keys of the URL guard and of the item cap,
 the caps, the reactor watchdog's default) live here.
 """
@@ -50,8 +51,17 @@ def crawl_command(key: str, spec: Mapping[str, Any], deadline: float) -> bytes:
 
 def turn_command(key: str, host: str, *, max_per_host: int, download_delay: float) -> bytes:
     """The ``turn`` command: a place on *host* for one of the parent's downloads."""
+    return _place_command("turn", key, host, max_per_host, download_delay)
+
+
+def hold_command(key: str, host: str, *, max_per_host: int, download_delay: float) -> bytes:
+    """The ``hold`` command: a place on *host* a download holds already (counted at once)."""
+    return _place_command("hold", key, host, max_per_host, download_delay)
+
+
+def _place_command(op: str, key: str, host: str, max_per_host: int, download_delay: float) -> bytes:
     command = {
-        "op": "turn",
+        "op": op,
         "key": key,
         "host": host,
         "max_per_host": max_per_host,

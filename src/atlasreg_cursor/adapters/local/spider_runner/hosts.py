@@ -84,6 +84,17 @@ class HostTable:
         host.lastseen = now
         return 0.0
 
+    def hold(self, name: str, *, limit: int, floor: float, now: float) -> None:
+        """
+        Count one place on *name* as taken now, whatever its limit: a download
+        the run's previous crawl process let out, still going (see ``turns.py``).
+        """
+        host = self.host(name)
+        host.limit = max(1, min(host.limit, int(limit)))
+        host.floor = max(host.floor, float(floor))
+        host.busy += 1
+        host.lastseen = now
+
     def release(self, name: str) -> None:
         """One request to *name* ended: free its place, wake whoever waits."""
         host = self.host(name)

@@ -91,6 +91,8 @@ class CrawlService:
                 self._emit(report.event())
         elif op == "turn":
             self._turns.turn(str(command.get("key")), command)
+        elif op == "hold":
+            self._turns.hold(str(command.get("key")), command)
         elif op == "release":
             self._turns.release(str(command.get("key")))
         elif op == "cancel":

@@ -3,7 +3,9 @@
 A download of the parent asks for a place with ``turn``: it is granted (a
 ``turn`` event) once the host has a free place under the most polite limit
 and delay (:data:`~.hosts.HOSTS`, shared with every crawler of the process),
-and given back with ``release`` (or the parent's ``cancel``).
+and given back with ``release`` (or the parent's ``cancel``). ``hold`` counts
+at once a place a download still holds from the run's previous crawl
+process (which died): the new process must not give it to another.
 
 Everything runs in the reactor thread.
 """
@@ -43,11 +45,19 @@ class DownloadTurns:
         return key in self._turns
 
     def _place(self, command: Mapping[str, Any]) -> tuple[str, int, float]:
-        """The host, limit and delay a ``turn`` command asks for."""
+        """The host, limit and delay a ``turn`` or ``hold`` command asks for."""
         host = str(command.get("host") or "")
         limit = int(command.get("max_per_host") or self._policy["max_per_host"])
         asked = command.get("download_delay")
         return host, limit, float(self._policy["download_delay"] if asked is None else asked)
+
+    def hold(self, key: str, command: Mapping[str, Any]) -> None:
+        """Count a place a download already holds (granted by the run's process before)."""
+        if key in self._turns:
+            return
+        host, limit, delay = self._place(command)
+        self._hosts.hold(host, limit=limit, floor=delay, now=time.monotonic())
+        self._turns[key] = (host, True)
 
     def turn(self, key: str, command: Mapping[str, Any]) -> None:
         """Send ``turn`` once the host has a place for the download."""
