@@ -573,3 +573,50 @@ def test_turns_held_when_the_crawl_process_dies_are_counted_by_the_next(
     assert second != first
     assert "timeout" == info.value.error_type
     assert granted_in < 2
+
+
+def test_a_spare_crawl_process_serves_one_run_and_is_kept_warm(tmp_path: Path) -> None:
+    """start_spare starts a crawl process ahead of any run: the first run to crawl takes it and
+    a run at the same time gets one of its own (never shared); with keep_spare a new spare
+    waits once a run is closed; an unused spare is stopped after idle_seconds, and by close."""
+    sessions = CrawlSessions(
+        work_dir=tmp_path, allow_private=True, idle_seconds=1.5, keep_spare=True
+    )
+    try:
+        sessions.start_spare()
+        spare = sessions.spare_pid()
+        routes: dict[str, Route] = {"/api": lambda _: (200, {}, json_items("x"))}
+        with site(routes) as s, cf.ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [
+                pool.submit(sessions.crawl, run, "fonte", api_spec(s.url("/api")), timeout=60)
+                for run in ("run_5a7e00000001", "run_5a7e00000002")
+            ]
+            pids = [f.result(timeout=120).pid for f in futures]
+        taken = sessions.spare_pid()
+        sessions.close_run("run_5a7e00000001")
+        kept = sessions.spare_pid()
+        sessions.close_run("run_5a7e00000002")
+        still = sessions.spare_pid()
+        reaped = wait_until(lambda: sessions.spare_pid() is None, timeout=10)
+        sessions.start_spare()
+        last = sessions.spare_pid()
+    finally:
+        sessions.close()
+
+    assert spare in pids  # taken by one run
+    assert 2 == len(set(pids))  # the other started its own
+    assert taken is None
+    assert kept not in (None, *pids)
+    assert still == kept  # one spare at most
+    assert reaped
+    assert not _alive(kept)
+    assert last is not None
+    assert not _alive(last)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import attrs
 
+from .crawling import crawl_policy, local_crawls
 from .errors import SettingsError
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from atlasreg_cursor.adapters.cloudflare._http import CloudflareClient
     from atlasreg_cursor.adapters.core.airflow import AirflowClient
     from atlasreg_cursor.adapters.core.celery import CeleryGateway
-    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
     from atlasreg_cursor.domain.signing import WebhookSigner
     from atlasreg_cursor.ports import ConfigSource, Executor, MessageQueue, Notifier, ObjectStore
 
@@ -44,6 +44,14 @@ class Wiring(Protocol):
     @property
     def breakers(self) -> BreakerBoard:
         """The App's circuit breakers."""
+
+    @property
+    def crawl_ahead(self) -> bool:
+        """Start a spare crawl process as soon as the executor is built (commands that crawl)."""
+
+    @property
+    def keep_crawl_warm(self) -> bool:
+        """Keep a spare crawl process warm for the next run after each run (the daemon)."""
 
 
 def _never(s: Settings) -> bool:
@@ -351,33 +359,22 @@ NOTIFIERS: dict[str, NotifierBackend] = {
 # --- executor ------------------------------------------------------------------
 
 
-def crawl_policy(s: Settings) -> CrawlPolicy:
-    """The crawl policy of the ``CRAWL_*`` settings."""
-    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
-
-    policy = CrawlPolicy(
-        max_per_host=s.crawl_max_per_host,
-        obey_robots=s.crawl_obey_robots,
-        download_delay=s.crawl_download_delay,
-        autothrottle=s.crawl_autothrottle,
-        concurrent_requests=s.crawl_concurrent_requests,
-        retry_times=s.crawl_retry_times,
-    )
-    return attrs.evolve(policy, user_agent=s.crawl_user_agent) if s.crawl_user_agent else policy
-
-
 def _local_executor(s: Settings, app: Wiring | None = None) -> Executor:
-    from atlasreg_cursor.adapters.local.executor import LocalExecutor
-
     work = s.home / "work"
     work.mkdir(parents=True, exist_ok=True)
+    crawls = local_crawls(  # before the executor's imports: the two start-ups overlap
+        s,
+        work / "crawls",
+        ahead=app is not None and app.crawl_ahead,
+        keep_warm=app is not None and app.keep_crawl_warm,
+    )
+    from atlasreg_cursor.adapters.local.executor import LocalExecutor
+
     return LocalExecutor(
         work_dir=work,
         scrapy_project_path=s.scrapy_project_path,
         allow_private_sources=s.allow_private_sources,
-        policy=crawl_policy(s),
-        env_allow=(s.crawl_env_allow or "").split(","),
-        idle_seconds=s.crawl_idle_seconds,
+        crawls=crawls,
     )
 
 

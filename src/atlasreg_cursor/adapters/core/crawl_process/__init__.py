@@ -3,7 +3,9 @@
 The first Scrapy-served source of a run starts one long-lived crawler
 process for that run (``atlasreg_cursor.adapters.local.spider_runner``: one
 Twisted reactor, one shared downloader for the generic spiders, project
-spiders as extra crawlers beside it). :meth:`CrawlSessions.crawl` sends the
+spiders as extra crawlers beside it), or takes the spare one started ahead
+of any run (:meth:`CrawlSessions.start_spare`: its start-up overlaps the
+caller's). :meth:`CrawlSessions.crawl` sends the
 process a source's crawl spec as a JSON line on its stdin and blocks until
 that source's result comes back on the events pipe, so results stream per
 source while the run's other sources go on crawling.
@@ -29,7 +31,8 @@ resort:
 - :meth:`CrawlSessions.close_run` (the run's source phase is over): sources
   still crawling return ``cancelled`` at once and the process is stopped;
 - the run's process stayed idle for ``idle_seconds`` (a safety net when
-  nobody closes the run);
+  nobody closes the run), or the spare was not taken within it;
+- :meth:`CrawlSessions.close`: every process, the spare too;
 - the parent dies: the crawler sees its stdin close (and its parent change)
   and kills its whole process group.
 

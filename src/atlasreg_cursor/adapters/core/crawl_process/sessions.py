@@ -1,12 +1,13 @@
 """The crawl processes of the runs in progress: one per run, results per source.
 
 The first Scrapy-served source of a run starts that run's crawl process
-(:class:`~.process.CrawlProcess`). :meth:`CrawlSessions.crawl` sends it a
-source's crawl spec and blocks until that source's result comes back, so
-results stream per source while the run's other sources go on crawling.
-:meth:`CrawlSessions.host_turn` gives a download of the parent (a CSV) its
-turn on a host from the same process, so downloads and crawl requests share
-one per-host budget. The turns granted are remembered per run
+(:class:`~.process.CrawlProcess`), or takes the spare one started ahead of
+any run (:meth:`CrawlSessions.start_spare`). :meth:`CrawlSessions.crawl`
+sends it a source's crawl spec and blocks until that source's result comes
+back, so results stream per source while the run's other sources go on
+crawling. :meth:`CrawlSessions.host_turn` gives a download of the parent (a
+CSV) its turn on a host from the same process, so downloads and crawl
+requests share one per-host budget. The turns granted are remembered per run
 until given back: when the process that granted them dies, the run's next
 one counts them as taken (``hold``) before it grants anything.
 When the parent kills a process (wedged, idle, run closed) is told in the
@@ -54,7 +55,7 @@ class CrawlSessions:
         allow_private: fetch from non-public addresses (``ALLOW_PRIVATE_SOURCES``).
         env_allow: more variables the crawler may inherit (``CRAWL_ENV_ALLOW``).
         extra_env: variables set in the crawler's environment.
-        idle_seconds: a process without work this long is stopped.
+        idle_seconds: a process without work this long is stopped (the spare too).
         kill_grace: seconds between asking a process to stop and killing it.
         report_grace: seconds past a source's deadline before its process
             is considered wedged and killed.
@@ -65,6 +66,8 @@ class CrawlSessions:
         reactor_lag: seconds the process's reactor may stall before the
             project spider blocking it is failed (``None``: never; the
             process is then killed past a source's deadline).
+        keep_spare: after a run's crawl process is closed, start a spare for
+            the next run (:meth:`start_spare`; the daemon).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class CrawlSessions:
         report_grace: float = REPORT_GRACE_SECONDS,
         stub_network: Mapping[str, Any] | None = None,
         reactor_lag: float | None = DEFAULT_REACTOR_LAG_SECONDS,
+        keep_spare: bool = False,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.policy = policy or CrawlPolicy()
@@ -93,7 +97,9 @@ class CrawlSessions:
         self.report_grace = report_grace
         self._stub_network = dict(stub_network) if stub_network is not None else None
         self.reactor_lag = reactor_lag
+        self.keep_spare = keep_spare
         self._runs: dict[str, CrawlProcess] = {}
+        self._spare: CrawlProcess | None = None
         self._held: dict[str, dict[str, PendingTurn]] = {}
         self._lock = threading.Lock()
         self._keys = itertools.count(1)
@@ -111,6 +117,34 @@ class CrawlSessions:
         """The pid of each run's live crawl process."""
         with self._lock:
             return {run: p.pid for run, p in self._runs.items() if p.alive}
+
+    def spare_pid(self) -> int | None:
+        """The pid of the spare crawl process (``None`` when there is none)."""
+        with self._lock:
+            spare = self._spare
+        return spare.pid if spare is not None and spare.alive else None
+
+    def start_spare(self) -> None:
+        """
+        Start a crawl process ahead of any run, unless one is waiting already:
+        the first run that needs a process takes it (no run shares it), so its
+        start-up overlaps the caller's own work. It is stopped by :meth:`close`,
+        or after ``idle_seconds`` without a taker. Never raises (a run then
+        starts its own).
+        """
+        with self._lock:
+            if self._closed.is_set() or (self._spare is not None and self._spare.alive):
+                return
+            stale, self._spare = self._spare, None
+            try:
+                self._spare = self._new_process("spare")
+            except SourceFailed as exc:
+                log.warning("crawl.spare_failed", error=str(exc))
+            else:
+                log.debug("crawl.spare_started", pid=self._spare.pid)
+                self._start_reaper()
+        if stale is not None:
+            stale.stop(grace=0.1)
 
     def crawl(
         self, run_id: str, source_id: str, spec: Mapping[str, Any], *, timeout: float
@@ -290,7 +324,10 @@ class CrawlSessions:
             self._held.pop(run_id, None)
         if process is None:
             return None
-        return process.stop(grace=self.kill_grace)
+        code = process.stop(grace=self.kill_grace)
+        if self.keep_spare:
+            self.start_spare()
+        return code
 
     def cancel_source(self, run_id: str, source_id: str) -> int:
         """
@@ -310,9 +347,10 @@ class CrawlSessions:
         """Stop every crawl process."""
         self._closed.set()
         with self._lock:
-            processes = list(self._runs.values())
+            processes = [*self._runs.values(), *([self._spare] if self._spare else [])]
             self._runs.clear()
             self._held.clear()
+            self._spare = None
         for process in processes:
             process.cancel_all()
         for process in processes:
@@ -321,19 +359,25 @@ class CrawlSessions:
     # --- internals ----------------------------------------------------------
 
     def _process_for(self, run_id: str) -> CrawlProcess:
-        """*run_id*'s live process: its own, else a new one."""
+        """*run_id*'s live process: its own, else the spare, else a new one."""
         with self._lock:
             process = self._runs.get(run_id)
             if process is not None and process.alive:
                 return process
-            stale = process
-            process = self._new_process(run_id)
+            stale = [p for p in (process, self._spare) if p is not None and not p.alive]
+            spare, self._spare = self._spare, None
+            if spare is not None and spare.alive:
+                spare.run_id, spare.idle_since = run_id, time.monotonic()
+                process = spare
+                log.debug("crawl.spare_taken", run_id=run_id, pid=spare.pid)
+            else:
+                process = self._new_process(run_id)
             for turn in self._held.get(run_id, {}).values():
                 process.hold(turn)  # still downloading: counted before anything is granted
             self._runs[run_id] = process
             self._start_reaper()
-        if stale is not None:
-            stale.stop(grace=0.1)
+        for old in stale:
+            old.stop(grace=0.1)
         return process
 
     def _new_process(self, run_id: str) -> CrawlProcess:
@@ -384,7 +428,10 @@ class CrawlSessions:
                 idle = [(run, p) for run, p in self._runs.items() if self._idle(p, now)]
                 for run, _ in idle:
                     del self._runs[run]
-                if not self._runs:
+                if self._spare is not None and self._idle(self._spare, now):
+                    idle.append(("spare", self._spare))
+                    self._spare = None
+                if not self._runs and self._spare is None:
                     self._reaper = None
             for run, process in idle:
                 log.debug("crawl.process_idle", run_id=run, pid=process.pid)
