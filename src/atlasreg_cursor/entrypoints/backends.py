@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import attrs
 
-from .crawling import crawl_policy, local_crawls
+from .crawling import crawl_policy, local_executor
 from .errors import SettingsError
 
 if TYPE_CHECKING:
@@ -360,21 +360,10 @@ NOTIFIERS: dict[str, NotifierBackend] = {
 
 
 def _local_executor(s: Settings, app: Wiring | None = None) -> Executor:
-    work = s.home / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    crawls = local_crawls(  # before the executor's imports: the two start-ups overlap
+    return local_executor(
         s,
-        work / "crawls",
         ahead=app is not None and app.crawl_ahead,
         keep_warm=app is not None and app.keep_crawl_warm,
-    )
-    from atlasreg_cursor.adapters.local.executor import LocalExecutor
-
-    return LocalExecutor(
-        work_dir=work,
-        scrapy_project_path=s.scrapy_project_path,
-        allow_private_sources=s.allow_private_sources,
-        crawls=crawls,
     )
 
 

@@ -175,9 +175,14 @@ class App:
         if self._given.executor is not None:
             return self._given.executor
         executor = self._make(EXECUTORS, "executor")  # first: its spare crawl process starts
-        from atlasreg_cursor.adapters.breakers import BreakerExecutor
+        try:
+            from atlasreg_cursor.adapters.breakers import BreakerExecutor
 
-        return BreakerExecutor(executor, self.breakers)
+            return BreakerExecutor(executor, self.breakers)
+        except BaseException:
+            if isinstance(executor, _Closable):  # its spare must not outlive a failed build
+                executor.close()
+            raise
 
     @_Built
     def breakers(self) -> BreakerBoard:

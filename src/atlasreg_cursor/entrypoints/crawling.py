@@ -1,17 +1,17 @@
-"""The crawl engine's wiring (architecture §14): the ``CRAWL_*`` policy, the crawl processes.
+"""The crawl engine's wiring (architecture §14): the ``CRAWL_*`` policy, the local executor.
 
-Imports nothing heavy until called: :func:`local_crawls` may start a spare
+Imports nothing heavy until called: :func:`local_executor` may start a spare
 crawl process before the executor's own modules are imported, so the two
 start-ups overlap.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy, CrawlSessions
+    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
+    from atlasreg_cursor.ports import Executor
 
     from .settings import Settings
 
@@ -33,20 +33,23 @@ def crawl_policy(s: Settings) -> CrawlPolicy:
     return attrs.evolve(policy, user_agent=s.crawl_user_agent) if s.crawl_user_agent else policy
 
 
-def local_crawls(s: Settings, work_dir: Path, *, ahead: bool, keep_warm: bool) -> CrawlSessions:
+def local_executor(s: Settings, *, ahead: bool = False, keep_warm: bool = False) -> Executor:
     """
-    The local executor's crawl processes.
+    The local executor and its crawl processes.
 
     Args:
-        s: the settings (``CRAWL_*``, ``SCRAPY_PROJECT_PATH``, ``ALLOW_PRIVATE_SOURCES``).
-        work_dir: where the processes' scratch directories go.
-        ahead: start a spare process now (a command that runs jobs).
+        s: the settings (``CURSOR_HOME``, ``CRAWL_*``, ``SCRAPY_PROJECT_PATH``,
+            ``ALLOW_PRIVATE_SOURCES``).
+        ahead: start a spare crawl process now, before the executor's own
+            imports (a command that runs jobs): the two start-ups overlap.
         keep_warm: start one again after each run (the daemon).
     """
     from atlasreg_cursor.adapters.core.crawl_process import CrawlSessions
 
+    work = s.home / "work"
+    work.mkdir(parents=True, exist_ok=True)
     crawls = CrawlSessions(
-        work_dir=work_dir,
+        work_dir=work / "crawls",
         policy=crawl_policy(s),
         project_path=s.scrapy_project_path,
         allow_private=s.allow_private_sources,
@@ -56,4 +59,15 @@ def local_crawls(s: Settings, work_dir: Path, *, ahead: bool, keep_warm: bool) -
     )
     if ahead:
         crawls.start_spare()
-    return crawls
+    try:
+        from atlasreg_cursor.adapters.local.executor import LocalExecutor
+
+        return LocalExecutor(
+            work_dir=work,
+            scrapy_project_path=s.scrapy_project_path,
+            allow_private_sources=s.allow_private_sources,
+            crawls=crawls,
+        )
+    except BaseException:
+        crawls.close()  # its spare must not outlive a failed build
+        raise
