@@ -15,6 +15,8 @@ import concurrent.futures as cf
 import contextlib
 import itertools
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +33,7 @@ from atlasreg_cursor.adapters.core.crawl_process import (
 )
 from atlasreg_cursor.adapters.core.scrapy import judge
 from atlasreg_cursor.domain.errors import SourceFailed
+from tests.support.services import wait_until
 
 pytestmark = pytest.mark.scrapy
 
@@ -496,3 +499,124 @@ def test_a_spider_blocking_the_reactor_is_failed_and_its_neighbour_goes_on(
     assert took < 10
     assert ["vizinho"] == [i["title"] for i in judge(survivor, "vizinho")]
     assert blocked.pid == survivor.pid == alive  # no new crawl process
+
+
+def test_a_cancelled_source_frees_its_host_places_at_once(crawls: CrawlSessions) -> None:
+    """cancel_source ends the source in the crawl process (a generic source, then a project
+    spider): its request in progress is aborted, and the host's one place goes to the next
+    source long before the cancelled source's deadline (60 s; the next one has 15 s)."""
+    run = "run_c0ffee000008"
+    release = threading.Event()
+
+    def hang(_: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        release.wait(30)
+        return 200, {}, json_items("tarde")
+
+    routes: dict[str, Route] = {
+        "/hang": hang,
+        "/api": lambda _: (200, {}, json_items("x")),
+        "/noticias/": lambda _: (200, {}, ARTICLE),
+    }
+    one = {"max_per_host": 1}
+    results = []
+    with site(routes) as s, cf.ThreadPoolExecutor(max_workers=1) as pool:
+        pairs = [
+            (api_spec(s.url("/hang"), crawl=one), news_spec(s.url("/noticias/"), crawl=one)),
+            (news_spec(s.url("/hang"), crawl=one), api_spec(s.url("/api"), crawl=one)),
+        ]
+        for n, (stopped, following) in enumerate(pairs):
+            future = pool.submit(crawls.crawl, run, f"parado{n}", stopped, timeout=60)
+            assert wait_until(lambda n=n: len(s.hits("/hang")) > n, timeout=30)
+
+            crawls.cancel_source(run, f"parado{n}")
+
+            cancelled = future.result(timeout=10)
+            started = time.monotonic()
+            outcome = crawls.crawl(run, f"seguinte{n}", following, timeout=15)
+            results.append((cancelled.cancelled, judge(outcome, "x"), time.monotonic() - started))
+        release.set()
+    crawls.close_run(run)
+
+    assert [True, True] == [cancelled for cancelled, _, _ in results]
+    assert [["noticia"], ["x"]] == [[i["title"] for i in items] for _, items, _ in results]
+    assert all(took < 5 for _, _, took in results), results
+
+
+def test_turns_held_when_the_crawl_process_dies_are_counted_by_the_next(
+    crawls: CrawlSessions,
+) -> None:
+    """A download holds the host's one place when the run's crawl process dies (killed as
+    wedged, or by its watchdog): the run's next process counts that place as taken, and
+    gives it to another only once the download gives it back."""
+    run = "run_c0ffee000009"
+
+    def turn(source_id: str, host: str, seconds: float) -> contextlib.AbstractContextManager[None]:
+        deadline = time.monotonic() + seconds
+        return crawls.host_turn(
+            run, host, source_id=source_id, deadline=deadline, max_per_host=1, download_delay=0.0
+        )
+
+    with turn("baixando", "h.example", 60):
+        first = crawls.running()[run]
+        assert first is not None
+        os.killpg(first, signal.SIGKILL)
+        assert wait_until(lambda: run not in crawls.running(), timeout=10)
+        with turn("outro_host", "outro.example", 60):  # the new process is up
+            second = crawls.running()[run]
+        with pytest.raises(SourceFailed) as info, turn("concorrente", "h.example", 0.5):
+            pass
+    started = time.monotonic()
+    with turn("depois", "h.example", 10):
+        granted_in = time.monotonic() - started
+    crawls.close_run(run)
+
+    assert second != first
+    assert "timeout" == info.value.error_type
+    assert granted_in < 2
+
+
+def test_a_spare_crawl_process_serves_one_run_and_is_kept_warm(tmp_path: Path) -> None:
+    """start_spare starts a crawl process ahead of any run: the first run to crawl takes it and
+    a run at the same time gets one of its own (never shared); with keep_spare a new spare
+    waits once a run is closed; an unused spare is stopped after idle_seconds, and by close."""
+    sessions = CrawlSessions(
+        work_dir=tmp_path, allow_private=True, idle_seconds=1.5, keep_spare=True
+    )
+    try:
+        sessions.start_spare()
+        spare = sessions.spare_pid()
+        routes: dict[str, Route] = {"/api": lambda _: (200, {}, json_items("x"))}
+        with site(routes) as s, cf.ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [
+                pool.submit(sessions.crawl, run, "fonte", api_spec(s.url("/api")), timeout=60)
+                for run in ("run_5a7e00000001", "run_5a7e00000002")
+            ]
+            pids = [f.result(timeout=120).pid for f in futures]
+        taken = sessions.spare_pid()
+        sessions.close_run("run_5a7e00000001")
+        kept = sessions.spare_pid()
+        sessions.close_run("run_5a7e00000002")
+        still = sessions.spare_pid()
+        reaped = wait_until(lambda: sessions.spare_pid() is None, timeout=10)
+        sessions.start_spare()
+        last = sessions.spare_pid()
+    finally:
+        sessions.close()
+
+    assert spare in pids  # taken by one run
+    assert 2 == len(set(pids))  # the other started its own
+    assert taken is None
+    assert kept not in (None, *pids)
+    assert still == kept  # one spare at most
+    assert reaped
+    assert not _alive(kept)
+    assert last is not None
+    assert not _alive(last)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

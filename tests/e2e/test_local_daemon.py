@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import signal
@@ -56,19 +57,38 @@ def _env(home: Path, site: str, *, slow: bool = False, **extra: str) -> dict[str
     )
 
 
+def _spare_events(output: str) -> list[tuple[str, object]]:
+    """The spare crawl process's log events (JSON lines), with their pids."""
+    events = []
+    for line in output.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if str(record.get("event", "")).startswith("crawl.spare_"):
+                events.append((record["event"], record.get("pid")))
+    return events
+
+
 def test_daemon_drains_the_queue_and_dead_letters_poison(tmp_path: Path, site_url: str) -> None:
-    """Two jobs become two Gold objects and two outbox notifications; the poison is dead-lettered."""
-    env = _env(tmp_path, site_url)
+    """Two jobs become two Gold objects and two outbox notifications; the poison is dead-lettered.
+    Each run takes a spare crawl process started ahead (the second one after the first run's
+    process was closed); the commands that never crawl start none."""
+    env = _env(tmp_path, site_url, LOG_LEVEL="DEBUG")
+    quiet = []
     for args in (
         ["start_daily_ingest", "--date", "2026-11-24"],
         ["reprocess", "--date", "2026-11-20"],
     ):
-        assert 0 == run_cli(["enqueue", *args], env=env, cwd=tmp_path).returncode
+        enqueued = run_cli(["enqueue", *args], env=env, cwd=tmp_path)
+        assert 0 == enqueued.returncode
+        quiet.append(enqueued.stderr)
     SqliteQueue(tmp_path / "queue.sqlite3").send(b'{"type":"drop_tables","date":"2026-11-24"}')
 
     done = run_cli(["run", "--until-empty", "--no-http"], env=env, cwd=tmp_path)
 
     assert 0 == done.returncode, done.stderr[-2000:]
+    spares = _spare_events(done.stdout)
+    assert ["crawl.spare_started", "crawl.spare_taken"] * 2 == [e for e, _ in spares][:4]
+    assert spares[0][1] == spares[1][1] != spares[2][1] == spares[3][1]
     golds = sorted(
         p.relative_to(tmp_path / "store").as_posix()
         for p in (tmp_path / "store" / "gold").rglob("*.json")
@@ -77,23 +97,35 @@ def test_daemon_drains_the_queue_and_dead_letters_poison(tmp_path: Path, site_ur
     assert 1 == sum(g.endswith("_reprocessed.json") for g in golds)
     outbox = [json.loads(line) for line in (tmp_path / "outbox.jsonl").read_text().splitlines()]
     assert ["ingest_complete", "ingest_complete"] == [n["event_type"] for n in outbox]
-    dead = json.loads(run_cli(["dlq", "list"], env=env, cwd=tmp_path).stdout)
+    listed = run_cli(["dlq", "list"], env=env, cwd=tmp_path)
+    quiet.append(listed.stderr)
+    dead = json.loads(listed.stdout)
     assert 1 == len(dead)
     assert dead[0]["reason"].startswith("invalid message: unknown type 'drop_tables'")
     for key in golds:
         verified = run_cli(["verify", key], env=env, cwd=tmp_path)
         assert 0 == verified.returncode, verified.stdout
+        quiet.append(verified.stderr)
+    assert [] == [err for err in quiet if "crawl." in err]
     stats = SqliteQueue(tmp_path / "queue.sqlite3").stats()
     assert (0, 0, 1) == (stats.ready, stats.in_flight, stats.dead)
 
 
 def test_ingest_one_shot_prints_the_json_line(tmp_path: Path, site_url: str) -> None:
-    """`ingest` runs in the foreground and its JSON line matches the Gold on disk."""
-    env = _env(tmp_path, site_url)
+    """`ingest` runs in the foreground and its JSON line matches the Gold on disk; its run's
+    crawl process (CSV turns) was started ahead, before the run began, and taken by the run."""
+    env = _env(tmp_path, site_url, LOG_LEVEL="DEBUG")
 
     done = run_cli(["ingest", "--date", "2026-11-24"], env=env, cwd=tmp_path)
 
     assert 0 == done.returncode, done.stderr[-2000:]
+    log = done.stderr
+    assert (
+        -1
+        < log.find("crawl.spare_started")
+        < log.find("run.started")
+        < log.find("crawl.spare_taken")
+    )
     line = json.loads(done.stdout.strip().splitlines()[-1])
     body = (tmp_path / "store" / line["gold_key"]).read_bytes()
     assert (hashlib.sha256(body).hexdigest(), len(body), "success") == (

@@ -685,3 +685,40 @@ def test_close_run_cancels_a_csv_download(csv_server: CsvServer, tmp_path: Path)
 
     assert "cancelled" == info.value.error_type
     assert took < 3
+
+
+def test_cancel_source_ends_a_csv_waiting_for_its_turn(
+    csv_server: CsvServer, tmp_path: Path
+) -> None:
+    """With CRAWL_MAX_PER_HOST=1 and a download holding the host, cancel_source on a CSV
+    waiting for its turn makes it return cancelled at once (not at its timeout), unfetched."""
+    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
+    from tests.support.services import wait_until
+
+    local = LocalExecutor(
+        work_dir=tmp_path, allow_private_sources=True, policy=CrawlPolicy(max_per_host=1)
+    )
+    with cf.ThreadPoolExecutor(max_workers=2) as pool:
+        holder = pool.submit(
+            local.run_source, plain_csv(csv_server.url("/drip"), "gotejando", timeout=60), RUN
+        )
+        assert wait_until(lambda: "/drip" in csv_server.paths, timeout=30)
+        waiting = pool.submit(
+            local.run_source, plain_csv(csv_server.url("/slow.csv"), "esperando", timeout=20), RUN
+        )
+        time.sleep(0.3)  # it asks for its turn
+        cancelled_at = time.monotonic()
+
+        local.cancel_source(RUN, "esperando")
+
+        with pytest.raises(SourceFailed) as info:
+            waiting.result(timeout=60)
+        took = time.monotonic() - cancelled_at
+        local.close_run(RUN)
+        with pytest.raises(SourceFailed):
+            holder.result(timeout=30)
+    local.close()
+
+    assert "cancelled" == info.value.error_type
+    assert took < 3
+    assert "/slow.csv" not in csv_server.paths

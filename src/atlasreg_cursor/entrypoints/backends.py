@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import attrs
 
-from .components import build_signer, core_clients, crawl_policy
+from .components import build_signer, core_clients
+from .crawling import crawl_policy, local_executor
 from .errors import SettingsError
 
 if TYPE_CHECKING:
@@ -42,6 +43,14 @@ class Wiring(Protocol):
     @property
     def breakers(self) -> BreakerBoard:
         """The App's circuit breakers."""
+
+    @property
+    def crawl_ahead(self) -> bool:
+        """Start a spare crawl process as soon as the executor is built (commands that crawl)."""
+
+    @property
+    def keep_crawl_warm(self) -> bool:
+        """Keep a spare crawl process warm for the next run after each run (the daemon)."""
 
 
 def _never(s: Settings) -> bool:
@@ -333,17 +342,10 @@ NOTIFIERS: dict[str, NotifierBackend] = {
 
 
 def _local_executor(s: Settings, app: Wiring | None = None) -> Executor:
-    from atlasreg_cursor.adapters.local.executor import LocalExecutor
-
-    work = s.home / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    return LocalExecutor(
-        work_dir=work,
-        scrapy_project_path=s.scrapy_project_path,
-        allow_private_sources=s.allow_private_sources,
-        policy=crawl_policy(s),
-        env_allow=(s.crawl_env_allow or "").split(","),
-        idle_seconds=s.crawl_idle_seconds,
+    return local_executor(
+        s,
+        ahead=app is not None and app.crawl_ahead,
+        keep_warm=app is not None and app.keep_crawl_warm,
     )
 
 

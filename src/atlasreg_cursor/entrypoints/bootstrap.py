@@ -32,7 +32,8 @@ from .backends import (
     notifier_backend,
     queue_backend,
 )
-from .components import build_breakers, build_signer, core_clients, crawl_policy
+from .components import build_breakers, build_signer, core_clients
+from .crawling import crawl_policy
 from .errors import SettingsError
 
 if TYPE_CHECKING:
@@ -112,7 +113,11 @@ class App:
     The storage, the webhook notifier and the executor are wrapped in their
     circuit breakers (handed-in adapters are used as they are).
     :meth:`close` closes what was built or handed in; ``with build(settings)
-    as app:`` closes it however the block ends.
+    as app:`` closes it however the block ends. ``crawl_ahead``: the local
+    executor starts a spare crawl process as soon as it is built (commands
+    that run jobs); ``keep_crawl_warm``: and starts one again after each run
+    (the daemon). Either way an unused spare is stopped after
+    ``CRAWL_IDLE_SECONDS`` and on :meth:`close`.
     """
 
     settings: Settings
@@ -121,6 +126,8 @@ class App:
     outbox_policy: OutboxPolicy
     clock: Clock = utc_now
     monotonic: Monotonic = time.monotonic
+    crawl_ahead: bool = False
+    keep_crawl_warm: bool = False
     _given: _Given = attrs.field(factory=_Given, alias="given")
     _built: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
     _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False, repr=False, eq=False)
@@ -165,9 +172,15 @@ class App:
         """The executor (``EXECUTOR_BACKEND``), behind the per-host source breakers."""
         if self._given.executor is not None:
             return self._given.executor
-        from atlasreg_cursor.adapters.breakers import BreakerExecutor
+        executor = self._make(EXECUTORS, "executor")  # first: its spare crawl process starts
+        try:
+            from atlasreg_cursor.adapters.breakers import BreakerExecutor
 
-        return BreakerExecutor(self._make(EXECUTORS, "executor"), self.breakers)
+            return BreakerExecutor(executor, self.breakers)
+        except BaseException:
+            if isinstance(executor, _Closable):  # its spare must not outlive a failed build
+                executor.close()
+            raise
 
     @_Built
     def breakers(self) -> BreakerBoard:
@@ -230,12 +243,15 @@ def build(
     outbox_policy: OutboxPolicy | None = None,
     clock: Clock = utc_now,
     monotonic: Monotonic = time.monotonic,
+    crawl_ahead: bool = False,
+    keep_crawl_warm: bool = False,
 ) -> App:
     """
     Wire every port for *settings*; the keyword arguments replace single adapters.
 
     Adapters are created on first use, so a command only connects to what it
-    needs.
+    needs. *crawl_ahead* and *keep_crawl_warm*: see :class:`App` (only
+    commands that crawl ask for them).
 
     Raises:
         SettingsError: a backend misses a setting (on first use).
@@ -247,6 +263,8 @@ def build(
         outbox_policy=_outbox_policy(settings) if outbox_policy is None else outbox_policy,
         clock=clock,
         monotonic=monotonic,
+        crawl_ahead=crawl_ahead,
+        keep_crawl_warm=keep_crawl_warm,
         given=_Given(
             queue=queue,
             config=config,

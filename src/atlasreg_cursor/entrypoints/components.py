@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import attrs
-
 from .errors import SettingsError
 
 if TYPE_CHECKING:
     from atlasreg_cursor.adapters.breakers import Breaker, BreakerBoard
     from atlasreg_cursor.adapters.core.airflow import AirflowClient
     from atlasreg_cursor.adapters.core.celery import CeleryGateway
-    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
     from atlasreg_cursor.domain.signing import WebhookSigner
 
     from .settings import Settings
@@ -40,21 +37,6 @@ def build_signer(s: Settings) -> WebhookSigner | None:
         )
     except ValueError as exc:
         raise SettingsError(f"HOOK_HMAC_SECRET: {exc}") from None
-
-
-def crawl_policy(s: Settings) -> CrawlPolicy:
-    """The crawl policy of the ``CRAWL_*`` settings."""
-    from atlasreg_cursor.adapters.core.crawl_process import CrawlPolicy
-
-    policy = CrawlPolicy(
-        max_per_host=s.crawl_max_per_host,
-        obey_robots=s.crawl_obey_robots,
-        download_delay=s.crawl_download_delay,
-        autothrottle=s.crawl_autothrottle,
-        concurrent_requests=s.crawl_concurrent_requests,
-        retry_times=s.crawl_retry_times,
-    )
-    return attrs.evolve(policy, user_agent=s.crawl_user_agent) if s.crawl_user_agent else policy
 
 
 def core_clients(

@@ -70,7 +70,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"CURSOR_HOME   {home}", file=err)
         today = dt.date.today().isoformat()
         message = new_message("start_daily_ingest", today, None)
-        with build(settings) as app:
+        with build(settings, crawl_ahead=True) as app:
             app.queue.send(canonical_bytes(message))
             print(f"enqueued      start_daily_ingest {today} ({message['message_id']})\n", file=err)
             run_daemon(app, until_empty=True, serve_http=False)

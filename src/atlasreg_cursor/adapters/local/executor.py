@@ -232,9 +232,11 @@ class LocalExecutor:
             self.crawls.host_turn(
                 run.run_id,
                 urllib.parse.urlsplit(source.url_feed).hostname or "",
+                source_id=source.id,
                 deadline=deadline,
                 max_per_host=_pick(options.max_per_host, self.policy.max_per_host),
                 download_delay=_pick(options.download_delay, self.policy.download_delay),
+                cancel=stop.event,
             ),
         ):
             try:
@@ -281,8 +283,9 @@ class LocalExecutor:
 
     def cancel_source(self, run: RunContext, source_id: str) -> None:
         """
-        Stop one source of *run*: its download is closed, the wait for its crawl
-        ends (the crawl process cuts the crawl itself at its deadline).
+        Stop one source of *run*: its download is closed (or its wait for a
+        turn on its host ends); its crawl ends in the crawl process, whose
+        places on the source's hosts are then free for the run's others.
 
         Its ``run_source`` call returns ``SourceFailed(cancelled)``. Idempotent; never raises.
         """

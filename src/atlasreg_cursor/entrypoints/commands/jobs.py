@@ -36,8 +36,8 @@ def new_message(kind: str, date: str, sources: str | None) -> dict[str, Any]:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    """The daemon."""
-    with build(settings) as app:
+    """The daemon (a spare crawl process kept warm for the next run)."""
+    with build(settings, crawl_ahead=True, keep_crawl_warm=True) as app:
         return run_daemon(
             app,
             once=args.once,
@@ -74,12 +74,13 @@ def _one_shot(settings: Settings, args: argparse.Namespace, kind: str) -> int:
     raw = canonical_bytes(message_data)
     message = parse_message(raw)
     try:
-        with build(settings) as app:
+        with build(settings, crawl_ahead=True) as app:
+            executor = app.executor  # first: its crawl process starts while the run gets ready
             summary = run_message(
                 message,
                 identity=message_data["message_id"],
                 config=app.config,
-                executor=app.executor,
+                executor=executor,
                 storage=app.storage,
                 notifier=app.notifier,
                 policy=app.policy,

@@ -3,13 +3,18 @@
 The first Scrapy-served source of a run starts one long-lived crawler
 process for that run (``atlasreg_cursor.adapters.local.spider_runner``: one
 Twisted reactor, one shared downloader for the generic spiders, project
-spiders as extra crawlers beside it). :meth:`CrawlSessions.crawl` sends the
+spiders as extra crawlers beside it), or takes the spare one started ahead
+of any run (:meth:`CrawlSessions.start_spare`: its start-up overlaps the
+caller's). :meth:`CrawlSessions.crawl` sends the
 process a source's crawl spec as a JSON line on its stdin and blocks until
 that source's result comes back on the events pipe, so results stream per
 source while the run's other sources go on crawling.
 :meth:`CrawlSessions.host_turn` asks the same process for a turn on a host
 for one of the parent's downloads (a CSV): downloads and crawl requests of a
-run share one per-host budget (``CRAWL_MAX_PER_HOST`` and the delay).
+run share one per-host budget (``CRAWL_MAX_PER_HOST`` and the delay); the
+turns still held when the process dies are counted by the run's next one.
+:meth:`CrawlSessions.cancel_source` ends a source's wait at once and has the
+process end its crawl (requests dropped, transfers aborted, places freed).
 
 Timeouts are enforced inside the crawl: at a source's deadline the process
 drops that source's requests and reports it as timed out. A project spider
@@ -26,7 +31,8 @@ resort:
 - :meth:`CrawlSessions.close_run` (the run's source phase is over): sources
   still crawling return ``cancelled`` at once and the process is stopped;
 - the run's process stayed idle for ``idle_seconds`` (a safety net when
-  nobody closes the run);
+  nobody closes the run), or the spare was not taken within it;
+- :meth:`CrawlSessions.close`: every process, the spare too;
 - the parent dies: the crawler sees its stdin close (and its parent change)
   and kills its whole process group.
 
@@ -48,12 +54,12 @@ from .policy import CONTACT_URL, CrawlPolicy, default_user_agent
 from .process import KILL_GRACE_SECONDS, STDERR_TAIL_BYTES, CrawlProcess, stop_process_group
 from .sessions import (
     DEFAULT_IDLE_SECONDS,
-    DEFAULT_REACTOR_LAG_SECONDS,
     REPORT_GRACE_SECONDS,
     STARTUP_SECONDS,
     CrawlSessions,
 )
 from .wire import (
+    DEFAULT_REACTOR_LAG_SECONDS,
     FORBIDDEN_STAT,
     INVALID_URL_STAT,
     MAX_ITEMS,

@@ -4,9 +4,11 @@
 process group of its own, writes one ``crawl`` command per source on its
 stdin and resolves each waiting source when its ``done`` event comes back on
 the events pipe (read by one thread per process); a download waiting for its
-turn on a host is resolved by a ``turn`` event the same way. Stopping asks the crawler to
-shut down, then signals the whole group (SIGTERM, then SIGKILL), so what the
-spiders started goes too.
+turn on a host is resolved by a ``turn`` event the same way. Cancelling a
+source resolves its waiting crawls and turns at once and tells the crawler
+(``cancel``) to end them. Stopping asks the crawler to shut down, then
+signals the whole group (SIGTERM, then SIGKILL), so what the spiders started
+goes too.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from atlasreg_cursor.domain.errors import SourceFailed
 from .wire import (
     RUNNER_MODULE,
     SHUTDOWN_COMMAND,
+    cancel_command,
     crawl_command,
+    hold_command,
     parse_event,
     release_command,
     turn_command,
@@ -202,13 +206,34 @@ class CrawlProcess:
             return False
         return True
 
+    def hold(self, turn: PendingTurn) -> bool:
+        """
+        Count *turn* (granted by an earlier process of the run, its download
+        still going) as a place taken on its host; ``False`` when the crawler is gone.
+        """
+        line = hold_command(
+            turn.key,
+            turn.host,
+            max_per_host=turn.max_per_host,
+            download_delay=turn.download_delay,
+        )
+        with self._lock:
+            if self._exited.is_set():
+                return False
+            self._turns[turn.key] = turn
+        return self._write(line)
+
     def release_turn(self, turn: PendingTurn) -> None:
         """Give the turn back (or stop waiting for it)."""
         with self._lock:
             self._turns.pop(turn.key, None)
-            if not (self._pending or self._turns):
-                self.idle_since = time.monotonic()
+            self._touch()
         self._write(release_command(turn.key))
+
+    def _touch(self) -> None:
+        """Note when the process became idle (call with ``_lock`` held)."""
+        if not (self._pending or self._turns):
+            self.idle_since = time.monotonic()
 
     def _write(self, line: bytes) -> bool:
         try:
@@ -224,8 +249,7 @@ class CrawlProcess:
         """Stop waiting for *pending* (its caller gave up)."""
         with self._lock:
             self._pending.pop(pending.key, None)
-            if not (self._pending or self._turns):
-                self.idle_since = time.monotonic()
+            self._touch()
 
     def _read(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as events:
@@ -256,11 +280,19 @@ class CrawlProcess:
     def _resolve(self, key: str, event: dict[str, Any]) -> None:
         with self._lock:
             pending = self._pending.pop(key, None)
-            if not (self._pending or self._turns):
-                self.idle_since = time.monotonic()
+            self._touch()
         if pending is not None:
             pending.result = event
             pending.done.set()
+        else:  # nobody waits (cancelled, or given up at its deadline): drop its items
+            self._discard_items(event.get("items_file"))
+
+    def _discard_items(self, name: object) -> None:
+        if not isinstance(name, str):
+            return
+        path = Path(name)
+        if path.parent.resolve() == self.scratch.resolve():
+            path.unlink(missing_ok=True)
 
     def _grant(self, key: str) -> None:
         with self._lock:
@@ -271,15 +303,28 @@ class CrawlProcess:
             turn.done.set()
 
     def cancel(self, source_id: str) -> int:
-        """Make *source_id*'s waiting crawls (keys ``<source_id>#<n>``) return ``cancelled``."""
+        """
+        Make *source_id*'s waiting crawls and turns (keys ``<source_id>#<n>``)
+        return ``cancelled``, and tell the crawler to end them (``cancel``).
+        A turn already granted is left to its download (stopped by its caller).
+
+        Returns:
+            How many were cancelled.
+        """
         with self._lock:
-            keys = [k for k in self._pending if k.rpartition("#")[0] == source_id]
-            left = [self._pending.pop(k) for k in keys]
-            if not self._pending:
-                self.idle_since = time.monotonic()
+            left: list[PendingCrawl | PendingTurn] = [
+                self._pending.pop(k) for k in [k for k in self._pending if _source(k) == source_id]
+            ]
+            left += [
+                self._turns.pop(k)
+                for k, turn in list(self._turns.items())
+                if _source(k) == source_id and not turn.granted
+            ]
+            self._touch()
         for pending in left:
             pending.cancelled = True
             pending.done.set()
+            self._write(cancel_command(pending.key))
         return len(left)
 
     def cancel_all(self) -> None:
@@ -349,6 +394,11 @@ class CrawlProcess:
     def returncode(self) -> int | None:
         """The exit code once the crawler exited."""
         return self._proc.poll() if self._proc is not None else None
+
+
+def _source(key: str) -> str:
+    """The source of a key ``<source_id>#<n>``."""
+    return key.rpartition("#")[0]
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float) -> int | None:

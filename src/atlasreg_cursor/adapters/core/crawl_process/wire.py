@@ -4,11 +4,14 @@ The crawler (``atlasreg_cursor.adapters.local.spider_runner``, started as
 ``python -m``) reads commands as JSON lines on its stdin — one ``crawl`` per
 source, then ``shutdown`` — and answers with JSON-line events on a pipe of
 its own: ``ready`` once, then one ``done`` per source, whose items are in a
-JSON-lines file named by the event. A download of the parent asks for its
-turn on a host with ``turn`` (answered by a ``turn`` event once the host has
-a place under the run's per-host limit) and gives it back with ``release``.
-The names both sides share (the parent pid variable, the stats keys of the
-URL guard and of the item cap, the caps) live here.
+JSON-lines file named by the event; ``cancel`` ends a source the parent
+gave up on (its requests are dropped, its places freed). A download of the
+parent asks for its turn on a host with ``turn`` (answered by a ``turn``
+event once the host has a place under the run's per-host limit) and gives it
+back with ``release``; ``hold`` tells a new process of the run about a place
+a download still holds from the one before. The names both sides share (the
+parent pid variable, the stats keys of the URL guard and of the item cap,
+the caps, the reactor watchdog's default) live here.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ TOO_MANY_ITEMS_STAT = "atlasreg/too_many_items"
 #: No source keeps more items than this, whatever its ``max_items`` says.
 MAX_ITEMS = MAX_ITEMS_LIMIT
 SHUTDOWN_COMMAND = b'{"op": "shutdown"}\n'
+#: Seconds the crawl process's reactor may stall before the spider blocking it is failed.
+DEFAULT_REACTOR_LAG_SECONDS = 2.0
 
 
 def item_cap(value: Any) -> int:
@@ -46,14 +51,28 @@ def crawl_command(key: str, spec: Mapping[str, Any], deadline: float) -> bytes:
 
 def turn_command(key: str, host: str, *, max_per_host: int, download_delay: float) -> bytes:
     """The ``turn`` command: a place on *host* for one of the parent's downloads."""
+    return _place_command("turn", key, host, max_per_host, download_delay)
+
+
+def hold_command(key: str, host: str, *, max_per_host: int, download_delay: float) -> bytes:
+    """The ``hold`` command: a place on *host* a download holds already (counted at once)."""
+    return _place_command("hold", key, host, max_per_host, download_delay)
+
+
+def _place_command(op: str, key: str, host: str, max_per_host: int, download_delay: float) -> bytes:
     command = {
-        "op": "turn",
+        "op": op,
         "key": key,
         "host": host,
         "max_per_host": max_per_host,
         "download_delay": download_delay,
     }
     return json.dumps(command, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def cancel_command(key: str) -> bytes:
+    """The ``cancel`` command: the parent no longer waits for *key*; end it now."""
+    return json.dumps({"op": "cancel", "key": key}).encode("utf-8") + b"\n"
 
 
 def release_command(key: str) -> bytes:

@@ -16,7 +16,12 @@ Commands arrive as JSON lines on stdin:
 - ``{"op": "turn", "key", "host", "max_per_host", "download_delay"}`` — a
   place on ``host`` for one of the parent's downloads, granted (a ``turn``
   event) when the host's per-host limit and delay allow;
+- ``{"op": "hold", "key", "host", "max_per_host", "download_delay"}`` — a
+  place a download still holds from the run's previous crawl process
+  (which died), counted at once;
 - ``{"op": "release", "key"}`` — that download is over (or gave up waiting);
+- ``{"op": "cancel", "key"}`` — the parent gave up on that source (or turn):
+  it ends now, as at its deadline, its transfers in progress aborted;
 - ``{"op": "shutdown"}`` — stop (project spiders gracefully) and exit.
 
 Events go out as JSON lines on ``EVENTS_FD``: ``{"event": "ready", "pid"}``,

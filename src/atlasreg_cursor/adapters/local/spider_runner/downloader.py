@@ -18,20 +18,31 @@ Two things differ from Scrapy 2.19's ``Downloader``:
   sees every place free, so a slot's whole queue could go out at once (10
   requests at once on one host with a limit of 2 were seen with a plain
   ``CrawlerProcess``).
+
+A third thing is added: :meth:`PoliteDownloader.abort` ends transfers in
+progress (a source cancelled, expired or past its item cap; a project
+spider stopped), so their hosts' places are free at once rather than when
+the transfer ends; the request fails with ``IgnoreRequest``.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.core.downloader import Downloader, Slot
+from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.asyncio import call_later
 from scrapy.utils.defer import _process_pending_io, _schedule_coro
 from scrapy.utils.httpobj import urlparse_cached
 
 from .hosts import FULL, HOSTS
+
+#: What an aborted transfer's ``IgnoreRequest`` says.
+ABORTED = "atlasreg: the transfer was aborted (its source is over)"
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -46,6 +57,8 @@ class PoliteDownloader(Downloader):
         super().__init__(crawler)
         self._configured_delay = self.settings.getfloat("DOWNLOAD_DELAY")
         self._out: dict[Request, str] = {}
+        self._transfers: dict[Request, asyncio.Future[Response]] = {}
+        self._aborted: set[Request] = set()
 
     def _politeness(self, key: str) -> tuple[int, float]:
         """This crawler's limit and delay for slot *key* (a source's own values included)."""
@@ -75,10 +88,36 @@ class PoliteDownloader(Downloader):
             task: Any = self._wait_for_download(slot, request, queue_dfd)
             _schedule_coro(task)
 
+    def abort(self, which: Callable[[Request], bool]) -> int:
+        """
+        Abort the transfers in progress of the requests *which* picks.
+
+        Returns:
+            How many were aborted.
+        """
+        picked = [(r, t) for r, t in self._transfers.items() if r not in self._aborted and which(r)]
+        for request, transfer in picked:
+            self._aborted.add(request)
+            transfer.cancel()
+        return len(picked)
+
+    async def _transfer(self, request: Request) -> Response:
+        transfer = asyncio.ensure_future(self.handlers.download_request_async(request))
+        self._transfers[request] = transfer
+        try:
+            return await transfer
+        except asyncio.CancelledError:
+            if request not in self._aborted:
+                raise
+            raise IgnoreRequest(ABORTED) from None
+        finally:
+            self._transfers.pop(request, None)
+            self._aborted.discard(request)
+
     async def _download(self, slot: Slot, request: Request) -> Response:
         slot.transferring.add(request)
         try:
-            response: Response = await self.handlers.download_request_async(request)
+            response: Response = await self._transfer(request)
             self.signals.send_catch_log(
                 signal=signals.response_downloaded,
                 response=response,

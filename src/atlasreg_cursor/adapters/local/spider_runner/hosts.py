@@ -8,7 +8,7 @@ polite limit and delay anyone asked for (``CRAWL_MAX_PER_HOST`` and the
 per-host delay, lowered / raised by a source's ``crawl`` block). A downloader
 asks :meth:`HostTable.admit` before letting a request out and calls
 :meth:`HostTable.release` when it is done; the parent's CSV downloads take a
-turn the same way (a ``turn`` command). Whoever finds a host full parks a
+turn the same way (``turns.py``). Whoever finds a host full parks a
 callback, called when a request of that host ends.
 
 The delay a request waits for is the larger of the host's floor (the most
@@ -83,6 +83,17 @@ class HostTable:
         host.busy += 1
         host.lastseen = now
         return 0.0
+
+    def hold(self, name: str, *, limit: int, floor: float, now: float) -> None:
+        """
+        Count one place on *name* as taken now, whatever its limit: a download
+        the run's previous crawl process let out, still going (see ``turns.py``).
+        """
+        host = self.host(name)
+        host.limit = max(1, min(host.limit, int(limit)))
+        host.floor = max(host.floor, float(floor))
+        host.busy += 1
+        host.lastseen = now
 
     def release(self, name: str) -> None:
         """One request to *name* ended: free its place, wake whoever waits."""

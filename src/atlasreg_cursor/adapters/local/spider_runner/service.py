@@ -22,16 +22,21 @@ from scrapy.utils.log import configure_logging
 from scrapy.utils.reactor import install_reactor
 from twisted.internet.defer import Deferred, DeferredList
 
-from atlasreg_cursor.adapters.core.crawl_process import PARENT_PID_ENV
+from atlasreg_cursor.adapters.core.crawl_process import (
+    DEFAULT_REACTOR_LAG_SECONDS,
+    PARENT_PID_ENV,
+)
 
 from . import middlewares
 from .crawl_settings import generic_settings, project_settings
-from .hosts import FULL, HOSTS
+from .downloader import PoliteDownloader
+from .hosts import HOSTS
 from .middlewares import ROBOTS_REFUSED, is_robots_txt, robots_refusal
 from .report import SourceReport
 from .resolver import AddressBook, StubNetwork, VettingResolver
 from .spiders import GenericSource, SourcesSpider, generic_source
-from .watchdog import DEFAULT_LAG_SECONDS, ReactorWatchdog
+from .turns import DownloadTurns
+from .watchdog import ReactorWatchdog
 
 ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 SHUTDOWN_GRACE_SECONDS = 2.0
@@ -62,7 +67,7 @@ class CrawlService:
         self._spider: SourcesSpider | None = None
         self._waiting: list[GenericSource] = []
         self._projects: dict[str, tuple[Crawler, SourceReport]] = {}
-        self._turns: dict[str, tuple[str, bool]] = {}
+        self._turns = DownloadTurns(HOSTS, self.policy, self._emit, reactor)
         self._timers: dict[str, Any] = {}
         self._project_base: Settings | None = None
         self._loader: Any = None
@@ -85,9 +90,28 @@ class CrawlService:
                 report.runner_error = f"the crawl could not start: {type(exc).__name__}: {exc}"
                 self._emit(report.event())
         elif op == "turn":
-            self._turn(str(command.get("key")), command)
+            self._turns.turn(str(command.get("key")), command)
+        elif op == "hold":
+            self._turns.hold(str(command.get("key")), command)
         elif op == "release":
-            self._release(str(command.get("key")))
+            self._turns.release(str(command.get("key")))
+        elif op == "cancel":
+            self._cancel(str(command.get("key")))
+
+    def _cancel(self, key: str) -> None:
+        """The parent gave up on *key*: end it now, as at its deadline (its places are freed)."""
+        if key in self._turns:
+            self._turns.release(key)
+            return
+        timer = self._timers.get(key)
+        if timer is None:
+            return  # done already
+        if timer.active():
+            timer.cancel()
+        if key in self._projects:
+            self._expire_project(key)
+        else:
+            self._expire_generic(key)
 
     def _crawl(self, key: str, spec: dict[str, Any], deadline: float) -> None:
         report = SourceReport(
@@ -230,42 +254,7 @@ class CrawlService:
             return
         crawler, report = entry
         self._emit(report.event(stats=_stats_of(crawler), timed_out=True))
-        deferred_from_coro(crawler.stop_async()).addErrback(lambda _: None)
-
-    # --- host turns of the parent's downloads ------------------------------------
-
-    def _turn(self, key: str, command: Mapping[str, Any]) -> None:
-        """Send ``turn`` once the host has a place for one of the parent's downloads."""
-        host = str(command.get("host") or "")
-        limit = int(command.get("max_per_host") or self.policy["max_per_host"])
-        asked = command.get("download_delay")
-        delay = float(self.policy["download_delay"] if asked is None else asked)
-        self._turns[key] = (host, False)
-
-        def attempt() -> None:
-            if self._turns.get(key) != (host, False):
-                return  # given back before its turn came
-            wait = HOSTS.admit(host, limit=limit, floor=delay, delay=delay, now=time.monotonic())
-            if wait == FULL:
-                HOSTS.park(host, key, attempt)
-            elif wait > 0:
-                self._reactor.callLater(wait, attempt)
-            else:
-                self._turns[key] = (host, True)
-                self._emit({"event": "turn", "key": key})
-
-        attempt()
-
-    def _release(self, key: str) -> None:
-        """The parent's download is over (or gave up waiting): free its place."""
-        entry = self._turns.pop(key, None)
-        if entry is None:
-            return
-        host, held = entry
-        if held:
-            HOSTS.release(host)
-        else:
-            HOSTS.unpark(host, key)
+        _stop_crawler(crawler)
 
     # --- a spider blocking the reactor (see .watchdog) -----------------------------
 
@@ -311,7 +300,7 @@ class CrawlService:
         if timer is not None and timer.active():
             timer.cancel()
         if entry is not None:
-            deferred_from_coro(entry[0].stop_async()).addErrback(lambda _: None)
+            _stop_crawler(entry[0])
 
     # --- the process ------------------------------------------------------------
 
@@ -341,7 +330,7 @@ def _record_project(crawler: Crawler, report: SourceReport) -> None:
         was_over = report.overflowed
         report.item(ItemAdapter(item).asdict() if ItemAdapter.is_item(item) else {"value": item})
         if report.overflowed and not was_over:
-            deferred_from_coro(crawler.stop_async()).addErrback(lambda _: None)
+            _stop_crawler(crawler)
 
     def on_error(failure: Any, response: Any = None, **_: Any) -> None:
         where = f" ({response.url})" if response is not None else ""
@@ -358,6 +347,15 @@ def _record_project(crawler: Crawler, report: SourceReport) -> None:
     crawler.signals.connect(on_error, signal=signals.spider_error, weak=False)
     crawler.signals.connect(on_response, signal=signals.response_received, weak=False)
     crawler.signals.connect(on_robots, signal=ROBOTS_REFUSED, weak=False)
+
+
+def _stop_crawler(crawler: Crawler) -> None:
+    """Stop a project spider's crawler, its downloads in progress aborted (their places freed)."""
+    engine = getattr(crawler, "engine", None)
+    downloader = getattr(engine, "downloader", None)
+    if isinstance(downloader, PoliteDownloader):
+        downloader.abort(lambda request: True)
+    deferred_from_coro(crawler.stop_async()).addErrback(lambda _: None)
 
 
 def _stats_of(crawler: Crawler) -> dict[str, Any]:
@@ -453,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     VettingResolver(reactor, middlewares.ADDRESS_BOOK).install()
     service = CrawlService(config, emit, reactor)
-    lag = config.get("lag_seconds", DEFAULT_LAG_SECONDS)
+    lag = config.get("lag_seconds", DEFAULT_REACTOR_LAG_SECONDS)
     if lag:
         ReactorWatchdog(reactor, service, lag_seconds=float(lag), kill=_kill_group).start()
     threading.Thread(

@@ -6,9 +6,10 @@ AutoThrottle). Each request carries its source's key in ``meta``. A source
 counts its outstanding requests: one is added for each request the spider
 makes, and one is taken away when that request's callback or errback has
 run (a retry or a redirect replaces its request and keeps the count). At
-zero the source is done; at its deadline it is done too, and its queued
-requests are dropped, as they are when it yields more items than its
-``max_items`` (the report then says ``too_many_items``).
+zero the source is done; at its deadline (or when the parent cancels it) it
+is done too: its queued requests are dropped and its transfers in progress
+aborted, as they are when it yields more items than its ``max_items`` (the
+report then says ``too_many_items``).
 
 A JSON API page is read by :func:`api_page` with the strict JSON parser
 (:func:`~atlasreg_cursor.adapters.http.parse_json`): no ``NaN`` or
@@ -36,6 +37,7 @@ from atlasreg_cursor.adapters.core.crawl_process import FORBIDDEN_STAT, INVALID_
 from atlasreg_cursor.adapters.http import parse_json, safe_url
 
 from . import middlewares
+from .downloader import PoliteDownloader
 from .middlewares import DEADLINE_META, GATE_DROPPED, GUARD_PREFIX, SOURCE_META
 from .report import SourceReport
 
@@ -256,12 +258,12 @@ class SourcesSpider(scrapy.Spider):
         return max(0.0, source.deadline - time.monotonic())
 
     def expire(self, key: str) -> None:
-        """Source *key* ran out of time: report it, drop its queued requests."""
+        """Source *key* ran out of time (or was cancelled): report it, drop its requests."""
         source = self._sources.get(key)
         if source is None or source.finished:
             return
         self._finish(source, timed_out=True)
-        self._drop_queued(key)
+        self._drop(key)
 
     def _follow(self, source: GenericSource, url: str, *, page: int) -> None:
         if url in source.seen or source.report.overflowed:
@@ -318,13 +320,17 @@ class SourcesSpider(scrapy.Spider):
             slot.concurrency = int(wanted.get("concurrency", slot.concurrency))
             slot.delay = max(slot.delay, float(wanted.get("delay", 0.0)))
 
-    def _drop_queued(self, key: str) -> None:
-        """Fail the source's requests waiting in a downloader slot (never sent)."""
-        for slot in list(self.crawler.engine.downloader.slots.values()):
+    def _drop(self, key: str) -> None:
+        """Fail the source's requests waiting in a downloader slot (never sent); abort
+        its transfers in progress, so their hosts' places are free at once."""
+        downloader = self.crawler.engine.downloader
+        for slot in list(downloader.slots.values()):
             queued = [(r, d) for r, d in slot.queue if r.meta.get(SOURCE_META) == key]
             for entry in queued:
                 slot.queue.remove(entry)
                 entry[1].errback(Failure(IgnoreRequest(GATE_DROPPED)))  # type: ignore[no-untyped-call]
+        if isinstance(downloader, PoliteDownloader):
+            downloader.abort(lambda request: request.meta.get(SOURCE_META) == key)
 
     # --- callbacks --------------------------------------------------------------
 
@@ -340,7 +346,7 @@ class SourcesSpider(scrapy.Spider):
                     self._api(source, response, page)
                 if source.report.overflowed:  # past max_items: stop the source now
                     self._finish(source, timed_out=False)
-                    self._drop_queued(source.key)
+                    self._drop(source.key)
         except Exception as exc:  # a page the source's config cannot read
             assert source is not None
             source.report.count(f"spider_exceptions/{type(exc).__name__}")
@@ -408,12 +414,8 @@ def _record_failure(report: SourceReport, failure: Failure, request: scrapy.Requ
         if text == GATE_DROPPED:
             return
         if "robots.txt" in text:
-            parts = urllib.parse.urlsplit(url)
-            agent = (request.headers.get(b"User-Agent") or b"").decode("latin-1")
             report.count("robotstxt/forbidden")
-            report.robots_refusal(
-                f"robots.txt of {parts.scheme}://{parts.netloc} disallows {url} for {agent!r}"
-            )
+            report.robots_refusal(middlewares.robots_refusal(request))
             return
         if text.startswith(GUARD_PREFIX):
             _record_refusal(report, text.removeprefix(GUARD_PREFIX).strip())

@@ -36,7 +36,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
-DEFAULT_LAG_SECONDS = 2.0
+from atlasreg_cursor.adapters.core.crawl_process import DEFAULT_REACTOR_LAG_SECONDS
+
 HEARTBEAT_SECONDS = 0.1
 CHECK_SECONDS = 0.1
 
@@ -80,7 +81,7 @@ class ReactorWatchdog:
         reactor: Any,
         service: Culprits,
         *,
-        lag_seconds: float = DEFAULT_LAG_SECONDS,
+        lag_seconds: float = DEFAULT_REACTOR_LAG_SECONDS,
         kill: Callable[[], None],
     ) -> None:
         self.lag_seconds = lag_seconds
