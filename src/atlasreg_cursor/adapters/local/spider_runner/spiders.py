@@ -72,6 +72,23 @@ def dig(data: Any, path: str) -> Any:
     return current
 
 
+def join_url(base: str, link: str) -> str | None:
+    """*link* made absolute against *base*; ``None`` when it is no URL (``//[x``): one
+    bad link costs its item its URL, never the rest of the page."""
+    try:
+        return urllib.parse.urljoin(base, link)
+    except ValueError:
+        return None
+
+
+def _page_join(response: Response, link: str) -> str | None:
+    """Like ``response.urljoin`` (the page's ``<base>`` included); ``None`` for no URL."""
+    try:
+        return response.urljoin(link)
+    except ValueError:
+        return None
+
+
 def api_page(
     body: bytes,
     url: str,
@@ -106,11 +123,15 @@ def api_page(
         item = {field: dig(element, str(path)) for field, path in fields.items()}
         item = {k: v for k, v in item.items() if v is not None}
         if isinstance(item.get("url"), str) and item["url"].strip():
-            item["url"] = urllib.parse.urljoin(url, item["url"].strip())
+            joined = join_url(url, item["url"].strip())
+            if joined is None:
+                del item["url"]
+            else:
+                item["url"] = joined
         items.append(item)
     link = dig(data, next_path) if next_path else None
     if isinstance(link, str) and link.strip():
-        return items, urllib.parse.urljoin(url, link.strip())
+        return items, join_url(url, link.strip())
     return items, None
 
 
@@ -381,14 +402,15 @@ class SourcesSpider(scrapy.Spider):
             item: dict[str, Any] = {f: text_of(node, selectors.get(f)) for f in NEWSROOM_FIELDS}
             url_css = selectors.get("url")
             link = node.css(url_css).get(default="").strip() if url_css else ""
-            item["url"] = response.urljoin(link) if link else None
+            item["url"] = _page_join(response, link) if link else None
             if item.get("title") or item.get("url"):
                 source.report.item({k: v for k, v in item.items() if v is not None})
         next_css = selectors.get("next_page")
         if next_css and page < source.pages:
             link = response.css(next_css).get(default="").strip()
-            if link:
-                self._follow(source, response.urljoin(link), page=page + 1)
+            following = _page_join(response, link) if link else None
+            if following:
+                self._follow(source, following, page=page + 1)
 
     def _api(self, source: GenericSource, response: Response, page: int) -> None:
         items, link = api_page(
