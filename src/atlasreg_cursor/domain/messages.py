@@ -13,6 +13,7 @@ import datetime as dt
 import enum
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,8 +89,12 @@ def parse_message(raw: bytes) -> QueueMessage:
         raise InvalidMessage(f"body is not JSON: {_short(exc)}") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(data).__name__}")
-    _check_storable(data)
+    if _SURROGATE_ESCAPE.search(text):  # UTF-8 text holds none: only an escape makes one
+        _check_storable(data)
     return _from_mapping(data)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _finite(text: str) -> float:
