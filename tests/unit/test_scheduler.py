@@ -58,16 +58,18 @@ def parts(tmp_path: Path) -> tuple[SqliteQueue, FileObjectStore, FileConfigSourc
     )
 
 
-def _scheduler(parts, clock: Clock) -> Scheduler:
-    queue, store, config = parts
+def _scheduler(parts, clock: Clock, *, queue=None, **options: float) -> Scheduler:
+    """The daily 06:00 schedule over *parts* (its queue replaced by *queue*, if given)."""
+    own_queue, store, config = parts
     return Scheduler(
         expression="0 6 * * *",
         zone=SP,
-        queue=queue,
+        queue=own_queue if queue is None else queue,
         storage=store,
         config=config,
         clock=clock,
         jitter_seconds=0,
+        **options,
     )
 
 
@@ -163,27 +165,13 @@ def _run_thread(scheduler: Scheduler) -> tuple[threading.Thread, threading.Event
     return thread, stop
 
 
-def _flaky_scheduler(parts, queue: FlakyQueue, clock: Clock) -> Scheduler:
-    _, store, config = parts
-    return Scheduler(
-        expression="0 6 * * *",
-        zone=SP,
-        queue=queue,
-        storage=store,
-        config=config,
-        clock=clock,
-        jitter_seconds=0,
-        retry_seconds=0.05,
-    )
-
-
 def test_a_slot_the_queue_refused_once_is_sent_on_retry(parts, tmp_path: Path) -> None:
     """The queue fails at slot time: the slot is tried again shortly and sent once."""
     _, store, _ = parts
     queue = FlakyQueue(tmp_path / "flaky.sqlite3")
     queue.failures = 1
     clock = Clock("2026-11-24T05:59:59")
-    scheduler = _flaky_scheduler(parts, queue, clock)
+    scheduler = _scheduler(parts, clock, queue=queue, retry_seconds=0.05)
     scheduler.catch_up()
     thread, stop = _run_thread(scheduler)
     try:
@@ -203,7 +191,7 @@ def test_a_slot_still_failing_when_the_next_is_due_gives_way_to_it(parts, tmp_pa
     queue = FlakyQueue(tmp_path / "flaky.sqlite3")
     queue.failures = 10**6
     clock = Clock("2026-11-24T05:59:59")
-    scheduler = _flaky_scheduler(parts, queue, clock)
+    scheduler = _scheduler(parts, clock, queue=queue, retry_seconds=0.05)
     scheduler.catch_up()
     thread, stop = _run_thread(scheduler)
     try:
